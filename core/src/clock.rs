@@ -1,0 +1,86 @@
+//! Time, from a source that tests can move by hand.
+//!
+//! Every time taskrow writes (created, updated, next run, lease expiry, log start) comes from a
+//! [`Clock`]. Times are kept at microsecond precision, the finest that MySQL's `DATETIME(6)`
+//! stores, so what a store reads back compares equal to what was written.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// The current time, truncated to whole microseconds.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Truncates a time to whole microseconds, the precision every store keeps.
+pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// Adds a `std` duration to a time, saturating at the far future instead of panicking.
+pub fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The wall clock of this host. Hosts sharing a database should keep their clocks in sync (NTP).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        truncate_micros(Utc::now())
+    }
+}
+
+/// A clock that only moves when told to. Clones share one time.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskrow::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(clock.now().to_rfc3339(), "2026-01-01T00:01:00+00:00");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+impl ManualClock {
+    /// A manual clock that reads `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            now: Arc::new(Mutex::new(truncate_micros(start))),
+        }
+    }
+
+    /// A manual clock that starts at the current wall time.
+    pub fn starting_now() -> Self {
+        Self::new(Utc::now())
+    }
+
+    /// Sets the time.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.now.lock().expect("clock mutex poisoned") = truncate_micros(t);
+    }
+
+    /// Moves the time forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        let mut now = self.now.lock().expect("clock mutex poisoned");
+        *now = truncate_micros(add(*now, d));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().expect("clock mutex poisoned")
+    }
+}

@@ -1,0 +1,354 @@
+//! What a store keeps: task rows and log rows.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::retry::RetryPolicy;
+
+/// Where a task is in its life. Stored as a small integer, as in seed 000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// 0: waiting to run: new, or waiting for its next retry (then `attempts > 0` and
+    /// `last_error` is set).
+    Pending,
+    /// 1: claimed by a worker under a lease.
+    Running,
+    /// 2: succeeded, kept because the task asked for [`OnSuccess::Keep`].
+    Succeeded,
+    /// 3: failed for good (attempts exhausted, or a permanent error); kept until reset.
+    Failed,
+    /// 4: cancelled by hand; kept until reset or deleted.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Every state, in code order.
+    pub const ALL: [TaskState; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The stored code (0 to 4).
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Pending => 0,
+            Self::Running => 1,
+            Self::Succeeded => 2,
+            Self::Failed => 3,
+            Self::Cancelled => 4,
+        }
+    }
+
+    /// The state for a stored code, or `None` for a value out of range.
+    pub fn from_code(code: i16) -> Option<Self> {
+        Self::ALL.get(usize::try_from(code).ok()?).copied()
+    }
+
+    /// The lower-case name (`pending`, `running`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s) || st.code().to_string() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown task state `{s}`: use pending, running, succeeded, failed or cancelled"
+                )
+            })
+    }
+}
+
+/// What success does with the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSuccess {
+    /// Delete the row (seed 003). The log rows stay.
+    #[default]
+    Delete,
+    /// Keep the row in state [`TaskState::Succeeded`] (seed 000).
+    Keep,
+}
+
+impl OnSuccess {
+    /// The stored code: 0 delete, 1 keep.
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Delete => 0,
+            Self::Keep => 1,
+        }
+    }
+    /// The value for a stored code.
+    pub fn from_code(code: i16) -> Option<Self> {
+        match code {
+            0 => Some(Self::Delete),
+            1 => Some(Self::Keep),
+            _ => None,
+        }
+    }
+}
+
+/// How a task was meant to run (seed 000's `execute_mode` and `thread_way`), kept on the row so
+/// an operator can see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dispatch {
+    /// 0: left to the worker's scheduler (execute_mode 2).
+    #[default]
+    Scheduled,
+    /// 1: run right after commit, spawned (execute_mode 1, thread_way 1 async).
+    ImmediateSpawned,
+    /// 2: run right after commit, awaited by the caller (execute_mode 1, thread_way 2 sync).
+    ImmediateAwaited,
+}
+
+impl Dispatch {
+    /// The stored code (0 to 2).
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Scheduled => 0,
+            Self::ImmediateSpawned => 1,
+            Self::ImmediateAwaited => 2,
+        }
+    }
+    /// The value for a stored code.
+    pub fn from_code(code: i16) -> Option<Self> {
+        match code {
+            0 => Some(Self::Scheduled),
+            1 => Some(Self::ImmediateSpawned),
+            2 => Some(Self::ImmediateAwaited),
+            _ => None,
+        }
+    }
+}
+
+/// Longest kept error text, in characters (seed 003 cuts at 5000).
+pub const MAX_ERROR_CHARS: usize = 5000;
+/// Longest code, type name, name and worker id, in characters.
+pub const MAX_CODE_CHARS: usize = 255;
+/// Longest biz type, in characters (seed 003: `VARCHAR(64)`).
+pub const MAX_BIZ_TYPE_CHARS: usize = 64;
+
+/// Cuts an error text to [`MAX_ERROR_CHARS`] characters, marking the cut.
+pub fn bound_error(s: &str) -> String {
+    if s.chars().count() <= MAX_ERROR_CHARS {
+        return s.to_owned();
+    }
+    const MARK: &str = " …[truncated]";
+    let keep = MAX_ERROR_CHARS - MARK.chars().count();
+    let mut out: String = s.chars().take(keep).collect();
+    out.push_str(MARK);
+    out
+}
+
+/// A task ready to be inserted: what [`crate::Client::enqueue`] builds from a task and its
+/// options. Stores insert it as given.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NewTask {
+    /// Unique code.
+    pub code: String,
+    /// The typetag name of the task's type.
+    pub task_type: String,
+    /// The task's fields as JSON.
+    pub payload: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Longer description.
+    pub description: Option<String>,
+    /// Business type, for filtering and for workers that only run some.
+    pub biz_type: String,
+    /// First time the task may run.
+    pub run_at: DateTime<Utc>,
+    /// Most runs, the first included; `None` runs until success.
+    pub max_attempts: Option<u32>,
+    /// When failed attempts run again.
+    pub retry: RetryPolicy,
+    /// Longest one run may take.
+    pub timeout: Option<Duration>,
+    /// What success does with the row.
+    pub on_success: OnSuccess,
+    /// How the task was meant to run.
+    pub dispatch: Dispatch,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A task row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TaskRecord {
+    /// Row id.
+    pub id: i64,
+    /// Unique code.
+    pub code: String,
+    /// The typetag name of the task's type.
+    pub task_type: String,
+    /// The task's fields as JSON.
+    pub payload: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Longer description.
+    pub description: Option<String>,
+    /// Business type.
+    pub biz_type: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Runs started so far (counted at claim).
+    pub attempts: u32,
+    /// Most runs, the first included; `None` runs until success.
+    pub max_attempts: Option<u32>,
+    /// When failed attempts run again.
+    pub retry: RetryPolicy,
+    /// Longest one run may take (the worker's default when `None`).
+    pub timeout: Option<Duration>,
+    /// What success does with the row.
+    pub on_success: OnSuccess,
+    /// How the task was meant to run.
+    pub dispatch: Dispatch,
+    /// Pending: when it may run next. `None` in other states.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Running: when its lease expires. `None` in other states.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Running: the worker holding the lease (kept after, to show who ran it last).
+    pub lease_owner: Option<String>,
+    /// The last failure, bounded to [`MAX_ERROR_CHARS`].
+    pub last_error: Option<String>,
+    /// Bumped by every claim and update.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TaskRecord {
+    /// The lease this record was claimed under (meaningful when `state` is running).
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.id,
+            version: self.version,
+        }
+    }
+
+    /// Whether attempts are used up.
+    pub fn attempts_exhausted(&self) -> bool {
+        self.max_attempts.is_some_and(|m| self.attempts >= m)
+    }
+
+    /// Whether a running task's lease is still live at `now`.
+    pub fn lease_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.state == TaskState::Running && self.lease_expires_at.is_some_and(|t| t > now)
+    }
+}
+
+/// Proof of a claim: the row and the version the claim (or the last lease extension) left.
+/// Every guarded write names it; a write whose version no longer matches is refused as lease lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// Row id.
+    pub id: i64,
+    /// Row version at claim or extension.
+    pub version: i64,
+}
+
+/// How one execution ended, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// 1: the handler succeeded.
+    Succeeded,
+    /// 2: the handler failed and the task was rescheduled.
+    Retrying,
+    /// 3: the handler failed and the task failed for good.
+    Failed,
+    /// 4: the run ended after another claimant took the task; its result was not applied.
+    LeaseLost,
+}
+
+impl Outcome {
+    /// The stored code (1 to 4).
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Succeeded => 1,
+            Self::Retrying => 2,
+            Self::Failed => 3,
+            Self::LeaseLost => 4,
+        }
+    }
+    /// The value for a stored code.
+    pub fn from_code(code: i16) -> Option<Self> {
+        match code {
+            1 => Some(Self::Succeeded),
+            2 => Some(Self::Retrying),
+            3 => Some(Self::Failed),
+            4 => Some(Self::LeaseLost),
+            _ => None,
+        }
+    }
+    /// The lower-case name (`succeeded`, `retrying`, `failed`, `lease_lost`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::LeaseLost => "lease_lost",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One log row: one execution of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TaskLog {
+    /// Log row id.
+    pub id: i64,
+    /// The task's row id (the row may be gone after success).
+    pub task_id: i64,
+    /// The task's code.
+    pub code: String,
+    /// The task's type name.
+    pub task_type: String,
+    /// Which attempt this was (1-based).
+    pub attempt: u32,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: i64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, bounded to [`MAX_ERROR_CHARS`].
+    pub error: Option<String>,
+    /// The worker that ran it.
+    pub worker: String,
+}

@@ -1,0 +1,628 @@
+//! The store contract: what every backend (memory, SQLite, MySQL) does the same way.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::record::{Lease, NewTask, Outcome, TaskLog, TaskRecord, TaskState};
+
+/// A task named by row id or by code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskRef {
+    /// By row id.
+    Id(i64),
+    /// By unique code.
+    Code(String),
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskRef::Id(id) => write!(f, "with id {id}"),
+            TaskRef::Code(c) => write!(f, "with code `{c}`"),
+        }
+    }
+}
+
+impl From<i64> for TaskRef {
+    fn from(id: i64) -> Self {
+        TaskRef::Id(id)
+    }
+}
+impl From<&str> for TaskRef {
+    fn from(code: &str) -> Self {
+        TaskRef::Code(code.to_owned())
+    }
+}
+impl From<String> for TaskRef {
+    fn from(code: String) -> Self {
+        TaskRef::Code(code)
+    }
+}
+impl From<&String> for TaskRef {
+    fn from(code: &String) -> Self {
+        TaskRef::Code(code.clone())
+    }
+}
+
+/// What a worker asks of [`TaskStore::claim`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClaimRequest {
+    /// The claiming worker's id, kept as the lease owner.
+    pub worker: String,
+    /// Most tasks to claim.
+    pub limit: usize,
+    /// How long the lease lasts from `now`.
+    pub lease: Duration,
+    /// The current time (from the worker's clock).
+    pub now: DateTime<Utc>,
+    /// Only tasks of these biz types (all when empty).
+    pub biz_types: Vec<String>,
+    /// Only tasks of these type names (all when empty).
+    pub task_types: Vec<String>,
+}
+
+impl ClaimRequest {
+    /// A request for up to `limit` due tasks of any kind.
+    pub fn new(
+        worker: impl Into<String>,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            worker: worker.into(),
+            limit,
+            lease,
+            now,
+            biz_types: Vec::new(),
+            task_types: Vec::new(),
+        }
+    }
+    /// Only tasks of these biz types.
+    pub fn biz_types(mut self, b: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.biz_types = b.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Only tasks of these type names.
+    pub fn task_types(mut self, t: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.task_types = t.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// What [`TaskStore::claim_one`] is asked (run-now and immediate dispatch).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClaimOne {
+    /// The claiming worker's id.
+    pub worker: String,
+    /// How long the lease lasts from `now`.
+    pub lease: Duration,
+    /// The current time.
+    pub now: DateTime<Utc>,
+    /// Claim only a pending task (immediate dispatch): a failed task is refused with
+    /// [`crate::Error::WrongState`].
+    pub only_pending: bool,
+}
+
+impl ClaimOne {
+    /// A run-now claim: pending (due or not) or failed tasks.
+    pub fn new(worker: impl Into<String>, lease: Duration, now: DateTime<Utc>) -> Self {
+        Self {
+            worker: worker.into(),
+            lease,
+            now,
+            only_pending: false,
+        }
+    }
+    /// Claim only a pending task.
+    pub fn only_pending(mut self) -> Self {
+        self.only_pending = true;
+        self
+    }
+}
+
+/// The result of one execution, handed to [`TaskStore::finish`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Finish {
+    /// The lease the run held.
+    pub lease: Lease,
+    /// The task's code (for the log row, which outlives the task).
+    pub code: String,
+    /// The task's type name (for the log row).
+    pub task_type: String,
+    /// The worker that ran it.
+    pub worker: String,
+    /// Which attempt this was.
+    pub attempt: u32,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: i64,
+    /// What to do with the task.
+    pub result: FinishResult,
+}
+
+impl Finish {
+    /// The finish of a run of `task` (as claimed, or with the lease since extended).
+    pub fn new(
+        task: &TaskRecord,
+        lease: Lease,
+        worker: impl Into<String>,
+        started_at: DateTime<Utc>,
+        duration_ms: i64,
+        result: FinishResult,
+    ) -> Self {
+        Self {
+            lease,
+            code: task.code.clone(),
+            task_type: task.task_type.clone(),
+            worker: worker.into(),
+            attempt: task.attempts,
+            started_at,
+            duration_ms,
+            result,
+        }
+    }
+
+    /// The outcome logged when the finish is applied.
+    pub fn outcome(&self) -> Outcome {
+        match self.result {
+            FinishResult::Succeeded => Outcome::Succeeded,
+            FinishResult::Retry { .. } => Outcome::Retrying,
+            FinishResult::Failed { .. } => Outcome::Failed,
+        }
+    }
+
+    /// The error text of this run, if it failed.
+    pub fn error(&self) -> Option<&str> {
+        match &self.result {
+            FinishResult::Succeeded => None,
+            FinishResult::Retry { error, .. } | FinishResult::Failed { error } => Some(error),
+        }
+    }
+
+    /// The error logged when the finish is refused as lease lost.
+    pub fn lease_lost_error(&self) -> String {
+        match self.error() {
+            None => "lease lost: the run succeeded but another claim had taken the task; result not applied".to_owned(),
+            Some(e) => crate::record::bound_error(&format!(
+                "lease lost: the run failed ({e}) after another claim had taken the task; result not applied"
+            )),
+        }
+    }
+}
+
+/// What a finished run does to its task.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FinishResult {
+    /// Success: delete the row, or keep it as succeeded ([`crate::OnSuccess`]).
+    Succeeded,
+    /// Failure with attempts left: pending again, due at `at`, `error` kept as last error.
+    Retry {
+        /// Next run time.
+        at: DateTime<Utc>,
+        /// The error (bounded).
+        error: String,
+    },
+    /// Failure for good: state failed, `error` kept as last error.
+    Failed {
+        /// The error (bounded).
+        error: String,
+    },
+}
+
+/// Whether a guarded write took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishStatus {
+    /// The write was applied.
+    Applied,
+    /// The lease had been replaced: the task was not changed.
+    LeaseLost,
+}
+
+/// Which tasks [`TaskStore::list`] and [`TaskStore::reset`] look at. Empty lists match all.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TaskFilter {
+    /// Only these states.
+    pub states: Vec<TaskState>,
+    /// Only these biz types.
+    pub biz_types: Vec<String>,
+    /// Only these type names.
+    pub task_types: Vec<String>,
+    /// Only codes starting with this.
+    pub code_prefix: Option<String>,
+    /// Only tasks a claim at this time could take: pending tasks due by then and running tasks
+    /// whose lease expires by then.
+    pub due_before: Option<DateTime<Utc>>,
+}
+
+impl TaskFilter {
+    /// Matches every task.
+    pub fn all() -> Self {
+        Self::default()
+    }
+    /// Only these states.
+    pub fn states(mut self, s: impl IntoIterator<Item = TaskState>) -> Self {
+        self.states = s.into_iter().collect();
+        self
+    }
+    /// Only these biz types.
+    pub fn biz_types(mut self, b: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.biz_types = b.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Only these type names.
+    pub fn task_types(mut self, t: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.task_types = t.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Only codes starting with `p`.
+    pub fn code_prefix(mut self, p: impl Into<String>) -> Self {
+        self.code_prefix = Some(p.into());
+        self
+    }
+    /// Only tasks claimable at `t`.
+    pub fn due_before(mut self, t: DateTime<Utc>) -> Self {
+        self.due_before = Some(t);
+        self
+    }
+
+    /// Whether `r` matches (the reference semantics; SQL stores express the same in SQL).
+    pub fn matches(&self, r: &TaskRecord) -> bool {
+        (self.states.is_empty() || self.states.contains(&r.state))
+            && (self.biz_types.is_empty() || self.biz_types.contains(&r.biz_type))
+            && (self.task_types.is_empty() || self.task_types.contains(&r.task_type))
+            && self
+                .code_prefix
+                .as_ref()
+                .is_none_or(|p| r.code.starts_with(p.as_str()))
+            && self
+                .due_before
+                .is_none_or(|t| r.next_run_at.or(r.lease_expires_at).is_some_and(|d| d <= t))
+    }
+}
+
+/// A page of [`TaskStore::list`]: rows in id order after `after_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page {
+    /// Start after this id (from the start when `None`).
+    pub after_id: Option<i64>,
+    /// Most rows.
+    pub limit: u64,
+}
+
+impl Page {
+    /// The first `limit` rows.
+    pub fn first(limit: u64) -> Self {
+        Self {
+            after_id: None,
+            limit,
+        }
+    }
+    /// `limit` rows after `id`.
+    pub fn after(id: i64, limit: u64) -> Self {
+        Self {
+            after_id: Some(id),
+            limit,
+        }
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::first(100)
+    }
+}
+
+/// Which log rows [`TaskStore::logs`] returns, in id (time) order. Empty lists match all.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct LogFilter {
+    /// Only rows of this task id.
+    pub task_id: Option<i64>,
+    /// Only rows of this code.
+    pub code: Option<String>,
+    /// Only these outcomes.
+    pub outcomes: Vec<Outcome>,
+    /// Only runs started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Most rows (all when `None`).
+    pub limit: Option<u64>,
+}
+
+impl LogFilter {
+    /// The log of one task, by id.
+    pub fn task(id: i64) -> Self {
+        Self {
+            task_id: Some(id),
+            ..Self::default()
+        }
+    }
+    /// The log of one code (kept after a task is deleted).
+    pub fn code(code: impl Into<String>) -> Self {
+        Self {
+            code: Some(code.into()),
+            ..Self::default()
+        }
+    }
+    /// Only these outcomes.
+    pub fn outcomes(mut self, o: impl IntoIterator<Item = Outcome>) -> Self {
+        self.outcomes = o.into_iter().collect();
+        self
+    }
+    /// Only runs started at or after `t`.
+    pub fn since(mut self, t: DateTime<Utc>) -> Self {
+        self.since = Some(t);
+        self
+    }
+    /// Most rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Whether `l` matches (the reference semantics).
+    pub fn matches(&self, l: &TaskLog) -> bool {
+        self.task_id.is_none_or(|id| l.task_id == id)
+            && self.code.as_ref().is_none_or(|c| &l.code == c)
+            && (self.outcomes.is_empty() || self.outcomes.contains(&l.outcome))
+            && self.since.is_none_or(|t| l.started_at >= t)
+    }
+}
+
+/// Tasks of one type in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCount {
+    /// Type name.
+    pub task_type: String,
+    /// State.
+    pub state: TaskState,
+    /// How many.
+    pub count: u64,
+}
+
+/// Which tasks [`TaskStore::reset`] runs again.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ResetTarget {
+    /// One task: pending, failed, cancelled, or running under an expired lease.
+    One(TaskRef),
+    /// Every failed or cancelled task matching the filter (its `states`, if given, narrow that
+    /// further).
+    Matching(TaskFilter),
+}
+
+/// What [`TaskStore::purge`] removes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Purge {
+    /// Remove rows last changed (tasks) or started (logs) before this time.
+    pub before: DateTime<Utc>,
+    /// Which task states to purge: finished ones only (succeeded, failed, cancelled).
+    pub states: Vec<TaskState>,
+    /// Also purge log rows started before `before`.
+    pub logs: bool,
+}
+
+impl Purge {
+    /// Succeeded and cancelled tasks, and log rows, older than `before`. Failed tasks stay until
+    /// someone decides (add them with [`Purge::states`]).
+    pub fn before(before: DateTime<Utc>) -> Self {
+        Self {
+            before,
+            states: vec![TaskState::Succeeded, TaskState::Cancelled],
+            logs: true,
+        }
+    }
+    /// Purge these finished states.
+    pub fn states(mut self, s: impl IntoIterator<Item = TaskState>) -> Self {
+        self.states = s.into_iter().collect();
+        self
+    }
+    /// Whether to purge log rows too.
+    pub fn logs(mut self, yes: bool) -> Self {
+        self.logs = yes;
+        self
+    }
+}
+
+/// How many rows [`TaskStore::purge`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeReport {
+    /// Task rows.
+    pub tasks: u64,
+    /// Log rows.
+    pub logs: u64,
+}
+
+/// Where tasks live.
+///
+/// # Contract
+///
+/// Every store — memory, SQLite, MySQL, and any other — behaves as written here, and the
+/// conformance suite in `taskrow-tests` checks every point. Stores take the current time as an
+/// argument (from the caller's [`crate::Clock`]) and never read a clock of their own.
+///
+/// - **States** are pending (0), running (1), succeeded (2), failed (3), cancelled (4).
+///   A pending task is *due* when its next run time has passed; a running task whose lease
+///   expired is due again (its worker is presumed dead).
+/// - **Versions**: every claim and every update of a row bumps its `version` by one. A guarded
+///   write names a [`Lease`] (id + version) and takes effect only if the version still matches;
+///   otherwise it is refused as lease lost and changes nothing on the task.
+/// - **Attempts** are counted at claim ([`TaskStore::claim`], [`TaskStore::claim_one`]), so a
+///   run that kills its worker still uses an attempt. [`TaskStore::release`] gives it back.
+/// - **Never twice at once**: of any number of concurrent claimants, at most one gets a given
+///   task while its lease is live.
+/// - **Nothing lost**: a row leaves the table only by a successful finish with
+///   [`crate::OnSuccess::Delete`], by [`TaskStore::delete`] or by [`TaskStore::purge`].
+/// - **Logs**: [`TaskStore::finish`] writes one log row per execution, in the same transaction
+///   as the task change, including refused (lease-lost) ones.
+/// - **Errors**: a duplicate code is [`crate::Error::DuplicateCode`]; a missing task
+///   [`crate::Error::NotFound`]; refusals are [`crate::Error::Running`],
+///   [`crate::Error::Cancelled`], [`crate::Error::Succeeded`], [`crate::Error::WrongState`];
+///   database failures are [`crate::Error::Backend`] with `transient` set when a retry may
+///   work.
+#[async_trait]
+pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
+    /// Inserts one task in state pending with 0 attempts and version 0, and returns its row.
+    /// A code that exists fails with [`crate::Error::DuplicateCode`] and changes nothing.
+    async fn insert(&self, task: NewTask) -> Result<TaskRecord>;
+
+    /// Inserts many tasks in one transaction: all or none. A duplicate code (against the table
+    /// or within the batch) fails with [`crate::Error::DuplicateCode`] naming it, and nothing
+    /// is inserted. Returns how many rows were inserted.
+    async fn insert_many(&self, tasks: Vec<NewTask>) -> Result<u64>;
+
+    /// Inserts the task unless its code exists. Returns the row and `true` when inserted, or
+    /// the existing row (unchanged, whatever its state) and `false`.
+    async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)>;
+
+    /// Claims up to `req.limit` due tasks (see the contract), oldest due first, limited to
+    /// `req.biz_types` / `req.task_types` when given. Each claimed task becomes running with
+    /// `attempts + 1`, `version + 1`, lease owner `req.worker` and lease expiry
+    /// `req.now + req.lease`. Returns the claimed rows as they are after the claim.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>>;
+
+    /// Claims one task for run-now, due or not, with the seed's optimistic lock (an update
+    /// guarded by the version read). Claimable: pending, failed (unless `only_pending`), and
+    /// running under an expired lease. Refused: running under a live lease
+    /// ([`crate::Error::Running`]), cancelled ([`crate::Error::Cancelled`]), succeeded
+    /// ([`crate::Error::Succeeded`]), failed when `only_pending` ([`crate::Error::WrongState`]).
+    async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord>;
+
+    /// Applies a batch of finished runs in one transaction and answers per item, in order.
+    /// An item whose lease still matches is applied (success deletes or keeps per
+    /// `on_success`; retry makes it pending, due at `at`, with `last_error`; failed makes it
+    /// failed with `last_error`; each clears the lease expiry and bumps the version) and logged
+    /// with its outcome. An item whose lease no longer matches changes nothing on the task, is
+    /// logged as [`Outcome::LeaseLost`] and answered [`FinishStatus::LeaseLost`].
+    async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>>;
+
+    /// Hands claimed tasks that never started back: pending, due `now`, attempts − 1, lease
+    /// cleared, version + 1. No log row (nothing ran). Answers per lease, in order.
+    async fn release(&self, leases: &[Lease], now: DateTime<Utc>) -> Result<Vec<FinishStatus>>;
+
+    /// Extends a live claim's lease to `until` (a heartbeat), bumping the version. Returns the
+    /// new lease, or [`crate::Error::LeaseLost`] if the lease no longer matches.
+    async fn extend_lease(
+        &self,
+        lease: Lease,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lease>;
+
+    /// One task by id or code, or [`crate::Error::NotFound`].
+    async fn get(&self, target: &TaskRef) -> Result<TaskRecord>;
+
+    /// Tasks matching the filter, in id order, one page.
+    async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>>;
+
+    /// Log rows matching the filter, oldest first.
+    async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>>;
+
+    /// How many tasks there are of each type in each state (only non-zero counts).
+    async fn counts(&self) -> Result<Vec<StateCount>>;
+
+    /// Makes tasks run again: pending, attempts 0, due `now`, last error cleared, lease
+    /// cleared, version + 1. One task: refuses a running task under a live lease
+    /// ([`crate::Error::Running`]) and a succeeded one ([`crate::Error::Succeeded`]).
+    /// Returns how many tasks were reset.
+    async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Cancels a task: pending, failed or running under an expired lease become cancelled
+    /// (version + 1); a cancelled one stays so. Refuses a live running task
+    /// ([`crate::Error::Running`]) and a succeeded one ([`crate::Error::Succeeded`]).
+    async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord>;
+
+    /// Deletes a task (its log rows stay) and returns it as it was. Refuses a running task
+    /// under a live lease ([`crate::Error::Running`]).
+    async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord>;
+
+    /// Removes tasks in `purge.states` (finished states only, else
+    /// [`crate::Error::InvalidInput`]) last updated before `purge.before`, and log rows started
+    /// before it when `purge.logs`.
+    async fn purge(&self, purge: &Purge) -> Result<PurgeReport>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: TaskStore + ?Sized> TaskStore for $ty {
+            async fn insert(&self, task: NewTask) -> Result<TaskRecord> {
+                (**self).insert(task).await
+            }
+            async fn insert_many(&self, tasks: Vec<NewTask>) -> Result<u64> {
+                (**self).insert_many(tasks).await
+            }
+            async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)> {
+                (**self).insert_if_absent(task).await
+            }
+            async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
+                (**self).claim(req).await
+            }
+            async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
+                (**self).claim_one(target, req).await
+            }
+            async fn finish(
+                &self,
+                batch: Vec<Finish>,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<FinishStatus>> {
+                (**self).finish(batch, now).await
+            }
+            async fn release(
+                &self,
+                leases: &[Lease],
+                now: DateTime<Utc>,
+            ) -> Result<Vec<FinishStatus>> {
+                (**self).release(leases, now).await
+            }
+            async fn extend_lease(
+                &self,
+                lease: Lease,
+                until: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<Lease> {
+                (**self).extend_lease(lease, until, now).await
+            }
+            async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
+                (**self).get(target).await
+            }
+            async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
+                (**self).list(filter, page).await
+            }
+            async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
+                (**self).logs(filter).await
+            }
+            async fn counts(&self) -> Result<Vec<StateCount>> {
+                (**self).counts().await
+            }
+            async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {
+                (**self).reset(target, now).await
+            }
+            async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
+                (**self).cancel(target, now).await
+            }
+            async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
+                (**self).delete(target, now).await
+            }
+            async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
+                (**self).purge(purge).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<T>);
+forward_store!(Box<T>);
