@@ -4,6 +4,7 @@ pub mod clock;
 pub mod context;
 pub mod error;
 pub mod options;
+pub mod policy;
 pub mod record;
 pub mod retry;
 pub mod store;
@@ -14,6 +15,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Data, MissingData, Shutdown, TaskContext};
 pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use options::{DEFAULT_MAX_ATTEMPTS, EnqueueOptions, Start};
+pub use policy::failure_result;
 pub use record::{Dispatch, Lease, NewTask, OnSuccess, Outcome, TaskLog, TaskRecord, TaskState};
 pub use retry::{Jitter, RetryPolicy};
 pub use store::{
