@@ -76,8 +76,8 @@ impl Shutdown {
 
     /// A signal that never fires (run-now in the caller).
     pub fn never() -> Self {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
+        // With the sender dropped, the value stays `false` and `wait` never completes.
+        let (_, rx) = watch::channel(false);
         Self { rx }
     }
 

@@ -1,0 +1,268 @@
+//! The [`Client`]: enqueue tasks, run one now, build workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::clock::{Clock, SystemClock};
+use crate::context::Data;
+use crate::error::Result;
+use crate::options::EnqueueOptions;
+use crate::record::TaskRecord;
+use crate::retry::Jitter;
+use crate::runner::{Env, RunReport, Stops, execute_and_finish};
+use crate::store::{ClaimOne, TaskRef, TaskStore};
+use crate::task::Task;
+use crate::worker::WorkerBuilder;
+
+/// Default lease: how long a claim holds a task without a heartbeat.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Default heartbeat interval (a third of the lease).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(20);
+/// Default longest run, for tasks that set no timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The entry point: a store, a clock and the data handlers use. Cheap to clone.
+///
+/// ```
+/// # async fn demo(store: impl taskrow::TaskStore, task: impl taskrow::Task) -> taskrow::Result<()> {
+/// use taskrow::{Client, EnqueueOptions};
+/// let client = Client::builder(store).build();
+/// let row = client.enqueue(&task, EnqueueOptions::new().code("sync_order_job")).await?;
+/// let worker = client.worker().concurrency(8).start()?;
+/// // ...
+/// worker.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub store: Arc<dyn TaskStore>,
+    pub clock: Arc<dyn Clock>,
+    pub data: Arc<Data>,
+    pub jitter: Arc<Jitter>,
+    pub wake: watch::Sender<u64>,
+    pub id: String,
+    pub lease: Duration,
+    pub heartbeat: Option<Duration>,
+    pub default_timeout: Duration,
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    store: Arc<dyn TaskStore>,
+    clock: Arc<dyn Clock>,
+    data: Data,
+    jitter: Jitter,
+    id: Option<String>,
+    lease: Duration,
+    heartbeat: Option<Duration>,
+    default_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Time source (a [`crate::ManualClock`] in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+    /// Time source, shared.
+    pub fn clock_arc(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Registers a value handlers fetch with [`crate::TaskContext::data`].
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.data.insert(value);
+        self
+    }
+    /// Registers a shared value.
+    pub fn data_arc<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.data.insert_arc(value);
+        self
+    }
+    /// Randomness for retry jitter (seed it in tests).
+    pub fn jitter(mut self, j: Jitter) -> Self {
+        self.jitter = j;
+        self
+    }
+    /// This process's id as lease owner and in log rows (default: host, pid and a random part).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+    /// Lease for run-now and dispatch claims (workers have their own setting).
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+    /// Heartbeat for run-now and dispatch runs; `None` disables it.
+    pub fn heartbeat(mut self, d: Option<Duration>) -> Self {
+        self.heartbeat = d;
+        self
+    }
+    /// Longest run for tasks that set no timeout.
+    pub fn default_timeout(mut self, d: Duration) -> Self {
+        self.default_timeout = d;
+        self
+    }
+    /// The client.
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                store: self.store,
+                clock: self.clock,
+                data: Arc::new(self.data),
+                jitter: Arc::new(self.jitter),
+                wake: watch::channel(0).0,
+                id: self.id.unwrap_or_else(default_worker_id),
+                lease: self.lease,
+                heartbeat: self.heartbeat,
+                default_timeout: self.default_timeout,
+            }),
+        }
+    }
+}
+
+/// `host-pid-random`: unique per process, readable in log rows.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let rand = uuid::Uuid::now_v7().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &rand[rand.len() - 6..])
+}
+
+impl Client {
+    /// A client on `store` with the system clock and no data.
+    pub fn new(store: impl TaskStore) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// A builder for a client on `store`.
+    pub fn builder(store: impl TaskStore) -> ClientBuilder {
+        Self::builder_arc(Arc::new(store))
+    }
+
+    /// A builder for a client on a shared store.
+    pub fn builder_arc(store: Arc<dyn TaskStore>) -> ClientBuilder {
+        ClientBuilder {
+            store,
+            clock: Arc::new(SystemClock),
+            data: Data::new(),
+            jitter: Jitter::from_entropy(),
+            id: None,
+            lease: DEFAULT_LEASE,
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            default_timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// This process's id (lease owner, log rows).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Wakes this process's workers at once (they also poll).
+    pub fn wake_workers(&self) {
+        self.inner.wake.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    pub(crate) fn wake_receiver(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+
+    /// Stores `task` to run per `options`, and wakes this process's workers.
+    pub async fn enqueue(&self, task: &dyn Task, options: EnqueueOptions) -> Result<TaskRecord> {
+        let row = options.build(task, self.inner.clock.now())?;
+        let rec = self.inner.store.insert(row).await?;
+        self.wake_workers();
+        Ok(rec)
+    }
+
+    /// Stores `task` unless a task with its code exists: returns the row and whether it was
+    /// created. Without a code in `options` this always creates.
+    pub async fn enqueue_if_absent(
+        &self,
+        task: &dyn Task,
+        options: EnqueueOptions,
+    ) -> Result<(TaskRecord, bool)> {
+        let row = options.build(task, self.inner.clock.now())?;
+        let (rec, created) = self.inner.store.insert_if_absent(row).await?;
+        if created {
+            self.wake_workers();
+        }
+        Ok((rec, created))
+    }
+
+    /// Stores many tasks in one transaction, all or none. Returns how many were stored.
+    pub async fn enqueue_batch<'a, I>(&self, tasks: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = (&'a dyn Task, EnqueueOptions)>,
+    {
+        let now = self.inner.clock.now();
+        let rows = tasks
+            .into_iter()
+            .map(|(t, o)| o.build(t, now))
+            .collect::<Result<Vec<_>>>()?;
+        let n = self.inner.store.insert_many(rows).await?;
+        self.wake_workers();
+        Ok(n)
+    }
+
+    /// Runs one task now in the caller, due or not (seed 003's `execute?code=…`), and returns
+    /// how it ended. Runs pending and failed tasks; refuses a task running under a live lease
+    /// ([`Error::Running`]), a cancelled one ([`Error::Cancelled`]) and a succeeded one
+    /// ([`Error::Succeeded`]).
+    pub async fn run_now(&self, target: impl Into<TaskRef>) -> Result<RunReport> {
+        let target = target.into();
+        let now = self.inner.clock.now();
+        let rec = self
+            .inner
+            .store
+            .claim_one(
+                &target,
+                &ClaimOne::new(self.inner.id.clone(), self.inner.lease, now),
+            )
+            .await?;
+        execute_and_finish(&self.env(), &rec, &Stops::never()).await
+    }
+
+    /// The execution environment for run-now and dispatch.
+    pub(crate) fn env(&self) -> Env {
+        Env {
+            store: self.inner.store.clone(),
+            clock: self.inner.clock.clone(),
+            data: self.inner.data.clone(),
+            jitter: self.inner.jitter.clone(),
+            worker: self.inner.id.clone(),
+            lease: self.inner.lease,
+            heartbeat: self.inner.heartbeat,
+            default_timeout: self.inner.default_timeout,
+        }
+    }
+
+    /// A builder for a worker that runs this client's tasks.
+    pub fn worker(&self) -> WorkerBuilder {
+        WorkerBuilder::new(self.clone())
+    }
+}

@@ -1,0 +1,466 @@
+//! The worker: claims due tasks in batches, runs them with a concurrency limit, writes their
+//! results in batches, keeps long tasks' leases alive, and shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::record::Outcome;
+use crate::runner::{Env, RunReport, Stops, execute, execute_and_finish, finish_with_retry};
+use crate::store::{ClaimRequest, Finish, FinishStatus};
+
+/// Configures and starts a [`Worker`]. Get one from [`Client::worker`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WorkerBuilder {
+    client: Client,
+    id: Option<String>,
+    concurrency: usize,
+    batch_size: Option<usize>,
+    poll_interval: Duration,
+    lease: Duration,
+    heartbeat: Option<Duration>,
+    default_timeout: Duration,
+    shutdown_timeout: Duration,
+    finish_batch: usize,
+    biz_types: Vec<String>,
+    task_types: Vec<String>,
+}
+
+impl WorkerBuilder {
+    pub(crate) fn new(client: Client) -> Self {
+        let heartbeat = client.inner.heartbeat;
+        let lease = client.inner.lease;
+        let default_timeout = client.inner.default_timeout;
+        Self {
+            client,
+            id: None,
+            concurrency: 8,
+            batch_size: None,
+            poll_interval: Duration::from_secs(1),
+            lease,
+            heartbeat,
+            default_timeout,
+            shutdown_timeout: Duration::from_secs(30),
+            finish_batch: 128,
+            biz_types: Vec::new(),
+            task_types: Vec::new(),
+        }
+    }
+
+    /// Most tasks running at once (default 8).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+    /// Most tasks per claim (default: the concurrency). A claim never takes more than the
+    /// free slots, so nothing waits leased in a local queue.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = Some(n);
+        self
+    }
+    /// How often an idle worker looks for due tasks (default 1 s). Enqueues in this process
+    /// wake it at once.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+    /// How long a claim holds a task without a heartbeat (default 60 s).
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+    /// How often a running task's lease is extended (default 20 s); `None` disables it, so a
+    /// task running past its lease may be claimed again elsewhere.
+    pub fn heartbeat(mut self, d: Option<Duration>) -> Self {
+        self.heartbeat = d;
+        self
+    }
+    /// Longest run for tasks that set no timeout (default 10 min).
+    pub fn default_timeout(mut self, d: Duration) -> Self {
+        self.default_timeout = d;
+        self
+    }
+    /// How long shutdown waits for running tasks before interrupting them (default 30 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+    /// Most results written in one transaction (default 128).
+    pub fn finish_batch(mut self, n: usize) -> Self {
+        self.finish_batch = n;
+        self
+    }
+    /// Only claim tasks of these biz types.
+    pub fn biz_types(mut self, b: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.biz_types = b.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Only claim tasks of these type names.
+    pub fn task_types(mut self, t: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.task_types = t.into_iter().map(Into::into).collect();
+        self
+    }
+    /// This worker's id (default: the client's).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Checks the settings and builds the worker (not started).
+    pub fn build(self) -> Result<Worker> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.concurrency == 0 {
+            return bad("concurrency must be at least 1");
+        }
+        if self.batch_size == Some(0) {
+            return bad("batch size must be at least 1");
+        }
+        if self.finish_batch == 0 {
+            return bad("finish batch must be at least 1");
+        }
+        if self.poll_interval.is_zero() {
+            return bad("the poll interval must be longer than zero");
+        }
+        if self.lease.is_zero() {
+            return bad("the lease must be longer than zero");
+        }
+        if let Some(h) = self.heartbeat {
+            if h.is_zero() {
+                return bad("the heartbeat must be longer than zero (or None to disable it)");
+            }
+            if h >= self.lease {
+                return Err(Error::Config(format!(
+                    "the heartbeat ({h:?}) must be shorter than the lease ({:?}), or the lease expires between beats; a third of the lease is a good choice",
+                    self.lease
+                )));
+            }
+        }
+        if self.default_timeout.is_zero() {
+            return bad("the default timeout must be longer than zero");
+        }
+        let id = self
+            .id
+            .clone()
+            .unwrap_or_else(|| self.client.id().to_owned());
+        let env = Env {
+            store: self.client.inner.store.clone(),
+            clock: self.client.inner.clock.clone(),
+            data: self.client.inner.data.clone(),
+            jitter: self.client.inner.jitter.clone(),
+            worker: id,
+            lease: self.lease,
+            heartbeat: self.heartbeat,
+            default_timeout: self.default_timeout,
+        };
+        Ok(Worker { cfg: self, env })
+    }
+
+    /// Builds and starts the worker on the current tokio runtime.
+    pub fn start(self) -> Result<WorkerHandle> {
+        Ok(self.build()?.start())
+    }
+}
+
+/// A configured worker. [`Worker::start`] runs it in the background;
+/// [`Worker::run_until_idle`] runs what is due in the caller (tests, scripts).
+#[derive(Debug)]
+pub struct Worker {
+    cfg: WorkerBuilder,
+    env: Env,
+}
+
+/// Counts from [`Worker::run_until_idle`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Runs started.
+    pub executed: u64,
+    /// Runs that succeeded.
+    pub succeeded: u64,
+    /// Runs that failed and were rescheduled.
+    pub retried: u64,
+    /// Runs that failed for good.
+    pub failed: u64,
+    /// Runs whose result was refused (lease lost).
+    pub lease_lost: u64,
+}
+
+impl DrainReport {
+    fn add(&mut self, r: &RunReport) {
+        self.executed += 1;
+        match r.outcome {
+            Outcome::Succeeded => self.succeeded += 1,
+            Outcome::Retrying => self.retried += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::LeaseLost => self.lease_lost += 1,
+        }
+    }
+}
+
+impl Worker {
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.env.worker
+    }
+
+    fn claim_request(&self, limit: usize) -> ClaimRequest {
+        ClaimRequest::new(
+            self.env.worker.clone(),
+            limit,
+            self.env.lease,
+            self.env.clock.now(),
+        )
+        .biz_types(self.cfg.biz_types.clone())
+        .task_types(self.cfg.task_types.clone())
+    }
+
+    /// Runs due tasks in the caller until none is due at the clock's current time, and says
+    /// what happened. Retries scheduled for later wait: move the clock and call again.
+    pub async fn run_until_idle(&self) -> Result<DrainReport> {
+        let mut report = DrainReport::default();
+        let stops = Stops::never();
+        let limit = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
+        loop {
+            let claimed = self.env.store.claim(&self.claim_request(limit)).await?;
+            if claimed.is_empty() {
+                return Ok(report);
+            }
+            let runs = claimed
+                .iter()
+                .map(|t| execute_and_finish(&self.env, t, &stops));
+            for r in futures::future::join_all(runs).await {
+                report.add(&r?);
+            }
+        }
+    }
+
+    /// Starts the worker in the background.
+    pub fn start(self) -> WorkerHandle {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (hard_tx, hard_rx) = watch::channel(false);
+        let stops = Stops {
+            shutdown: shutdown_rx,
+            hard_stop: hard_rx,
+        };
+        let shutdown_timeout = self.cfg.shutdown_timeout;
+        let wake = self.cfg.client.clone();
+        let join = tokio::spawn(self.main_loop(stops));
+        WorkerHandle {
+            shutdown: shutdown_tx,
+            hard_stop: hard_tx,
+            join: Some(join),
+            shutdown_timeout,
+            client: wake,
+        }
+    }
+
+    async fn main_loop(self, stops: Stops) -> ShutdownReport {
+        let slots = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let batch = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
+        let mut wake = self.cfg.client.wake_receiver();
+        let mut shutdown = stops.shutdown.clone();
+        let (fin_tx, fin_rx) = mpsc::unbounded_channel::<(Finish, OwnedSemaphorePermit)>();
+        let finisher = tokio::spawn(finisher(self.env.clone(), fin_rx, self.cfg.finish_batch));
+        let mut running: JoinSet<bool> = JoinSet::new();
+        let mut backoff = Duration::from_millis(100);
+        info!(worker = %self.env.worker, concurrency = self.cfg.concurrency, "taskrow worker started");
+
+        'outer: loop {
+            // Reap finished executions without waiting.
+            while running.try_join_next().is_some() {}
+            // One free slot at least, then as many more as are free, up to the batch size.
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+                _ = shutdown.wait_for(|s| *s) => break 'outer,
+            };
+            let mut permits = vec![first];
+            while permits.len() < batch {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let asked = permits.len();
+            wake.borrow_and_update();
+            let claimed = match self.env.store.claim(&self.claim_request(asked)).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    c
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming tasks failed; backing off");
+                    drop(permits);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait_for(|s| *s) => break 'outer,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            let got = claimed.len();
+            for task in claimed {
+                let permit = permits
+                    .pop()
+                    .expect("claimed no more than the permits held");
+                let env = self.env.clone();
+                let stops = stops.clone();
+                let fin_tx = fin_tx.clone();
+                running.spawn(async move {
+                    if *stops.shutdown.borrow() {
+                        // Claimed but not started: hand it back without using an attempt.
+                        release(&env, &task).await;
+                        return false;
+                    }
+                    let finish = execute(&env, &task, &stops).await;
+                    let _ = fin_tx.send((finish, permit));
+                    true
+                });
+            }
+            drop(permits);
+            if got < asked {
+                // Drained: wait for an enqueue here, the poll interval, or shutdown.
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                }
+            }
+        }
+
+        // Shutdown: no more claims; wait for running tasks up to the deadline (the handle
+        // fires the hard stop then, and interrupted runs are finished as retries).
+        let mut report = ShutdownReport::default();
+        while let Some(r) = running.join_next().await {
+            match r {
+                Ok(true) => report.finished += 1,
+                Ok(false) => report.released += 1,
+                Err(e) => warn!(error = %e, "an execution task failed"),
+            }
+        }
+        drop(fin_tx);
+        if let Err(e) = finisher.await {
+            warn!(error = %e, "the result writer failed");
+        }
+        info!(worker = %self.env.worker, finished = report.finished, released = report.released, "taskrow worker stopped");
+        report
+    }
+}
+
+async fn release(env: &Env, task: &crate::TaskRecord) {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..5 {
+        match env.store.release(&[task.lease()], env.clock.now()).await {
+            Ok(_) => return,
+            Err(e) => {
+                warn!(id = task.id, error = %e, "releasing an unstarted task failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    warn!(
+        id = task.id,
+        "could not release an unstarted task: it will run again once its lease expires"
+    );
+}
+
+/// Writes finishes in batches: whatever has queued up while the last batch was written goes
+/// in the next one, so a fast drain is not one commit per task.
+async fn finisher(
+    env: Env,
+    mut rx: mpsc::UnboundedReceiver<(Finish, OwnedSemaphorePermit)>,
+    max: usize,
+) {
+    let mut batch = Vec::with_capacity(max);
+    while rx.recv_many(&mut batch, max).await > 0 {
+        let (finishes, permits): (Vec<Finish>, Vec<OwnedSemaphorePermit>) =
+            std::mem::take(&mut batch).into_iter().unzip();
+        loop {
+            match finish_with_retry(&env, finishes.clone()).await {
+                Ok(statuses) => {
+                    for (f, s) in finishes.iter().zip(statuses) {
+                        if s == FinishStatus::LeaseLost {
+                            warn!(id = f.lease.id, code = %f.code, "result refused: the lease was lost to another claim");
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // Keep the results until the database takes them: a lost result would run
+                    // the task again once its lease expires, but there is no reason to give up.
+                    warn!(error = %e, count = finishes.len(), "writing task results failed; will try again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        drop(permits);
+    }
+}
+
+/// Counts from a worker's shutdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Executions that ran to a result (including interrupted ones, finished as retries).
+    pub finished: u64,
+    /// Claimed tasks handed back unstarted.
+    pub released: u64,
+}
+
+/// A running worker. Dropping it signals shutdown without waiting; call
+/// [`WorkerHandle::shutdown`] to wait.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    shutdown: watch::Sender<bool>,
+    hard_stop: watch::Sender<bool>,
+    join: Option<tokio::task::JoinHandle<ShutdownReport>>,
+    shutdown_timeout: Duration,
+    client: Client,
+}
+
+impl WorkerHandle {
+    /// Wakes the worker to look for due tasks now.
+    pub fn wake(&self) {
+        self.client.wake_workers();
+    }
+
+    /// Whether the worker loop has ended.
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().is_none_or(|j| j.is_finished())
+    }
+
+    /// Stops claiming, signals running tasks through their context, waits for them up to the
+    /// shutdown timeout, then interrupts the rest (their runs are recorded as retries due at
+    /// once) and hands back what was claimed but not started.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        let _ = self.shutdown.send(true);
+        let Some(mut join) = self.join.take() else {
+            return ShutdownReport::default();
+        };
+        let r = tokio::select! {
+            r = &mut join => r,
+            _ = tokio::time::sleep(self.shutdown_timeout) => {
+                warn!("shutdown timeout reached: interrupting running tasks");
+                let _ = self.hard_stop.send(true);
+                join.await
+            }
+        };
+        r.unwrap_or_else(|e| {
+            warn!(error = %e, "the worker loop failed");
+            ShutdownReport::default()
+        })
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
