@@ -1,1 +1,7 @@
-//! placeholder
+//! An in-memory [`taskrow::TaskStore`]: the full store contract, with the same semantics and
+//! errors as the SQL stores, and no database. Use it to unit-test task handlers and workers
+//! (with a [`taskrow::ManualClock`] to move time by hand).
+
+mod store;
+
+pub use store::MemoryStore;

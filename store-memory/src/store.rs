@@ -1,0 +1,560 @@
+//! [`MemoryStore`]: the whole [`TaskStore`] contract, kept in a map behind a mutex.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use taskrow::clock::{add, truncate_micros};
+use taskrow::options::validate;
+use taskrow::record::bound_error;
+use taskrow::serde_json::{self, json};
+use taskrow::{
+    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
+    OnSuccess, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter,
+    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+};
+
+/// A [`TaskStore`] that keeps tasks and logs in memory.
+///
+/// It keeps the same contract, with the same errors, as the SQL stores, so task handlers and
+/// workers can be tested against it without a database. Clones share one store; every call
+/// takes one lock, so each call is atomic as a transaction would be.
+///
+/// Times are kept at microsecond precision, as the SQL stores keep them.
+///
+/// ```
+/// use taskrow_memory::MemoryStore;
+///
+/// let store = MemoryStore::new();
+/// let same = store.clone(); // shares the tasks
+/// # let _ = same;
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tasks: BTreeMap<i64, TaskRecord>,
+    codes: HashMap<String, i64>,
+    logs: Vec<TaskLog>,
+    next_task_id: i64,
+    next_log_id: i64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            tasks: BTreeMap::new(),
+            codes: HashMap::new(),
+            logs: Vec::new(),
+            next_task_id: 1,
+            next_log_id: 1,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store. Task and log ids start at 1.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Only this module locks, and no call panics half-way through a change, so the data
+        // behind a poisoned lock is still whole.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("MemoryStore");
+        match self.inner.try_lock() {
+            Ok(inner) => d
+                .field("tasks", &inner.tasks.len())
+                .field("logs", &inner.logs.len()),
+            Err(_) => d.field("tasks", &"<locked>"),
+        };
+        d.finish()
+    }
+}
+
+/// The row `insert` stores for `new`.
+///
+/// `TaskRecord` is `#[non_exhaustive]` and core offers no constructor, so it is built through
+/// its serde form; a field added in core without a default makes this fail loudly in tests.
+fn new_record(id: i64, new: NewTask) -> TaskRecord {
+    let created = truncate_micros(new.created_at);
+    let v = json!({
+        "id": id,
+        "code": new.code,
+        "task_type": new.task_type,
+        "payload": new.payload,
+        "name": new.name,
+        "description": new.description,
+        "biz_type": new.biz_type,
+        "state": TaskState::Pending,
+        "attempts": 0,
+        "max_attempts": new.max_attempts,
+        "retry": new.retry,
+        "timeout": new.timeout,
+        "on_success": new.on_success,
+        "dispatch": new.dispatch,
+        "next_run_at": truncate_micros(new.run_at),
+        "lease_expires_at": null,
+        "lease_owner": null,
+        "last_error": null,
+        "version": 0,
+        "created_at": created,
+        "updated_at": created,
+    });
+    serde_json::from_value(v).expect("taskrow-memory builds TaskRecord from its serde form")
+}
+
+/// The log row of one finished run (built like [`new_record`], `TaskLog` being non-exhaustive).
+fn new_log(id: i64, f: &Finish, outcome: Outcome, error: Option<String>) -> TaskLog {
+    let v = json!({
+        "id": id,
+        "task_id": f.lease.id,
+        "code": f.code,
+        "task_type": f.task_type,
+        "attempt": f.attempt,
+        "started_at": truncate_micros(f.started_at),
+        "duration_ms": f.duration_ms,
+        "outcome": outcome,
+        "error": error,
+        "worker": f.worker,
+    });
+    serde_json::from_value(v).expect("taskrow-memory builds TaskLog from its serde form")
+}
+
+/// When a claim could take `r`: a pending task's next run time, or an expired-or-not running
+/// task's lease expiry. `None` for other states.
+fn due_at(r: &TaskRecord) -> Option<DateTime<Utc>> {
+    match r.state {
+        TaskState::Pending => r.next_run_at,
+        TaskState::Running => r.lease_expires_at,
+        _ => None,
+    }
+}
+
+/// The refusal for a task running under a live lease.
+fn running_error(r: &TaskRecord) -> Error {
+    Error::Running {
+        code: r.code.clone(),
+        owner: r.lease_owner.clone().unwrap_or_default(),
+        until: r.lease_expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+    }
+}
+
+/// Makes `r` running under a new lease for `worker` (the claim itself).
+fn take(r: &mut TaskRecord, worker: &str, lease: std::time::Duration, now: DateTime<Utc>) {
+    r.state = TaskState::Running;
+    r.attempts = r.attempts.saturating_add(1);
+    r.version += 1;
+    r.lease_owner = Some(worker.to_owned());
+    r.lease_expires_at = Some(truncate_micros(add(now, lease)));
+    r.next_run_at = None;
+    r.updated_at = now;
+}
+
+/// What a finish does to its task, read from [`FinishResult`] (which is non-exhaustive).
+enum End {
+    Succeeded,
+    Retry { at: DateTime<Utc>, error: String },
+    Failed { error: String },
+}
+
+impl End {
+    fn of(f: &Finish) -> Result<Self> {
+        Ok(match &f.result {
+            FinishResult::Succeeded => End::Succeeded,
+            FinishResult::Retry { at, error } => End::Retry {
+                at: truncate_micros(*at),
+                error: bound_error(error),
+            },
+            FinishResult::Failed { error } => End::Failed {
+                error: bound_error(error),
+            },
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "taskrow-memory cannot apply the finish result {other:?}: update taskrow-memory"
+                )));
+            }
+        })
+    }
+}
+
+/// Whether a guarded write naming `lease` may change `r`.
+fn holds(r: &TaskRecord, lease: &Lease) -> bool {
+    r.state == TaskState::Running && r.version == lease.version
+}
+
+impl Inner {
+    fn id_of(&self, target: &TaskRef) -> Result<i64> {
+        let id = match target {
+            TaskRef::Id(id) => self.tasks.contains_key(id).then_some(*id),
+            TaskRef::Code(code) => self.codes.get(code).copied(),
+        };
+        id.ok_or_else(|| Error::NotFound(target.clone()))
+    }
+
+    fn get_mut(&mut self, target: &TaskRef) -> Result<&mut TaskRecord> {
+        let id = self.id_of(target)?;
+        Ok(self.tasks.get_mut(&id).expect("id_of found it"))
+    }
+
+    fn guarded(&mut self, lease: &Lease) -> Option<&mut TaskRecord> {
+        self.tasks.get_mut(&lease.id).filter(|r| holds(r, lease))
+    }
+
+    /// Inserts a validated task whose code is known to be free.
+    fn insert_unchecked(&mut self, new: NewTask) -> TaskRecord {
+        let id = self.next_task_id;
+        self.next_task_id += 1;
+        let record = new_record(id, new);
+        self.codes.insert(record.code.clone(), id);
+        self.tasks.insert(id, record.clone());
+        record
+    }
+
+    fn remove(&mut self, id: i64) -> Option<TaskRecord> {
+        let r = self.tasks.remove(&id)?;
+        self.codes.remove(&r.code);
+        Some(r)
+    }
+
+    fn push_log(&mut self, f: &Finish, outcome: Outcome, error: Option<String>) {
+        let id = self.next_log_id;
+        self.next_log_id += 1;
+        self.logs.push(new_log(id, f, outcome, error));
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn insert(&self, task: NewTask) -> Result<TaskRecord> {
+        validate(&task)?;
+        let mut inner = self.lock();
+        if inner.codes.contains_key(&task.code) {
+            return Err(Error::DuplicateCode(task.code));
+        }
+        Ok(inner.insert_unchecked(task))
+    }
+
+    async fn insert_many(&self, tasks: Vec<NewTask>) -> Result<u64> {
+        for t in &tasks {
+            validate(t)?;
+        }
+        let mut inner = self.lock();
+        let mut seen = HashSet::with_capacity(tasks.len());
+        for t in &tasks {
+            if inner.codes.contains_key(&t.code) || !seen.insert(t.code.as_str()) {
+                return Err(Error::DuplicateCode(t.code.clone()));
+            }
+        }
+        let n = tasks.len() as u64;
+        for t in tasks {
+            inner.insert_unchecked(t);
+        }
+        Ok(n)
+    }
+
+    async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)> {
+        validate(&task)?;
+        let mut inner = self.lock();
+        if let Some(id) = inner.codes.get(&task.code) {
+            return Ok((inner.tasks[id].clone(), false));
+        }
+        Ok((inner.insert_unchecked(task), true))
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
+        let now = truncate_micros(req.now);
+        let mut inner = self.lock();
+        let mut due: Vec<(DateTime<Utc>, i64)> = inner
+            .tasks
+            .values()
+            .filter(|r| {
+                (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
+                    && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
+            })
+            .filter_map(|r| due_at(r).filter(|&d| d <= now).map(|d| (d, r.id)))
+            .collect();
+        due.sort_unstable();
+        due.truncate(req.limit);
+        let claimed = due
+            .into_iter()
+            .map(|(_, id)| {
+                let r = inner.tasks.get_mut(&id).expect("listed above");
+                take(r, &req.worker, req.lease, now);
+                r.clone()
+            })
+            .collect();
+        Ok(claimed)
+    }
+
+    async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
+        let now = truncate_micros(req.now);
+        let mut inner = self.lock();
+        let r = inner.get_mut(target)?;
+        match r.state {
+            TaskState::Pending => {}
+            TaskState::Failed if !req.only_pending => {}
+            TaskState::Failed => {
+                return Err(Error::WrongState {
+                    code: r.code.clone(),
+                    state: r.state,
+                    what: "only a pending task is dispatched at once; run it now by hand, or \
+                           reset it to let the scheduler run it"
+                        .into(),
+                });
+            }
+            TaskState::Running if r.lease_live_at(now) => return Err(running_error(r)),
+            TaskState::Running => {}
+            TaskState::Cancelled => return Err(Error::Cancelled(r.code.clone())),
+            TaskState::Succeeded => return Err(Error::Succeeded(r.code.clone())),
+        }
+        take(r, &req.worker, req.lease, now);
+        Ok(r.clone())
+    }
+
+    async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
+        let now = truncate_micros(now);
+        // Read every result before changing anything, so the batch stays all-or-nothing.
+        let ends = batch.iter().map(End::of).collect::<Result<Vec<_>>>()?;
+        let mut inner = self.lock();
+        let mut answers = Vec::with_capacity(batch.len());
+        for (f, end) in batch.iter().zip(ends) {
+            let Some(r) = inner.guarded(&f.lease) else {
+                inner.push_log(f, Outcome::LeaseLost, Some(f.lease_lost_error()));
+                answers.push(FinishStatus::LeaseLost);
+                continue;
+            };
+            r.version += 1;
+            r.updated_at = now;
+            r.lease_expires_at = None;
+            r.next_run_at = None;
+            let delete = match end {
+                End::Succeeded => {
+                    r.state = TaskState::Succeeded;
+                    r.on_success == OnSuccess::Delete
+                }
+                End::Retry { at, error } => {
+                    r.state = TaskState::Pending;
+                    r.next_run_at = Some(at);
+                    r.last_error = Some(error);
+                    false
+                }
+                End::Failed { error } => {
+                    r.state = TaskState::Failed;
+                    r.last_error = Some(error);
+                    false
+                }
+            };
+            if delete {
+                inner.remove(f.lease.id);
+            }
+            inner.push_log(f, f.outcome(), f.error().map(bound_error));
+            answers.push(FinishStatus::Applied);
+        }
+        Ok(answers)
+    }
+
+    async fn release(&self, leases: &[Lease], now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
+        let now = truncate_micros(now);
+        let mut inner = self.lock();
+        let answers = leases
+            .iter()
+            .map(|lease| match inner.guarded(lease) {
+                Some(r) => {
+                    r.state = TaskState::Pending;
+                    r.next_run_at = Some(now);
+                    r.attempts = r.attempts.saturating_sub(1);
+                    r.lease_expires_at = None;
+                    r.version += 1;
+                    r.updated_at = now;
+                    FinishStatus::Applied
+                }
+                None => FinishStatus::LeaseLost,
+            })
+            .collect();
+        Ok(answers)
+    }
+
+    async fn extend_lease(
+        &self,
+        lease: Lease,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lease> {
+        let mut inner = self.lock();
+        let r = inner
+            .guarded(&lease)
+            .ok_or(Error::LeaseLost { id: lease.id })?;
+        r.lease_expires_at = Some(truncate_micros(until));
+        r.version += 1;
+        r.updated_at = truncate_micros(now);
+        Ok(r.lease())
+    }
+
+    async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
+        let inner = self.lock();
+        let id = inner.id_of(target)?;
+        Ok(inner.tasks[&id].clone())
+    }
+
+    async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
+        let inner = self.lock();
+        let from = page.after_id.map_or(i64::MIN, |id| id.saturating_add(1));
+        Ok(inner
+            .tasks
+            .range(from..)
+            .map(|(_, r)| r)
+            .filter(|r| filter.matches(r))
+            .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
+        let inner = self.lock();
+        let limit = filter
+            .limit
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(inner
+            .logs
+            .iter()
+            .filter(|l| filter.matches(l))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>> {
+        let inner = self.lock();
+        let mut counts: BTreeMap<(&str, TaskState), u64> = BTreeMap::new();
+        for r in inner.tasks.values() {
+            *counts.entry((r.task_type.as_str(), r.state)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((task_type, state), count)| StateCount {
+                task_type: task_type.to_owned(),
+                state,
+                count,
+            })
+            .collect())
+    }
+
+    async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {
+        let now = truncate_micros(now);
+        let mut inner = self.lock();
+        let rerun = |r: &mut TaskRecord| {
+            r.state = TaskState::Pending;
+            r.attempts = 0;
+            r.next_run_at = Some(now);
+            r.last_error = None;
+            r.lease_expires_at = None;
+            r.version += 1;
+            r.updated_at = now;
+        };
+        match target {
+            ResetTarget::One(t) => {
+                let r = inner.get_mut(t)?;
+                match r.state {
+                    TaskState::Running if r.lease_live_at(now) => return Err(running_error(r)),
+                    TaskState::Succeeded => return Err(Error::Succeeded(r.code.clone())),
+                    _ => rerun(r),
+                }
+                Ok(1)
+            }
+            ResetTarget::Matching(filter) => {
+                let mut n = 0;
+                for r in inner.tasks.values_mut() {
+                    if matches!(r.state, TaskState::Failed | TaskState::Cancelled)
+                        && filter.matches(r)
+                    {
+                        rerun(r);
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+            other => Err(Error::InvalidInput(format!(
+                "taskrow-memory cannot reset {other:?}: update taskrow-memory"
+            ))),
+        }
+    }
+
+    async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
+        let now = truncate_micros(now);
+        let mut inner = self.lock();
+        let r = inner.get_mut(target)?;
+        match r.state {
+            TaskState::Cancelled => return Ok(r.clone()),
+            TaskState::Succeeded => return Err(Error::Succeeded(r.code.clone())),
+            TaskState::Running if r.lease_live_at(now) => return Err(running_error(r)),
+            TaskState::Pending | TaskState::Failed | TaskState::Running => {}
+        }
+        r.state = TaskState::Cancelled;
+        r.next_run_at = None;
+        r.lease_expires_at = None;
+        r.version += 1;
+        r.updated_at = now;
+        Ok(r.clone())
+    }
+
+    async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
+        let now = truncate_micros(now);
+        let mut inner = self.lock();
+        let id = inner.id_of(target)?;
+        let r = &inner.tasks[&id];
+        if r.lease_live_at(now) {
+            return Err(running_error(r));
+        }
+        Ok(inner.remove(id).expect("id_of found it"))
+    }
+
+    async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
+        if let Some(s) = purge.states.iter().find(|s| {
+            !matches!(
+                s,
+                TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+            )
+        }) {
+            return Err(Error::InvalidInput(format!(
+                "purge removes finished tasks only (succeeded, failed, cancelled), not {s} ones: \
+                 cancel or delete those instead"
+            )));
+        }
+        let before = purge.before;
+        let mut inner = self.lock();
+        let doomed: Vec<i64> = inner
+            .tasks
+            .values()
+            .filter(|r| purge.states.contains(&r.state) && r.updated_at < before)
+            .map(|r| r.id)
+            .collect();
+        for &id in &doomed {
+            inner.remove(id);
+        }
+        let mut logs = 0;
+        if purge.logs {
+            let n = inner.logs.len();
+            inner.logs.retain(|l| l.started_at >= before);
+            logs = (n - inner.logs.len()) as u64;
+        }
+        Ok(PurgeReport {
+            tasks: doomed.len() as u64,
+            logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,488 @@
+//! The points of the contract that are easy to get subtly wrong. The cross-store conformance
+//! suite in `taskrow-tests` covers the rest.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use taskrow::{
+    ClaimOne, ClaimRequest, EnqueueOptions, Error, Finish, FinishResult, FinishStatus, LogFilter,
+    NewTask, Outcome, Page, Purge, ResetTarget, Task, TaskContext, TaskError, TaskFilter,
+    TaskRecord, TaskRef, TaskState, TaskStore, async_trait,
+};
+
+use super::MemoryStore;
+
+#[derive(Serialize, Deserialize)]
+struct Noop;
+
+#[typetag::serde(name = "test.noop")]
+#[async_trait]
+impl Task for Noop {
+    async fn run(&self, _ctx: &TaskContext) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn t0() -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn at(secs: u64) -> DateTime<Utc> {
+    taskrow::clock::add(t0(), Duration::from_secs(secs))
+}
+
+fn task(code: &str, opts: EnqueueOptions) -> NewTask {
+    opts.code(code).build(&Noop, t0()).unwrap()
+}
+
+fn plain(code: &str) -> NewTask {
+    task(code, EnqueueOptions::new())
+}
+
+async fn claim(s: &MemoryStore, worker: &str, limit: usize, now: DateTime<Utc>) -> Vec<TaskRecord> {
+    let req = ClaimRequest::new(worker, limit, LEASE, now);
+    s.claim(&req).await.unwrap()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn done(r: &TaskRecord, result: FinishResult, now: DateTime<Utc>) -> Finish {
+    Finish::new(r, r.lease(), "w1", now, 5, result)
+}
+
+fn codes(rs: &[TaskRecord]) -> Vec<&str> {
+    rs.iter().map(|r| r.code.as_str()).collect()
+}
+
+#[tokio::test]
+async fn insert_starts_pending_at_version_zero_and_codes_are_unique() {
+    let s = MemoryStore::new();
+    let r = s.insert(plain("a")).await.unwrap();
+    assert_eq!((r.id, r.version, r.attempts), (1, 0, 0));
+    assert_eq!(r.state, TaskState::Pending);
+    assert_eq!(r.next_run_at, Some(t0()));
+    assert_eq!((r.lease_expires_at, r.updated_at), (None, t0()));
+    assert_eq!(s.get(&TaskRef::Id(1)).await.unwrap(), r);
+    assert_eq!(s.get(&"a".into()).await.unwrap(), r);
+
+    let e = s.insert(plain("a")).await.unwrap_err();
+    assert!(matches!(e, Error::DuplicateCode(c) if c == "a"));
+    let (same, inserted) = s.insert_if_absent(plain("a")).await.unwrap();
+    assert_eq!((same, inserted), (r, false));
+
+    let mut bad = plain("b");
+    bad.code = String::new();
+    assert!(matches!(s.insert(bad).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        s.get(&TaskRef::Id(9)).await,
+        Err(Error::NotFound(TaskRef::Id(9)))
+    ));
+}
+
+#[tokio::test]
+async fn insert_many_is_all_or_nothing() {
+    let s = MemoryStore::new();
+    s.insert(plain("x")).await.unwrap();
+    let e = s
+        .insert_many(vec![plain("a"), plain("b"), plain("a"), plain("x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DuplicateCode(c) if c == "a"));
+    let e = s
+        .insert_many(vec![plain("a"), plain("x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DuplicateCode(c) if c == "x"));
+    assert_eq!(
+        s.list(&TaskFilter::all(), &Page::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.insert_many(vec![plain("a"), plain("b")]).await.unwrap(),
+        2
+    );
+    let ids: Vec<i64> = s
+        .list(&TaskFilter::all(), &Page::after(1, 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, [2, 3]);
+}
+
+#[tokio::test]
+async fn claim_takes_due_tasks_oldest_first_and_expired_leases_again() {
+    let s = MemoryStore::new();
+    s.insert(task(
+        "later",
+        EnqueueOptions::new().delay(Duration::from_secs(20)),
+    ))
+    .await
+    .unwrap();
+    s.insert(task(
+        "soon",
+        EnqueueOptions::new().delay(Duration::from_secs(10)),
+    ))
+    .await
+    .unwrap();
+    s.insert(plain("now1")).await.unwrap();
+    s.insert(plain("now2")).await.unwrap();
+    s.insert(task("other", EnqueueOptions::new().biz_type("billing")))
+        .await
+        .unwrap();
+
+    let req = ClaimRequest::new("w1", 10, LEASE, at(10)).biz_types([""]);
+    let got = s.claim(&req).await.unwrap();
+    assert_eq!(codes(&got), ["now1", "now2", "soon"]);
+    let r = &got[0];
+    assert_eq!((r.state, r.attempts, r.version), (TaskState::Running, 1, 1));
+    assert_eq!((r.next_run_at, r.lease_expires_at), (None, Some(at(40))));
+    assert_eq!(r.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(r.updated_at, at(10));
+
+    // Nothing is taken twice while leases live; limit counts.
+    assert_eq!(codes(&claim(&s, "w2", 1, at(39)).await), ["other"]);
+    assert!(claim(&s, "w2", 10, at(19)).await.is_empty());
+    // At 40 the first three leases have expired (due again at 40), behind "later" (due at 20).
+    let got = claim(&s, "w2", 2, at(40)).await;
+    // Equal due times go by id: "soon" (id 2) before "now1" (id 3).
+    assert_eq!(codes(&got), ["later", "soon"]);
+    assert_eq!((got[1].attempts, got[1].version), (2, 2));
+    assert!(claim(&s, "w2", 0, at(1000)).await.is_empty());
+}
+
+#[tokio::test]
+async fn finish_applies_or_logs_lease_lost() {
+    let s = MemoryStore::new();
+    s.insert(plain("del")).await.unwrap();
+    s.insert(task("keep", EnqueueOptions::new().keep_on_success()))
+        .await
+        .unwrap();
+    s.insert(plain("retry")).await.unwrap();
+    s.insert(plain("fail")).await.unwrap();
+    let got = claim(&s, "w1", 10, t0()).await;
+
+    // "retry" is taken over by w2 after its lease expired: w1's finish of it is lease lost.
+    let taken = s
+        .claim_one(&"retry".into(), &ClaimOne::new("w2", LEASE, at(31)))
+        .await
+        .unwrap();
+    assert_eq!(taken.attempts, 2);
+
+    let batch = vec![
+        done(&got[0], FinishResult::Succeeded, at(1)),
+        done(&got[1], FinishResult::Succeeded, at(1)),
+        done(
+            &got[2],
+            FinishResult::Retry {
+                at: at(100),
+                error: "boom".into(),
+            },
+            at(1),
+        ),
+        done(
+            &got[3],
+            FinishResult::Failed {
+                error: "bad".into(),
+            },
+            at(1),
+        ),
+        // The same lease twice: the second is lost, the first having changed the row.
+        done(&got[3], FinishResult::Succeeded, at(1)),
+    ];
+    let st = s.finish(batch, at(32)).await.unwrap();
+    use FinishStatus::*;
+    assert_eq!(st, [Applied, Applied, LeaseLost, Applied, LeaseLost]);
+
+    assert!(matches!(
+        s.get(&"del".into()).await,
+        Err(Error::NotFound(_))
+    ));
+    let keep = s.get(&"keep".into()).await.unwrap();
+    assert_eq!(
+        (keep.state, keep.version, keep.lease_expires_at),
+        (TaskState::Succeeded, 2, None)
+    );
+    assert_eq!(keep.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(s.get(&"retry".into()).await.unwrap(), taken);
+    let fail = s.get(&"fail".into()).await.unwrap();
+    assert_eq!(
+        (fail.state, fail.last_error.as_deref()),
+        (TaskState::Failed, Some("bad"))
+    );
+    assert_eq!((fail.next_run_at, fail.updated_at), (None, at(32)));
+
+    let logs = s.logs(&LogFilter::default()).await.unwrap();
+    let outcomes: Vec<Outcome> = logs.iter().map(|l| l.outcome).collect();
+    use Outcome as O;
+    assert_eq!(
+        outcomes,
+        [
+            O::Succeeded,
+            O::Succeeded,
+            O::LeaseLost,
+            O::Failed,
+            O::LeaseLost
+        ]
+    );
+    assert_eq!(logs[0].task_id, got[0].id);
+    assert_eq!((logs[0].code.as_str(), logs[0].attempt), ("del", 1));
+    assert!(
+        logs[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("lease lost: the run failed (boom)")
+    );
+    assert_eq!(
+        logs.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let del = s.logs(&LogFilter::code("del")).await.unwrap();
+    assert_eq!(del.len(), 1);
+
+    // w2's own retry applies.
+    let st = s
+        .finish(
+            vec![Finish::new(
+                &taken,
+                taken.lease(),
+                "w2",
+                at(31),
+                1,
+                FinishResult::Retry {
+                    at: at(100),
+                    error: "boom".into(),
+                },
+            )],
+            at(33),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, [Applied]);
+    let r = s.get(&"retry".into()).await.unwrap();
+    assert_eq!(
+        (r.state, r.next_run_at, r.attempts),
+        (TaskState::Pending, Some(at(100)), 2)
+    );
+    assert_eq!(r.last_error.as_deref(), Some("boom"));
+}
+
+#[tokio::test]
+async fn release_and_extend_are_guarded() {
+    let s = MemoryStore::new();
+    s.insert(plain("a")).await.unwrap();
+    let r = claim(&s, "w1", 1, t0()).await.remove(0);
+    let l2 = s.extend_lease(r.lease(), at(60), at(10)).await.unwrap();
+    assert_eq!(l2.version, r.version + 1);
+    assert!(matches!(
+        s.extend_lease(r.lease(), at(90), at(10)).await,
+        Err(Error::LeaseLost { id: 1 })
+    ));
+    // Lease extended to 60: not claimable at 59.
+    assert!(claim(&s, "w2", 1, at(59)).await.is_empty());
+    assert_eq!(
+        s.release(&[r.lease(), l2], at(20)).await.unwrap(),
+        [FinishStatus::LeaseLost, FinishStatus::Applied]
+    );
+    let back = s.get(&TaskRef::Id(1)).await.unwrap();
+    assert_eq!(
+        (back.state, back.attempts, back.version),
+        (TaskState::Pending, 0, 3)
+    );
+    assert_eq!(
+        (back.next_run_at, back.lease_expires_at),
+        (Some(at(20)), None)
+    );
+    assert!(s.logs(&LogFilter::default()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn claim_one_refusals() {
+    let s = MemoryStore::new();
+    s.insert(task(
+        "future",
+        EnqueueOptions::new().delay(Duration::from_secs(3600)),
+    ))
+    .await
+    .unwrap();
+    let one = ClaimOne::new("w1", LEASE, t0());
+    let r = s.claim_one(&"future".into(), &one).await.unwrap();
+    match s.claim_one(&"future".into(), &one).await {
+        Err(Error::Running { code, owner, until }) => {
+            assert_eq!(
+                (code.as_str(), owner.as_str(), until),
+                ("future", "w1", at(30))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    s.finish(
+        vec![done(&r, FinishResult::Failed { error: "e".into() }, t0())],
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.claim_one(&"future".into(), &one.clone().only_pending())
+            .await,
+        Err(Error::WrongState {
+            state: TaskState::Failed,
+            ..
+        })
+    ));
+    let r = s.claim_one(&"future".into(), &one).await.unwrap();
+    assert_eq!(r.attempts, 2);
+    s.finish(vec![done(&r, FinishResult::Succeeded, t0())], t0())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.claim_one(&"future".into(), &one).await,
+        Err(Error::NotFound(_))
+    ));
+
+    s.insert(task("kept", EnqueueOptions::new().keep_on_success()))
+        .await
+        .unwrap();
+    let r = s.claim_one(&"kept".into(), &one).await.unwrap();
+    s.finish(vec![done(&r, FinishResult::Succeeded, t0())], t0())
+        .await
+        .unwrap();
+    assert!(
+        matches!(s.claim_one(&"kept".into(), &one).await, Err(Error::Succeeded(c)) if c == "kept")
+    );
+
+    s.insert(plain("c")).await.unwrap();
+    s.cancel(&"c".into(), t0()).await.unwrap();
+    assert!(matches!(s.claim_one(&"c".into(), &one).await, Err(Error::Cancelled(c)) if c == "c"));
+}
+
+#[tokio::test]
+async fn reset_cancel_delete_purge_counts() {
+    let s = MemoryStore::new();
+    for c in ["p", "f", "k", "run"] {
+        s.insert(task(c, EnqueueOptions::new().keep_on_success()))
+            .await
+            .unwrap();
+    }
+    let got = claim(&s, "w1", 3, t0()).await; // p, f, k
+    s.finish(
+        vec![
+            done(&got[1], FinishResult::Failed { error: "e".into() }, t0()),
+            done(&got[2], FinishResult::Succeeded, t0()),
+        ],
+        at(1),
+    )
+    .await
+    .unwrap();
+    let run = s
+        .claim_one(&"run".into(), &ClaimOne::new("w1", LEASE, at(1)))
+        .await
+        .unwrap();
+
+    // Cancel: live running and succeeded refused; expired running ("p", lease until 30) ok.
+    assert!(matches!(
+        s.cancel(&"run".into(), at(2)).await,
+        Err(Error::Running { .. })
+    ));
+    assert!(matches!(
+        s.cancel(&"k".into(), at(2)).await,
+        Err(Error::Succeeded(_))
+    ));
+    let p = s.cancel(&"p".into(), at(31)).await.unwrap();
+    assert_eq!(
+        (p.state, p.lease_expires_at, p.next_run_at),
+        (TaskState::Cancelled, None, None)
+    );
+    assert_eq!(s.cancel(&"p".into(), at(40)).await.unwrap(), p);
+
+    let counts: Vec<(String, TaskState, u64)> = s
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.task_type, c.state, c.count))
+        .collect();
+    let n = |st| ("test.noop".to_owned(), st, 1);
+    assert_eq!(
+        counts,
+        [
+            n(TaskState::Running),
+            n(TaskState::Succeeded),
+            n(TaskState::Failed),
+            n(TaskState::Cancelled)
+        ]
+    );
+
+    // Reset one: live running and succeeded refused.
+    assert!(matches!(
+        s.reset(&ResetTarget::One("run".into()), at(2)).await,
+        Err(Error::Running { .. })
+    ));
+    assert!(matches!(
+        s.reset(&ResetTarget::One("k".into()), at(2)).await,
+        Err(Error::Succeeded(_))
+    ));
+    // Matching: failed and cancelled only, narrowed by states.
+    let only_failed = TaskFilter::all().states([TaskState::Failed, TaskState::Running]);
+    assert_eq!(
+        s.reset(&ResetTarget::Matching(only_failed), at(50))
+            .await
+            .unwrap(),
+        1
+    );
+    let f = s.get(&"f".into()).await.unwrap();
+    assert_eq!(
+        (f.state, f.attempts, f.last_error.clone()),
+        (TaskState::Pending, 0, None)
+    );
+    assert_eq!(f.next_run_at, Some(at(50)));
+    assert_eq!(
+        s.reset(&ResetTarget::Matching(TaskFilter::all()), at(50))
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Delete refuses a live lease, keeps logs.
+    assert!(matches!(
+        s.delete(&"run".into(), at(2)).await,
+        Err(Error::Running { .. })
+    ));
+    assert_eq!(s.delete(&"run".into(), at(31)).await.unwrap(), run);
+    assert!(
+        s.insert(plain("run")).await.is_ok(),
+        "the code is free again"
+    );
+
+    // Purge: finished states only.
+    let e = s
+        .purge(&Purge::before(at(100)).states([TaskState::Pending]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)));
+    let rep = s.purge(&Purge::before(t0())).await.unwrap();
+    assert_eq!((rep.tasks, rep.logs), (0, 0), "strictly before");
+    let rep = s.purge(&Purge::before(at(100))).await.unwrap();
+    assert_eq!((rep.tasks, rep.logs), (1, 2));
+    assert!(matches!(s.get(&"k".into()).await, Err(Error::NotFound(_))));
+}
+
+#[test]
+fn debug_is_short() {
+    let s = MemoryStore::new();
+    block_on(s.insert(plain("a"))).unwrap();
+    assert_eq!(format!("{s:?}"), "MemoryStore { tasks: 1, logs: 0 }");
+}
