@@ -1,4 +1,20 @@
-#![doc = include_str!("../README.md")]
+//! taskrow keeps tasks as rows in your own database and runs them until they succeed.
+//!
+//! - A task is a serde struct implementing [`Task`]; it is stored as JSON beside its typetag
+//!   name and restored as a `Box<dyn Task>`.
+//! - A [`Client`] enqueues tasks into a [`TaskStore`] (memory, SQLite or MySQL) and builds
+//!   [`Worker`]s that claim due tasks under a lease, run them, retry failures per their
+//!   [`RetryPolicy`], and log every run.
+//! - Semantics: at least once; never twice at once while a lease holds; nothing lost. See the
+//!   [`TaskStore`] contract.
+//!
+//! Dependency lines a user needs: `taskrow`, one store crate (`taskrow-sqlite`,
+//! `taskrow-mysql`, or `taskrow-memory` for tests), `tokio`. `serde`, `typetag`,
+//! `async-trait` and `chrono` are re-exported: derive with
+//! `#[derive(taskrow::serde::Serialize, taskrow::serde::Deserialize)]` plus
+//! `#[serde(crate = "taskrow::serde")]`; bring typetag into scope with `use taskrow::typetag;`
+//! (its macro expands to `typetag::…` paths) and mark impls with
+//! `#[typetag::serde(name = "…")]` and `#[taskrow::async_trait]`.
 
 pub mod client;
 pub mod clock;

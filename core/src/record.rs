@@ -198,9 +198,8 @@ pub struct NewTask {
     pub created_at: DateTime<Utc>,
 }
 
-/// A task row.
+/// A task row. Stores build it field by field (it is not `non_exhaustive` for that reason).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct TaskRecord {
     /// Row id.
     pub id: i64,
@@ -247,6 +246,34 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// The row a store holds right after inserting `new` under `id`: pending, 0 attempts,
+    /// version 0, due at `new.run_at`, created and updated at `new.created_at`.
+    pub fn inserted(id: i64, new: NewTask) -> Self {
+        Self {
+            id,
+            code: new.code,
+            task_type: new.task_type,
+            payload: new.payload,
+            name: new.name,
+            description: new.description,
+            biz_type: new.biz_type,
+            state: TaskState::Pending,
+            attempts: 0,
+            max_attempts: new.max_attempts,
+            retry: new.retry,
+            timeout: new.timeout,
+            on_success: new.on_success,
+            dispatch: new.dispatch,
+            next_run_at: Some(new.run_at),
+            lease_expires_at: None,
+            lease_owner: None,
+            last_error: None,
+            version: 0,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        }
+    }
+
     /// The lease this record was claimed under (meaningful when `state` is running).
     pub fn lease(&self) -> Lease {
         Lease {
@@ -329,7 +356,6 @@ impl fmt::Display for Outcome {
 
 /// One log row: one execution of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct TaskLog {
     /// Log row id.
     pub id: i64,
@@ -351,4 +377,28 @@ pub struct TaskLog {
     pub error: Option<String>,
     /// The worker that ran it.
     pub worker: String,
+}
+
+impl TaskLog {
+    /// The log row for `finish`, applied (`outcome` from the finish) or refused
+    /// ([`Outcome::LeaseLost`] with [`crate::Finish::lease_lost_error`]).
+    pub fn of_finish(id: i64, finish: &crate::Finish, applied: bool) -> Self {
+        let (outcome, error) = if applied {
+            (finish.outcome(), finish.error().map(bound_error))
+        } else {
+            (Outcome::LeaseLost, Some(finish.lease_lost_error()))
+        };
+        Self {
+            id,
+            task_id: finish.lease.id,
+            code: finish.code.clone(),
+            task_type: finish.task_type.clone(),
+            attempt: finish.attempt,
+            started_at: finish.started_at,
+            duration_ms: finish.duration_ms,
+            outcome,
+            error,
+            worker: finish.worker.clone(),
+        }
+    }
 }

@@ -13,12 +13,13 @@ use crate::retry::RetryPolicy;
 ///
 /// ```
 /// use taskrow::{async_trait, serde::{Deserialize, Serialize}, Task, TaskContext, TaskError};
+/// use taskrow::typetag; // the attribute expands to `typetag::…` paths
 ///
 /// #[derive(Serialize, Deserialize)]
 /// #[serde(crate = "taskrow::serde")]
 /// struct SyncOrder { order_id: i64, operator: String }
 ///
-/// #[taskrow::typetag::serde(name = "order.sync")] // the stored name: keep it stable
+/// #[typetag::serde(name = "order.sync")] // the stored name: keep it stable
 /// #[async_trait]
 /// impl Task for SyncOrder {
 ///     async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {

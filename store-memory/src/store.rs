@@ -9,11 +9,10 @@ use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
 use taskrow::options::validate;
 use taskrow::record::bound_error;
-use taskrow::serde_json::{self, json};
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
-    OnSuccess, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter,
-    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    OnSuccess, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter, TaskLog,
+    TaskRecord, TaskRef, TaskState, TaskStore,
 };
 
 /// A [`TaskStore`] that keeps tasks and logs in memory.
@@ -81,55 +80,6 @@ impl fmt::Debug for MemoryStore {
         };
         d.finish()
     }
-}
-
-/// The row `insert` stores for `new`.
-///
-/// `TaskRecord` is `#[non_exhaustive]` and core offers no constructor, so it is built through
-/// its serde form; a field added in core without a default makes this fail loudly in tests.
-fn new_record(id: i64, new: NewTask) -> TaskRecord {
-    let created = truncate_micros(new.created_at);
-    let v = json!({
-        "id": id,
-        "code": new.code,
-        "task_type": new.task_type,
-        "payload": new.payload,
-        "name": new.name,
-        "description": new.description,
-        "biz_type": new.biz_type,
-        "state": TaskState::Pending,
-        "attempts": 0,
-        "max_attempts": new.max_attempts,
-        "retry": new.retry,
-        "timeout": new.timeout,
-        "on_success": new.on_success,
-        "dispatch": new.dispatch,
-        "next_run_at": truncate_micros(new.run_at),
-        "lease_expires_at": null,
-        "lease_owner": null,
-        "last_error": null,
-        "version": 0,
-        "created_at": created,
-        "updated_at": created,
-    });
-    serde_json::from_value(v).expect("taskrow-memory builds TaskRecord from its serde form")
-}
-
-/// The log row of one finished run (built like [`new_record`], `TaskLog` being non-exhaustive).
-fn new_log(id: i64, f: &Finish, outcome: Outcome, error: Option<String>) -> TaskLog {
-    let v = json!({
-        "id": id,
-        "task_id": f.lease.id,
-        "code": f.code,
-        "task_type": f.task_type,
-        "attempt": f.attempt,
-        "started_at": truncate_micros(f.started_at),
-        "duration_ms": f.duration_ms,
-        "outcome": outcome,
-        "error": error,
-        "worker": f.worker,
-    });
-    serde_json::from_value(v).expect("taskrow-memory builds TaskLog from its serde form")
 }
 
 /// When a claim could take `r`: a pending task's next run time, or an expired-or-not running
@@ -216,7 +166,7 @@ impl Inner {
     fn insert_unchecked(&mut self, new: NewTask) -> TaskRecord {
         let id = self.next_task_id;
         self.next_task_id += 1;
-        let record = new_record(id, new);
+        let record = TaskRecord::inserted(id, new);
         self.codes.insert(record.code.clone(), id);
         self.tasks.insert(id, record.clone());
         record
@@ -228,10 +178,10 @@ impl Inner {
         Some(r)
     }
 
-    fn push_log(&mut self, f: &Finish, outcome: Outcome, error: Option<String>) {
+    fn push_log(&mut self, f: &Finish, applied: bool) {
         let id = self.next_log_id;
         self.next_log_id += 1;
-        self.logs.push(new_log(id, f, outcome, error));
+        self.logs.push(TaskLog::of_finish(id, f, applied));
     }
 }
 
@@ -331,7 +281,7 @@ impl TaskStore for MemoryStore {
         let mut answers = Vec::with_capacity(batch.len());
         for (f, end) in batch.iter().zip(ends) {
             let Some(r) = inner.guarded(&f.lease) else {
-                inner.push_log(f, Outcome::LeaseLost, Some(f.lease_lost_error()));
+                inner.push_log(f, false);
                 answers.push(FinishStatus::LeaseLost);
                 continue;
             };
@@ -359,7 +309,7 @@ impl TaskStore for MemoryStore {
             if delete {
                 inner.remove(f.lease.id);
             }
-            inner.push_log(f, f.outcome(), f.error().map(bound_error));
+            inner.push_log(f, true);
             answers.push(FinishStatus::Applied);
         }
         Ok(answers)

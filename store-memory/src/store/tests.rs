@@ -12,6 +12,7 @@ use taskrow::{
 };
 
 use super::MemoryStore;
+use taskrow::typetag;
 
 #[derive(Serialize, Deserialize)]
 struct Noop;
