@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
 use crate::context::Data;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::EnqueueOptions;
 use crate::record::TaskRecord;
 use crate::retry::Jitter;
@@ -245,6 +245,45 @@ impl Client {
             )
             .await?;
         execute_and_finish(&self.env(), &rec, &Stops::never()).await
+    }
+
+    /// Immediate dispatch, awaited (seed 000's thread_way 2): runs a task that was just
+    /// committed, in the caller, unless a worker has taken it already. Returns the run's report,
+    /// or `None` when the task was no longer pending (a worker claimed it, or it is gone) — the
+    /// worker's run then stands, so the task never runs twice at once.
+    ///
+    /// Call it only after the transaction that inserted the task has committed; the
+    /// transaction helpers in `taskrow-sql` make that order the only one available.
+    pub async fn run_committed(&self, id: i64) -> Result<Option<RunReport>> {
+        let now = self.inner.clock.now();
+        let claim = ClaimOne::new(self.inner.id.clone(), self.inner.lease, now).only_pending();
+        match self.inner.store.claim_one(&TaskRef::Id(id), &claim).await {
+            Ok(rec) => execute_and_finish(&self.env(), &rec, &Stops::never())
+                .await
+                .map(Some),
+            Err(
+                Error::Running { .. }
+                | Error::NotFound(_)
+                | Error::Succeeded(_)
+                | Error::Cancelled(_)
+                | Error::WrongState { .. },
+            ) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Immediate dispatch, spawned (seed 000's thread_way 1): like
+    /// [`Client::run_committed`] on a tokio task. If it fails, the worker retries the task
+    /// per its policy.
+    pub fn spawn_committed(&self, id: i64) -> tokio::task::JoinHandle<Result<Option<RunReport>>> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let r = client.run_committed(id).await;
+            if let Err(e) = &r {
+                tracing::warn!(id, error = %e, "immediate dispatch failed; the worker will run the task after its delay");
+            }
+            r
+        })
     }
 
     /// The execution environment for run-now and dispatch.
