@@ -1,1 +1,202 @@
-//! placeholder
+//! The conformance suite: the one definition of how a taskrow store behaves.
+//!
+//! Every behaviour promised by [`taskrow::TaskStore`]'s contract is a `pub async fn` in
+//! [`cases`], one module per operation (`cases::claim::skips_live_lease`). Each case takes a
+//! fresh, empty store and panics when the store breaks the contract. The
+//! [`store_conformance!`] macro runs every case against one store, so a store joins the suite
+//! with one line, and a new case runs for every store at once:
+//!
+//! ```ignore
+//! use taskrow_memory::MemoryStore;
+//! use taskrow_tests::factory::TestStore;
+//!
+//! taskrow_tests::store_conformance!(memory, || async { TestStore::new(MemoryStore::new()) });
+//! ```
+//!
+//! Stores keep no clock: every case passes times explicitly, built from a fixed base
+//! ([`cases::t0`]) and moved by hand, so no case sleeps.
+
+pub mod cases;
+pub mod factory;
+pub mod tasks;
+
+/// Runs every conformance case against one store, as `#[tokio::test]`s named
+/// `<store>::<operation>::<behaviour>` (`memory::claim::skips_live_lease`).
+///
+/// `$factory` is something callable with no arguments whose call is awaited and gives a
+/// [`factory::TestStore`], a [`factory::Setup`] or an `Option<TestStore>` (an async fn, or a
+/// closure returning an async block); it is called once per test, so each test gets a fresh
+/// store. Paths in `$factory` resolve in the invoking module. The invoking crate needs `tokio`
+/// with the `macros` and `rt-multi-thread` features.
+///
+/// A test awaits the case and then, only if the case returned, the store's cleanup: a failed
+/// test leaves its database behind for inspection. A skipped store prints `skipped: <reason>`
+/// and passes, except under `CI=true`, where a skip fails the test.
+#[macro_export]
+macro_rules! store_conformance {
+    ($store:ident, $factory:expr) => {
+        mod $store {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn setup() -> $crate::factory::Setup {
+                $crate::factory::Setup::from(($factory)().await)
+            }
+
+            $crate::conformance_cases! {
+                insert {
+                    returns_pending_row,
+                    duplicate_code_changes_nothing,
+                    codes_are_exact,
+                    keeps_code_of_max_length,
+                    rejects_invalid_input,
+                    payload_round_trips,
+                }
+                insert_many {
+                    inserts_all,
+                    empty_batch_inserts_nothing,
+                    duplicate_within_batch_inserts_nothing,
+                    duplicate_against_table_inserts_nothing,
+                }
+                insert_if_absent {
+                    inserts_when_absent,
+                    returns_existing_unchanged,
+                }
+                claim {
+                    takes_only_due_tasks,
+                    takes_oldest_due_first,
+                    respects_limit,
+                    filters_by_biz_type,
+                    filters_by_task_type,
+                    sets_running_and_lease,
+                    skips_live_lease,
+                    reclaims_expired_lease,
+                    skips_finished_tasks,
+                    concurrent_claimers_take_each_task_once,
+                }
+                claim_one {
+                    claims_pending_not_yet_due,
+                    claims_by_id,
+                    claims_failed_task,
+                    claims_expired_lease,
+                    only_pending_claims_pending,
+                    only_pending_refuses_failed,
+                    refuses_live_running,
+                    refuses_cancelled,
+                    refuses_succeeded,
+                    refuses_unknown,
+                    concurrent_claims_have_one_winner,
+                }
+                finish {
+                    success_deletes_and_logs,
+                    success_keeps_when_asked,
+                    retry_makes_pending_due_at,
+                    failed_makes_failed,
+                    keeps_error_of_max_length,
+                    batch_answers_per_item_in_order,
+                    late_finish_from_old_holder_is_lease_lost,
+                    late_failure_from_old_holder_is_lease_lost,
+                    finish_of_deleted_task_is_lease_lost,
+                }
+                release {
+                    returns_task_to_pending,
+                    stale_lease_is_lease_lost,
+                }
+                extend_lease {
+                    moves_expiry_and_bumps_version,
+                    old_lease_is_lost_after_extend,
+                    stale_lease_is_refused,
+                }
+                get {
+                    by_id_and_code,
+                    missing_is_not_found,
+                }
+                list {
+                    returns_all_in_id_order,
+                    filters_by_state,
+                    filters_by_biz_type,
+                    filters_by_task_type,
+                    filters_by_code_prefix,
+                    code_prefix_is_literal,
+                    filters_by_due_before,
+                    combines_filters,
+                    pages_cover_all_rows_once,
+                }
+                logs {
+                    by_task_id,
+                    by_code_after_task_is_deleted,
+                    filters_by_outcome,
+                    filters_by_since,
+                    limit_keeps_oldest,
+                }
+                counts {
+                    empty_store_has_none,
+                    by_type_and_state,
+                }
+                reset {
+                    one_failed_task_runs_again,
+                    one_cancelled_task_runs_again,
+                    one_retrying_task_starts_over,
+                    one_expired_running_task_runs_again,
+                    one_refuses_live_running,
+                    one_refuses_succeeded,
+                    one_missing_is_not_found,
+                    matching_resets_only_failed_and_cancelled,
+                    matching_states_narrow_further,
+                }
+                cancel {
+                    pending_becomes_cancelled,
+                    failed_becomes_cancelled,
+                    expired_running_becomes_cancelled,
+                    cancelled_again_is_ok,
+                    refuses_live_running,
+                    refuses_succeeded,
+                    missing_is_not_found,
+                }
+                delete {
+                    removes_task_and_keeps_logs,
+                    expired_running_can_be_deleted,
+                    refuses_live_running,
+                    missing_is_not_found,
+                }
+                purge {
+                    removes_old_finished_tasks_and_logs,
+                    failed_tasks_go_when_named,
+                    keeps_logs_when_told,
+                    refuses_unfinished_states,
+                }
+                times {
+                    micros_round_trip,
+                }
+                retry {
+                    fixed_policy_waits_interval,
+                    exponential_policy_stays_within_jitter_bounds,
+                    exhausted_attempts_fail,
+                    permanent_error_fails_at_once,
+                    retry_at_is_honoured,
+                    retry_after_is_honoured,
+                    unlimited_attempts_keep_retrying,
+                }
+            }
+        }
+    };
+}
+
+/// One `#[tokio::test]` per case, grouped in a module per operation. Used by
+/// [`store_conformance!`]; not meant to be called directly.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_cases {
+    ($($op:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $op {
+                $(
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        $crate::factory::run(super::setup(), $crate::cases::$op::$case).await;
+                    }
+                )*
+            }
+        )*
+    };
+}

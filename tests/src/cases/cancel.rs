@@ -1,0 +1,101 @@
+//! [`TaskStore::cancel`]: stop a task that is not running.
+
+use std::sync::Arc;
+
+use taskrow::chrono::{DateTime, Utc};
+use taskrow::{
+    ClaimOne, Error, FinishResult, FinishStatus, TaskRecord, TaskRef, TaskState, TaskStore,
+};
+
+use super::{
+    LEASE, assert_not_found, claim_codes, finish_of, finish_one, get, insert, make_cancelled,
+    make_failed, make_running, make_succeeded, opts, plus, secs, t0,
+};
+
+/// What `before` looks like cancelled at `now`.
+fn cancelled(before: &TaskRecord, now: DateTime<Utc>) -> TaskRecord {
+    let mut expected = before.clone();
+    expected.state = TaskState::Cancelled;
+    expected.next_run_at = None;
+    expected.lease_expires_at = None;
+    expected.version = before.version + 1;
+    expected.updated_at = now;
+    expected
+}
+
+/// A pending task becomes cancelled (returned as stored) and is no longer claimed, by a
+/// claim or by run-now.
+pub async fn pending_becomes_cancelled(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let before = insert(s, "a", t0()).await;
+    let rec = s.cancel(&"a".into(), secs(5)).await.expect("cancel");
+    assert_eq!(rec, cancelled(&before, secs(5)));
+    assert_eq!(get(s, "a").await, rec);
+    assert!(claim_codes(s, secs(1_000_000)).await.is_empty());
+    assert_err!(
+        s.claim_one(&"a".into(), &ClaimOne::new("w1", LEASE, secs(6))).await,
+        Error::Cancelled(code) if code == "a"
+    );
+}
+
+/// A failed task becomes cancelled.
+pub async fn failed_becomes_cancelled(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let before = make_failed(s, opts("a"), t0()).await;
+    let rec = s
+        .cancel(&TaskRef::Id(before.id), secs(5))
+        .await
+        .expect("cancel");
+    assert_eq!(rec, cancelled(&before, secs(5)));
+    assert_eq!(get(s, "a").await, rec);
+}
+
+/// A running task whose lease expired becomes cancelled, and its old holder's finish is then
+/// refused.
+pub async fn expired_running_becomes_cancelled(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let claimed = make_running(s, opts("a"), "w1", t0()).await;
+    let expiry = plus(t0(), LEASE);
+    let rec = s.cancel(&"a".into(), expiry).await.expect("cancel");
+    assert_eq!(rec, cancelled(&claimed, expiry));
+    let late = finish_of(&claimed, t0(), FinishResult::Succeeded);
+    assert_eq!(finish_one(s, late, secs(40)).await, FinishStatus::LeaseLost);
+    assert_eq!(get(s, "a").await, rec);
+}
+
+/// Cancelling a cancelled task succeeds and it stays cancelled.
+pub async fn cancelled_again_is_ok(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    make_cancelled(s, opts("a"), t0()).await;
+    let rec = s.cancel(&"a".into(), secs(5)).await.expect("cancel again");
+    assert_eq!(rec.state, TaskState::Cancelled);
+    assert_eq!(get(s, "a").await, rec);
+}
+
+/// A task running under a live lease is refused with `Running` and keeps running.
+pub async fn refuses_live_running(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let running = make_running(s, opts("a"), "w1", t0()).await;
+    assert_err!(
+        s.cancel(&"a".into(), secs(10)).await,
+        Error::Running { code, owner, until } if code == "a" && owner == "w1" && *until == plus(t0(), LEASE)
+    );
+    assert_eq!(get(s, "a").await, running);
+}
+
+/// A succeeded task is refused with `Succeeded`.
+pub async fn refuses_succeeded(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let done = make_succeeded(s, opts("a"), t0()).await;
+    assert_err!(
+        s.cancel(&"a".into(), secs(10)).await,
+        Error::Succeeded(code) if code == "a"
+    );
+    assert_eq!(get(s, "a").await, done);
+}
+
+/// An unknown task is `NotFound`.
+pub async fn missing_is_not_found(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    assert_not_found(s.cancel(&"nope".into(), t0()).await, &"nope".into());
+}

@@ -1,0 +1,200 @@
+//! [`TaskStore::claim_one`]: run-now claims, due or not, and their refusals.
+
+use std::sync::Arc;
+
+use taskrow::{ClaimOne, Error, TaskRef, TaskState, TaskStore};
+use tokio::sync::Barrier;
+
+use super::{
+    LEASE, get, insert, insert_with, make_cancelled, make_failed, make_running, make_succeeded,
+    opts, plus, run_now, secs, t0,
+};
+
+/// A pending task that is not due yet is claimed at once: running, one attempt, one more
+/// version, the claimant's lease from `now`.
+pub async fn claims_pending_not_yet_due(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let inserted = insert_with(s, opts("a").run_at(secs(3600)), t0()).await;
+    let now = secs(5);
+    let claimed = s
+        .claim_one(&TaskRef::from("a"), &ClaimOne::new("w1", LEASE, now))
+        .await
+        .expect("claim_one");
+    let mut expected = inserted.clone();
+    expected.state = TaskState::Running;
+    expected.attempts = 1;
+    expected.version = inserted.version + 1;
+    expected.lease_owner = Some("w1".to_owned());
+    expected.lease_expires_at = Some(plus(now, LEASE));
+    expected.next_run_at = None;
+    expected.updated_at = now;
+    assert_eq!(claimed, expected);
+    assert_eq!(get(s, "a").await, expected);
+}
+
+/// A task can be named by id as well as by code.
+pub async fn claims_by_id(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert(s, "a", t0()).await;
+    let b = insert(s, "b", t0()).await;
+    let claimed = s
+        .claim_one(&TaskRef::Id(b.id), &ClaimOne::new("w1", LEASE, t0()))
+        .await
+        .expect("claim_one");
+    assert_eq!(claimed.code, "b");
+    assert_eq!(claimed.state, TaskState::Running);
+    assert_eq!(get(s, "a").await.state, TaskState::Pending);
+}
+
+/// A failed task is claimed (the seeds' manual re-run), counting another attempt.
+pub async fn claims_failed_task(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let failed = make_failed(s, opts("a").max_attempts(1), t0()).await;
+    let claimed = run_now(s, "a", "w2", secs(60)).await;
+    assert_eq!(claimed.state, TaskState::Running);
+    assert_eq!(claimed.attempts, failed.attempts + 1);
+    assert_eq!(claimed.version, failed.version + 1);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("w2"));
+    assert_eq!(claimed.lease_expires_at, Some(plus(secs(60), LEASE)));
+}
+
+/// A running task whose lease expired is claimed by another worker.
+pub async fn claims_expired_lease(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let first = make_running(s, opts("a"), "w1", t0()).await;
+    let expiry = plus(t0(), LEASE);
+    let second = run_now(s, "a", "w2", expiry).await;
+    assert_eq!(second.attempts, 2);
+    assert_eq!(second.version, first.version + 1);
+    assert_eq!(second.lease_owner.as_deref(), Some("w2"));
+    assert_eq!(second.lease_expires_at, Some(plus(expiry, LEASE)));
+}
+
+/// `only_pending` (immediate dispatch) claims a pending task, due or not.
+pub async fn only_pending_claims_pending(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert_with(s, opts("a").run_at(secs(60)), t0()).await;
+    let claimed = s
+        .claim_one(
+            &TaskRef::from("a"),
+            &ClaimOne::new("w1", LEASE, t0()).only_pending(),
+        )
+        .await
+        .expect("claim_one");
+    assert_eq!(claimed.state, TaskState::Running);
+    assert_eq!(claimed.attempts, 1);
+}
+
+/// `only_pending` refuses a failed task with `WrongState`, and changes nothing.
+pub async fn only_pending_refuses_failed(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let failed = make_failed(s, opts("a"), t0()).await;
+    assert_err!(
+        s.claim_one(
+            &TaskRef::from("a"),
+            &ClaimOne::new("w1", LEASE, secs(60)).only_pending(),
+        )
+        .await,
+        Error::WrongState { code, state: TaskState::Failed, .. } if code == "a"
+    );
+    assert_eq!(get(s, "a").await, failed);
+}
+
+/// A task running under a live lease is refused with `Running`, naming the holder and the
+/// expiry, and changes nothing.
+pub async fn refuses_live_running(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let running = make_running(s, opts("a"), "w1", t0()).await;
+    let until = plus(t0(), LEASE);
+    assert_err!(
+        s.claim_one(&TaskRef::from("a"), &ClaimOne::new("w2", LEASE, secs(29)))
+            .await,
+        Error::Running { code, owner, until: u } if code == "a" && owner == "w1" && *u == until
+    );
+    assert_eq!(get(s, "a").await, running);
+}
+
+/// A cancelled task is refused with `Cancelled`.
+pub async fn refuses_cancelled(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let cancelled = make_cancelled(s, opts("a"), t0()).await;
+    assert_err!(
+        s.claim_one(&TaskRef::from("a"), &ClaimOne::new("w1", LEASE, secs(1)))
+            .await,
+        Error::Cancelled(code) if code == "a"
+    );
+    assert_eq!(get(s, "a").await, cancelled);
+}
+
+/// A succeeded (kept) task is refused with `Succeeded`.
+pub async fn refuses_succeeded(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let succeeded = make_succeeded(s, opts("a"), t0()).await;
+    assert_err!(
+        s.claim_one(&TaskRef::from("a"), &ClaimOne::new("w1", LEASE, secs(60)))
+            .await,
+        Error::Succeeded(code) if code == "a"
+    );
+    assert_eq!(get(s, "a").await, succeeded);
+}
+
+/// An unknown id or code is `NotFound`, naming it.
+pub async fn refuses_unknown(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let a = insert(s, "a", t0()).await;
+    for target in [TaskRef::from("nope"), TaskRef::Id(a.id + 1_000)] {
+        assert_err!(
+            s.claim_one(&target, &ClaimOne::new("w1", LEASE, t0())).await,
+            Error::NotFound(r) if *r == target
+        );
+    }
+}
+
+/// Of eight concurrent run-now claims on one task, exactly one wins; the others are refused
+/// with `Running` naming the winner, and one attempt is counted.
+pub async fn concurrent_claims_have_one_winner(store: Arc<dyn TaskStore>) {
+    const CLAIMANTS: usize = 8;
+    insert(store.as_ref(), "a", t0()).await;
+    let barrier = Arc::new(Barrier::new(CLAIMANTS));
+    let tasks: Vec<_> = (0..CLAIMANTS)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let req = ClaimOne::new(format!("w{i}"), LEASE, secs(1));
+                barrier.wait().await;
+                let mut transient = 0;
+                loop {
+                    match store.claim_one(&TaskRef::from("a"), &req).await {
+                        Err(e) if e.is_transient() && transient < 1_000 => {
+                            transient += 1;
+                            tokio::task::yield_now().await;
+                        }
+                        other => return other,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut refusals = Vec::new();
+    for task in tasks {
+        match task.await.expect("claimant panicked") {
+            Ok(rec) => winners.push(rec),
+            Err(e) => refusals.push(e),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
+    let winner = winners.remove(0);
+    let owner = winner.lease_owner.clone().expect("owner");
+    for e in &refusals {
+        assert!(
+            matches!(e, Error::Running { owner: o, .. } if *o == owner),
+            "a losing claim is refused as running under {owner}'s lease, got {e:?}"
+        );
+    }
+    let now = get(store.as_ref(), "a").await;
+    assert_eq!(now, winner);
+    assert_eq!(now.attempts, 1);
+    assert_eq!(now.version, 1);
+}
