@@ -1,1 +1,51 @@
-//! placeholder
+//! taskrow on SQLite: [`SqliteStore`].
+//!
+//! - **One writer.** Every write of the store runs under one in-process async lock, in a
+//!   `BEGIN IMMEDIATE` transaction, so the store's own writers never meet SQLite's
+//!   "database is locked". Readers (`get`, `list`, `logs`, `counts`) do not wait for it.
+//! - **WAL** on files, with `synchronous = NORMAL` and a 10 s busy timeout (for other
+//!   processes on the same file, whose busy errors are also retried a few times).
+//! - **A pool** of [`POOL_SIZE`] connections on a file; `sqlite::memory:` gets one connection,
+//!   kept open for the pool's life (the database lives as long as its connection).
+//! - **The claim** selects the due ids and marks them with one `UPDATE … RETURNING *`, in
+//!   one immediate transaction (see `claim.rs`).
+//!
+//! ```no_run
+//! # async fn run() -> taskrow::Result<()> {
+//! use taskrow_sqlite::SqliteStore;
+//!
+//! let store = SqliteStore::connect_and_migrate("sqlite://tasks.db?mode=rwc").await?;
+//! # let _ = store; Ok(()) }
+//! ```
+
+mod claim;
+mod connect;
+mod dialect;
+pub mod testing;
+
+pub use connect::{BUSY_TIMEOUT, POOL_SIZE};
+pub use dialect::SqliteDialect;
+pub use taskrow_sql::{SqlStore, entity};
+
+/// The taskrow store on SQLite: [`SqlStore`] with the [`SqliteDialect`].
+///
+/// Open it with [`SqliteStore::connect`] (`sqlite://path?mode=rwc`, or `sqlite::memory:`),
+/// [`SqliteStore::connect_and_migrate`], or [`SqliteStore::from_connection`] for a pool you
+/// opened yourself (then set WAL and a busy timeout on it, and give it more than one
+/// connection).
+pub type SqliteStore = SqlStore<SqliteDialect>;
+
+/// Opens a store on `url` ([`SqlStore::connect`]).
+pub async fn connect(url: &str) -> taskrow::Result<SqliteStore> {
+    SqliteStore::connect(url).await
+}
+
+/// Opens a store on `url` and runs taskrow's migrations ([`SqlStore::connect_and_migrate`]).
+pub async fn connect_and_migrate(url: &str) -> taskrow::Result<SqliteStore> {
+    SqliteStore::connect_and_migrate(url).await
+}
+
+/// A store on a pool opened elsewhere ([`SqlStore::from_connection`]).
+pub fn from_connection(db: sea_orm::DatabaseConnection) -> taskrow::Result<SqliteStore> {
+    SqliteStore::from_connection(db)
+}

@@ -1,0 +1,286 @@
+//! Creates `taskrow_task` and `taskrow_task_log` with their indexes.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+/// The first taskrow migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        // Prefixed with `taskrow` so it cannot clash with an application migration when added to
+        // the application's own migrator.
+        "m20260101_000001_taskrow_create_tables"
+    }
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum TaskrowTask {
+    Table,
+    Id,
+    Code,
+    TaskType,
+    Payload,
+    Name,
+    Description,
+    BizType,
+    State,
+    Attempts,
+    MaxAttempts,
+    RetryPolicy,
+    TimeoutMs,
+    OnSuccess,
+    Dispatch,
+    RunAt,
+    LeaseOwner,
+    LastError,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum TaskrowTaskLog {
+    Table,
+    Id,
+    TaskId,
+    Code,
+    TaskType,
+    Attempt,
+    StartedAt,
+    DurationMs,
+    Outcome,
+    Error,
+    Worker,
+}
+
+/// `DATETIME(6)`: microseconds on MySQL (`.date_time()` would drop them); fine on SQLite.
+fn datetime6(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .custom(Alias::new("DATETIME(6)"))
+        .to_owned()
+}
+
+/// The table options: InnoDB, utf8mb4 with a case-sensitive collation on MySQL; none elsewhere.
+fn table_options(t: &mut TableCreateStatement, backend: DbBackend) {
+    if backend == DbBackend::MySql {
+        t.engine("InnoDB")
+            .character_set("utf8mb4")
+            .collate("utf8mb4_bin");
+    }
+}
+
+fn index(
+    name: &str,
+    table: impl IntoIden,
+    cols: impl IntoIterator<Item = impl IntoIndexColumn>,
+) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.name(name).table(table);
+    for c in cols {
+        i.col(c);
+    }
+    i.to_owned()
+}
+
+// async-trait cannot take `SchemaManager<'_>` here (early- vs late-bound lifetimes).
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let backend = manager.get_database_backend();
+        // Several MB of JSON must fit: TEXT holds 64 KiB on MySQL, LONGTEXT 4 GiB.
+        let payload = if backend == DbBackend::MySql {
+            ColumnDef::new(TaskrowTask::Payload)
+                .custom(Alias::new("LONGTEXT"))
+                .not_null()
+                .to_owned()
+        } else {
+            ColumnDef::new(TaskrowTask::Payload)
+                .text()
+                .not_null()
+                .to_owned()
+        };
+
+        let mut task = Table::create();
+        task.table(TaskrowTask::Table)
+            .if_not_exists()
+            .col(
+                ColumnDef::new(TaskrowTask::Id)
+                    .big_integer()
+                    .not_null()
+                    .auto_increment()
+                    .primary_key(),
+            )
+            .col(ColumnDef::new(TaskrowTask::Code).string_len(255).not_null())
+            .col(
+                ColumnDef::new(TaskrowTask::TaskType)
+                    .string_len(255)
+                    .not_null(),
+            )
+            .col(payload)
+            .col(ColumnDef::new(TaskrowTask::Name).string_len(255).not_null())
+            .col(ColumnDef::new(TaskrowTask::Description).text().null())
+            .col(
+                ColumnDef::new(TaskrowTask::BizType)
+                    .string_len(64)
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(TaskrowTask::State)
+                    .small_integer()
+                    .not_null(),
+            )
+            .col(ColumnDef::new(TaskrowTask::Attempts).integer().not_null())
+            .col(ColumnDef::new(TaskrowTask::MaxAttempts).integer().null())
+            .col(
+                ColumnDef::new(TaskrowTask::RetryPolicy)
+                    .string_len(255)
+                    .not_null(),
+            )
+            .col(ColumnDef::new(TaskrowTask::TimeoutMs).big_integer().null())
+            .col(
+                ColumnDef::new(TaskrowTask::OnSuccess)
+                    .small_integer()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(TaskrowTask::Dispatch)
+                    .small_integer()
+                    .not_null(),
+            )
+            // Pending: next run time; running: lease expiry; finished: NULL. One index range
+            // (`run_at <= now`) finds every claimable row, whatever the table size.
+            .col(datetime6(TaskrowTask::RunAt).null())
+            .col(
+                ColumnDef::new(TaskrowTask::LeaseOwner)
+                    .string_len(255)
+                    .null(),
+            )
+            .col(ColumnDef::new(TaskrowTask::LastError).text().null())
+            .col(
+                ColumnDef::new(TaskrowTask::Version)
+                    .big_integer()
+                    .not_null(),
+            )
+            .col(datetime6(TaskrowTask::CreatedAt).not_null())
+            .col(datetime6(TaskrowTask::UpdatedAt).not_null());
+        table_options(&mut task, backend);
+        manager.create_table(task).await?;
+
+        let t = TaskrowTask::Table;
+        manager
+            .create_index(
+                index("uq_taskrow_task_code", t, [TaskrowTask::Code])
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index("idx_taskrow_task_run_at", t, [TaskrowTask::RunAt]))
+            .await?;
+        manager
+            .create_index(index(
+                "idx_taskrow_task_state_run_at",
+                t,
+                [TaskrowTask::State, TaskrowTask::RunAt],
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "idx_taskrow_task_task_type",
+                t,
+                [TaskrowTask::TaskType],
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "idx_taskrow_task_biz_type",
+                t,
+                [TaskrowTask::BizType],
+            ))
+            .await?;
+
+        let mut log = Table::create();
+        log.table(TaskrowTaskLog::Table)
+            .if_not_exists()
+            .col(
+                ColumnDef::new(TaskrowTaskLog::Id)
+                    .big_integer()
+                    .not_null()
+                    .auto_increment()
+                    .primary_key(),
+            )
+            .col(
+                ColumnDef::new(TaskrowTaskLog::TaskId)
+                    .big_integer()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(TaskrowTaskLog::Code)
+                    .string_len(255)
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(TaskrowTaskLog::TaskType)
+                    .string_len(255)
+                    .not_null(),
+            )
+            .col(ColumnDef::new(TaskrowTaskLog::Attempt).integer().not_null())
+            .col(datetime6(TaskrowTaskLog::StartedAt).not_null())
+            .col(
+                ColumnDef::new(TaskrowTaskLog::DurationMs)
+                    .big_integer()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(TaskrowTaskLog::Outcome)
+                    .small_integer()
+                    .not_null(),
+            )
+            .col(ColumnDef::new(TaskrowTaskLog::Error).text().null())
+            .col(
+                ColumnDef::new(TaskrowTaskLog::Worker)
+                    .string_len(255)
+                    .not_null(),
+            );
+        table_options(&mut log, backend);
+        manager.create_table(log).await?;
+
+        let l = TaskrowTaskLog::Table;
+        manager
+            .create_index(index(
+                "idx_taskrow_task_log_task_id",
+                l,
+                [TaskrowTaskLog::TaskId],
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "idx_taskrow_task_log_code",
+                l,
+                [TaskrowTaskLog::Code],
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "idx_taskrow_task_log_started_at",
+                l,
+                [TaskrowTaskLog::StartedAt],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Dropping a table drops its indexes.
+        manager
+            .drop_table(Table::drop().table(TaskrowTaskLog::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(TaskrowTask::Table).to_owned())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! [`Dialect`]: what differs between the SQL databases taskrow runs on.
+
+use std::fmt::Debug;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use taskrow::{ClaimRequest, Result};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::entity::task;
+
+/// What a database error means for taskrow, whatever the database said it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A unique index refused the row: a duplicate code.
+    UniqueViolation,
+    /// A taskrow table is missing: the migrations have not run.
+    MissingTable,
+    /// Lock contention that rolled the statement or transaction back (SQLite busy or locked,
+    /// MySQL deadlock 1213 or lock-wait timeout 1205). Trying again is safe, and the store does,
+    /// a few times, before it reports a transient error.
+    Contention,
+    /// The connection failed or the pool had none to give. Trying later may work, but the
+    /// store does not retry by itself: a lost commit may or may not have happened.
+    Connection,
+    /// Anything else: a permanent error.
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether trying the same call again later may work.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Contention | Self::Connection)
+    }
+
+    /// The kinds every driver reports the same way through SeaORM (a pool without a free
+    /// connection, a failed connection, a unique violation), or `None`.
+    pub fn common(err: &DbErr) -> Option<Self> {
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Some(Self::Connection),
+            _ => match err.sql_err() {
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Some(Self::UniqueViolation),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A transaction for read-then-write work, begun by [`Dialect::begin_write`]. It holds what
+/// the dialect needs held until it ends (SQLite: the store's one-writer lock). Dereferences
+/// to the [`DatabaseTransaction`], which implements [`sea_orm::ConnectionTrait`].
+///
+/// Dropped without [`WriteTxn::commit`], it rolls back.
+#[derive(Debug)]
+pub struct WriteTxn {
+    // Declared first so that it ends (rolls back, when dropped) before the writer lock goes.
+    txn: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    /// A transaction, holding `writer` (if any) until it ends.
+    pub fn new(txn: DatabaseTransaction, writer: Option<OwnedMutexGuard<()>>) -> Self {
+        Self {
+            txn,
+            _writer: writer,
+        }
+    }
+
+    /// Begins a plain transaction on `db`, holding `writer` (if any) until it ends.
+    pub async fn begin(
+        db: &DatabaseConnection,
+        writer: Option<OwnedMutexGuard<()>>,
+    ) -> Result<Self, DbErr> {
+        Ok(Self::new(db.begin().await?, writer))
+    }
+
+    /// Commits, then lets the writer lock go.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    /// Rolls back, then lets the writer lock go.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+/// What differs between the SQL databases taskrow runs on. Everything else — every other
+/// statement, the optimistic locking, the conversions — is shared in [`crate::SqlStore`].
+///
+/// A dialect value belongs to one [`DatabaseConnection`] pool (SQLite keeps its one-writer lock
+/// in it).
+#[async_trait]
+pub trait Dialect: Sized + Send + Sync + Debug + 'static {
+    /// The database's name in messages (`SQLite`, `MySQL`).
+    const NAME: &'static str;
+
+    /// Opens a connection pool for `url`, tuned for taskrow. A malformed URL is
+    /// [`taskrow::Error::BadUrl`]; a database that cannot be opened is
+    /// [`taskrow::Error::Unreachable`]. Both name the URL without its password.
+    async fn connect(url: &str) -> Result<DatabaseConnection>;
+
+    /// The dialect for a pool opened elsewhere; [`taskrow::Error::Config`] when the pool is
+    /// for another database.
+    fn for_connection(db: &DatabaseConnection) -> Result<Self>;
+
+    /// Begins a transaction for work that reads, then writes.
+    async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr>;
+
+    /// The batch claim of [`taskrow::TaskStore::claim`]: takes up to `req.limit` due tasks
+    /// (oldest due first, `run_at` then id) and returns their rows after the claim, in that
+    /// order. `now` and `until` (the lease expiry) are already in stored form.
+    async fn claim(
+        &self,
+        db: &DatabaseConnection,
+        req: &ClaimRequest,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<task::Model>, DbErr>;
+
+    /// What `err` means.
+    fn classify(&self, err: &DbErr) -> ErrorKind;
+
+    /// How many times an operation that failed with [`ErrorKind::Contention`] runs again
+    /// before the error is reported.
+    fn contention_retries(&self) -> u32 {
+        5
+    }
+}
+
+/// The pause before retry `n` (0-based) after contention: 10 ms doubling, up to 160 ms, with
+/// up to half of it taken off at random so that colliding claimants part ways.
+pub fn contention_backoff(n: u32) -> Duration {
+    let base = 10u64 << n.min(4);
+    let random = RandomState::new().hash_one(n);
+    Duration::from_millis(base - random % (base / 2 + 1))
+}

@@ -1,0 +1,220 @@
+//! `taskrow_task`: one row per task.
+
+use std::time::Duration;
+
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::entity::prelude::*;
+use taskrow::serde_json::{self, json};
+use taskrow::{Dispatch, Error, NewTask, OnSuccess, Result, RetryPolicy, TaskRecord, TaskState};
+
+/// A `taskrow_task` row as stored.
+///
+/// `run_at` holds the time that matters for the row's state: a pending task's next run time, a
+/// running task's lease expiry, and `NULL` for finished tasks, so that one index range
+/// (`run_at <= now`) finds every claimable row.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "taskrow_task")]
+pub struct Model {
+    /// Row id.
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// Unique code.
+    #[sea_orm(unique)]
+    pub code: String,
+    /// The typetag name of the task's type.
+    pub task_type: String,
+    /// The task's fields as JSON (`LONGTEXT` on MySQL).
+    #[sea_orm(column_type = "Text")]
+    pub payload: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Longer description.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub description: Option<String>,
+    /// Business type.
+    pub biz_type: String,
+    /// [`TaskState::code`]: 0 pending, 1 running, 2 succeeded, 3 failed, 4 cancelled.
+    pub state: i16,
+    /// Runs started (counted at claim).
+    pub attempts: i32,
+    /// Most runs, the first included; `NULL` for unlimited.
+    pub max_attempts: Option<i32>,
+    /// [`RetryPolicy::to_json`].
+    pub retry_policy: String,
+    /// Longest run, in milliseconds.
+    pub timeout_ms: Option<i64>,
+    /// [`OnSuccess::code`].
+    pub on_success: i16,
+    /// [`Dispatch::code`].
+    pub dispatch: i16,
+    /// Pending: next run time; running: lease expiry; otherwise `NULL`.
+    pub run_at: Option<DateTimeUtc>,
+    /// The worker that claimed the task last.
+    pub lease_owner: Option<String>,
+    /// The last failure.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub last_error: Option<String>,
+    /// Bumped by every claim and update.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTimeUtc,
+    /// Last change.
+    pub updated_at: DateTimeUtc,
+}
+
+/// No relations: log rows outlive their tasks, so there is no foreign key.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The row `insert` stores for `task` (id 0 until the database assigns one): pending, no
+    /// attempts, version 0, updated when created.
+    pub fn new_row(task: &NewTask) -> Self {
+        Self {
+            id: 0,
+            code: task.code.clone(),
+            task_type: task.task_type.clone(),
+            payload: task.payload.clone(),
+            name: task.name.clone(),
+            description: task.description.clone(),
+            biz_type: task.biz_type.clone(),
+            state: TaskState::Pending.code(),
+            attempts: 0,
+            max_attempts: task
+                .max_attempts
+                .map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
+            retry_policy: task.retry.to_json(),
+            timeout_ms: task
+                .timeout
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            on_success: task.on_success.code(),
+            dispatch: task.dispatch.code(),
+            run_at: Some(crate::time::stored(task.run_at)),
+            lease_owner: None,
+            last_error: None,
+            version: 0,
+            created_at: crate::time::stored(task.created_at),
+            updated_at: crate::time::stored(task.created_at),
+        }
+    }
+
+    /// The active model inserting this row, letting the database pick the id.
+    pub fn into_insert(self) -> ActiveModel {
+        ActiveModel {
+            id: NotSet,
+            code: Set(self.code),
+            task_type: Set(self.task_type),
+            payload: Set(self.payload),
+            name: Set(self.name),
+            description: Set(self.description),
+            biz_type: Set(self.biz_type),
+            state: Set(self.state),
+            attempts: Set(self.attempts),
+            max_attempts: Set(self.max_attempts),
+            retry_policy: Set(self.retry_policy),
+            timeout_ms: Set(self.timeout_ms),
+            on_success: Set(self.on_success),
+            dispatch: Set(self.dispatch),
+            run_at: Set(self.run_at),
+            lease_owner: Set(self.lease_owner),
+            last_error: Set(self.last_error),
+            version: Set(self.version),
+            created_at: Set(self.created_at),
+            updated_at: Set(self.updated_at),
+        }
+    }
+
+    /// The task state, or [`Error::CorruptRow`] for a code out of range.
+    pub fn task_state(&self) -> Result<TaskState> {
+        TaskState::from_code(self.state).ok_or_else(|| self.corrupt(format!(
+            "state {} is not a task state (0 pending, 1 running, 2 succeeded, 3 failed, 4 cancelled)",
+            self.state
+        )))
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::CorruptRow {
+            id: self.id,
+            reason,
+        }
+    }
+
+    /// The row as taskrow's [`TaskRecord`]; values this version cannot read are
+    /// [`Error::CorruptRow`].
+    pub fn into_record(self) -> Result<TaskRecord> {
+        let state = self.task_state()?;
+        let attempts = u32::try_from(self.attempts)
+            .map_err(|_| self.corrupt(format!("attempts is negative ({})", self.attempts)))?;
+        let max_attempts = self
+            .max_attempts
+            .map(|m| {
+                u32::try_from(m).ok().filter(|&m| m > 0).ok_or_else(|| {
+                    self.corrupt(format!("max_attempts must be at least 1, not {m}"))
+                })
+            })
+            .transpose()?;
+        let retry = RetryPolicy::from_json(&self.retry_policy).map_err(|e| {
+            self.corrupt(format!(
+                "retry_policy `{}` is not a retry policy: {e}",
+                self.retry_policy
+            ))
+        })?;
+        let timeout = self
+            .timeout_ms
+            .map(|ms| {
+                u64::try_from(ms)
+                    .map(Duration::from_millis)
+                    .map_err(|_| self.corrupt(format!("timeout_ms is negative ({ms})")))
+            })
+            .transpose()?;
+        let on_success = OnSuccess::from_code(self.on_success).ok_or_else(|| {
+            self.corrupt(format!(
+                "on_success {} is not 0 (delete) or 1 (keep)",
+                self.on_success
+            ))
+        })?;
+        let dispatch = Dispatch::from_code(self.dispatch).ok_or_else(|| {
+            self.corrupt(format!(
+                "dispatch {} is not 0 (scheduled), 1 (immediate, spawned) or 2 (immediate, awaited)",
+                self.dispatch
+            ))
+        })?;
+        let (next_run_at, lease_expires_at) = match state {
+            TaskState::Pending => (self.run_at, None),
+            TaskState::Running => (None, self.run_at),
+            _ => (None, None),
+        };
+        // `TaskRecord` is `#[non_exhaustive]` and core offers no constructor: build it through
+        // its serde form (a field added in core without a default fails loudly in tests).
+        let v = json!({
+            "id": self.id,
+            "code": self.code,
+            "task_type": self.task_type,
+            "payload": self.payload,
+            "name": self.name,
+            "description": self.description,
+            "biz_type": self.biz_type,
+            "state": state,
+            "attempts": attempts,
+            "max_attempts": max_attempts,
+            "retry": retry,
+            "timeout": timeout,
+            "on_success": on_success,
+            "dispatch": dispatch,
+            "next_run_at": next_run_at,
+            "lease_expires_at": lease_expires_at,
+            "lease_owner": self.lease_owner,
+            "last_error": self.last_error,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        });
+        let id = self.id;
+        serde_json::from_value(v).map_err(|e| Error::CorruptRow {
+            id,
+            reason: format!("cannot build a task record: {e}"),
+        })
+    }
+}

@@ -1,0 +1,982 @@
+//! [`SqlStore`]: the SeaORM implementation of [`TaskStore`], shared by every SQL database.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use sea_orm_migration::MigratorTrait;
+use taskrow::clock::add;
+use taskrow::options::validate;
+use taskrow::record::bound_error;
+use taskrow::{
+    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
+    OnSuccess, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter,
+    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+};
+
+use crate::dialect::{Dialect, ErrorKind, WriteTxn, contention_backoff};
+use crate::entity::{task, task_log};
+use crate::time::stored;
+
+/// Most rows in one multi-row `INSERT` of [`TaskStore::insert_many`].
+pub const INSERT_CHUNK_ROWS: usize = 500;
+/// Most payload bytes in one multi-row `INSERT` (MySQL's `max_allowed_packet` is 16 MiB or
+/// more by default).
+pub const INSERT_CHUNK_BYTES: usize = 4 << 20;
+/// How often a read-decide-write operation reads again after losing a race before it gives up
+/// with a transient error.
+const OPTIMISTIC_TRIES: u32 = 8;
+
+/// The taskrow store on a SQL database through SeaORM, for the [`Dialect`] `D`.
+///
+/// The store crates name it: `taskrow_sqlite::SqliteStore` is `SqlStore<SqliteDialect>`,
+/// `taskrow_mysql::MysqlStore` is `SqlStore<MysqlDialect>`. Clones share the pool.
+///
+/// Every write runs in one transaction begun by the dialect; lock contention (SQLite busy,
+/// MySQL deadlocks and lock-wait timeouts) is retried a few times inside the store before it
+/// surfaces as a transient [`Error::Backend`].
+pub struct SqlStore<D> {
+    db: DatabaseConnection,
+    dialect: std::sync::Arc<D>,
+}
+
+impl<D> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            dialect: std::sync::Arc::clone(&self.dialect),
+        }
+    }
+}
+
+impl<D: Dialect> fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("database", &D::NAME)
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an operation failed: a taskrow error already decided, or a database error still to be
+/// classified (and maybe retried).
+#[derive(Debug)]
+enum Fail {
+    Db(DbErr),
+    Task(Error),
+}
+
+impl From<DbErr> for Fail {
+    fn from(e: DbErr) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Task(e)
+    }
+}
+
+type Step<T> = std::result::Result<T, Fail>;
+
+impl<D: Dialect> SqlStore<D> {
+    /// A store on `db`, with a dialect made for it.
+    pub fn from_parts(db: DatabaseConnection, dialect: D) -> Self {
+        Self {
+            db,
+            dialect: std::sync::Arc::new(dialect),
+        }
+    }
+
+    /// A store on a pool opened elsewhere. [`Error::Config`] if the pool is for another
+    /// database than `D`'s.
+    pub fn from_connection(db: DatabaseConnection) -> Result<Self> {
+        let dialect = D::for_connection(&db)?;
+        Ok(Self::from_parts(db, dialect))
+    }
+
+    /// Opens a pool for `url` as the dialect tunes it (see [`Dialect::connect`]). The tables
+    /// must exist: run [`SqlStore::migrate`], or use [`SqlStore::connect_and_migrate`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::from_connection(D::connect(url).await?)
+    }
+
+    /// [`SqlStore::connect`], then [`SqlStore::migrate`].
+    pub async fn connect_and_migrate(url: &str) -> Result<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Runs taskrow's pending migrations (`taskrow_migration::Migrator`, history in
+    /// `taskrow_seaql_migrations`).
+    pub async fn migrate(&self) -> Result<()> {
+        taskrow_migration::Migrator::up(&self.db, None)
+            .await
+            .map_err(|e| self.error(Fail::Db(e)))
+    }
+
+    /// The pool.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> &D {
+        &self.dialect
+    }
+
+    /// Inserts a task on `conn`, which may be the application's own open transaction: the
+    /// task then commits or rolls back with the application's work (the local message table
+    /// pattern). Like [`TaskStore::insert`] otherwise, without retries.
+    ///
+    /// On SQLite, keep that transaction short: it holds the database's write lock, and the
+    /// store's own writes wait for it (up to the busy timeout).
+    pub async fn insert_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        task: NewTask,
+    ) -> Result<TaskRecord> {
+        validate(&task)?;
+        insert_row(&*self.dialect, conn, &task)
+            .await
+            .map_err(|f| self.error(f))
+    }
+
+    /// Maps a failure to taskrow's error.
+    fn error(&self, f: Fail) -> Error {
+        match f {
+            Fail::Task(e) => e,
+            Fail::Db(e) => db_error(&*self.dialect, e),
+        }
+    }
+
+    /// Runs `op` again while it fails with lock contention, a few times.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Step<T>>,
+    {
+        let mut n = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(Fail::Db(e))
+                    if n < self.dialect.contention_retries()
+                        && self.dialect.classify(&e) == ErrorKind::Contention =>
+                {
+                    tracing::debug!(error = %e, retry = n + 1, "taskrow: lock contention, retrying");
+                    tokio::time::sleep(contention_backoff(n)).await;
+                    n += 1;
+                }
+                Err(f) => return Err(self.error(f)),
+            }
+        }
+    }
+
+    /// Begins a write transaction.
+    async fn begin(&self) -> Step<WriteTxn> {
+        Ok(self.dialect.begin_write(&self.db).await?)
+    }
+}
+
+/// Commits `txn` when `r` is a success, rolls it back otherwise.
+async fn end<T>(txn: WriteTxn, r: Step<T>) -> Step<T> {
+    match r {
+        Ok(v) => {
+            txn.commit().await?;
+            Ok(v)
+        }
+        Err(f) => {
+            if let Err(e) = txn.rollback().await {
+                tracing::debug!(error = %e, "taskrow: rollback failed");
+            }
+            Err(f)
+        }
+    }
+}
+
+/// A database error as taskrow's error.
+pub(crate) fn db_error<D: Dialect>(dialect: &D, e: DbErr) -> Error {
+    match dialect.classify(&e) {
+        ErrorKind::MissingTable => Error::NotMigrated,
+        kind => Error::backend(kind.is_transient(), e),
+    }
+}
+
+/// Inserts one validated task; a unique violation is [`Error::DuplicateCode`].
+async fn insert_row<D: Dialect, C: ConnectionTrait>(
+    dialect: &D,
+    conn: &C,
+    task: &NewTask,
+) -> Step<TaskRecord> {
+    let mut row = task::Model::new_row(task);
+    let res = task::Entity::insert(row.clone().into_insert())
+        .exec(conn)
+        .await
+        .map_err(|e| duplicate_or(dialect, e, &task.code))?;
+    row.id = res.last_insert_id;
+    Ok(row.into_record()?)
+}
+
+fn duplicate_or<D: Dialect>(dialect: &D, e: DbErr, code: &str) -> Fail {
+    if dialect.classify(&e) == ErrorKind::UniqueViolation {
+        Fail::Task(Error::DuplicateCode(code.to_owned()))
+    } else {
+        Fail::Db(e)
+    }
+}
+
+/// One task's row, or [`Error::NotFound`].
+async fn find<C: ConnectionTrait>(conn: &C, target: &TaskRef) -> Step<task::Model> {
+    let q = match target {
+        TaskRef::Id(id) => task::Entity::find_by_id(*id),
+        TaskRef::Code(code) => task::Entity::find().filter(task::Column::Code.eq(code.as_str())),
+    };
+    q.one(conn)
+        .await?
+        .ok_or_else(|| Fail::Task(Error::NotFound(target.clone())))
+}
+
+/// The refusal for a task running under a live lease.
+fn running_error(r: &TaskRecord) -> Fail {
+    Fail::Task(Error::Running {
+        code: r.code.clone(),
+        owner: r.lease_owner.clone().unwrap_or_default(),
+        until: r.lease_expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+    })
+}
+
+/// `UPDATE taskrow_task SET version = version + 1, updated_at = now, … WHERE id = ? AND
+/// version = ?`: the optimistic lock of read-decide-write operations.
+fn guarded_update(id: i64, version: i64, now: DateTime<Utc>) -> sea_orm::UpdateMany<task::Entity> {
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::Version,
+            Expr::col(task::Column::Version).add(1),
+        )
+        .col_expr(task::Column::UpdatedAt, Expr::value(now))
+        .filter(task::Column::Id.eq(id))
+        .filter(task::Column::Version.eq(version))
+}
+
+/// A guarded write of a run's result: only while the lease (id + version) holds and the task
+/// runs.
+fn lease_update(lease: &Lease, now: DateTime<Utc>) -> sea_orm::UpdateMany<task::Entity> {
+    guarded_update(lease.id, lease.version, now)
+        .filter(task::Column::State.eq(TaskState::Running.code()))
+}
+
+fn null_time() -> SimpleExpr {
+    Expr::value(Option::<DateTime<Utc>>::None)
+}
+
+/// What a finish does to its task, read from [`FinishResult`] (non-exhaustive) up front so a
+/// batch is refused whole.
+enum End {
+    Succeeded,
+    Retry { at: DateTime<Utc>, error: String },
+    Failed { error: String },
+}
+
+impl End {
+    fn of(f: &Finish) -> Result<Self> {
+        Ok(match &f.result {
+            FinishResult::Succeeded => End::Succeeded,
+            FinishResult::Retry { at, error } => End::Retry {
+                at: stored(*at),
+                error: bound_error(error),
+            },
+            FinishResult::Failed { error } => End::Failed {
+                error: bound_error(error),
+            },
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "taskrow-sql cannot apply the finish result {other:?}: update taskrow-sql"
+                )));
+            }
+        })
+    }
+}
+
+/// The condition of a [`TaskFilter`].
+fn task_condition(filter: &TaskFilter) -> Condition {
+    let mut c = Condition::all();
+    if !filter.states.is_empty() {
+        c = c.add(task::Column::State.is_in(filter.states.iter().map(|s| s.code())));
+    }
+    if !filter.biz_types.is_empty() {
+        c = c.add(task::Column::BizType.is_in(filter.biz_types.iter().cloned()));
+    }
+    if !filter.task_types.is_empty() {
+        c = c.add(task::Column::TaskType.is_in(filter.task_types.iter().cloned()));
+    }
+    if let Some(p) = &filter.code_prefix {
+        // `INSTR(code, p) = 1`: a case-sensitive prefix test on both databases, with nothing to
+        // escape (SQLite's LIKE ignores ASCII case; `_` and `%` would need escaping).
+        c = c.add(
+            Expr::expr(
+                Func::cust(Alias::new("INSTR"))
+                    .arg(Expr::col(task::Column::Code))
+                    .arg(p.clone()),
+            )
+            .eq(1),
+        );
+    }
+    if let Some(t) = filter.due_before {
+        // Pending rows keep their next run time in `run_at`, running rows their lease expiry,
+        // finished rows NULL: exactly `TaskFilter::matches`.
+        c = c.add(task::Column::RunAt.lte(stored(t)));
+    }
+    c
+}
+
+fn log_condition(filter: &LogFilter) -> Condition {
+    let mut c = Condition::all();
+    if let Some(id) = filter.task_id {
+        c = c.add(task_log::Column::TaskId.eq(id));
+    }
+    if let Some(code) = &filter.code {
+        c = c.add(task_log::Column::Code.eq(code.as_str()));
+    }
+    if !filter.outcomes.is_empty() {
+        c = c.add(task_log::Column::Outcome.is_in(filter.outcomes.iter().map(|o| o.code())));
+    }
+    if let Some(t) = filter.since {
+        c = c.add(task_log::Column::StartedAt.gte(stored(t)));
+    }
+    c
+}
+
+/// The steps of each operation, on an open write transaction.
+impl<D: Dialect> SqlStore<D> {
+    async fn insert_many_in(&self, txn: &WriteTxn, tasks: &[NewTask]) -> Step<u64> {
+        // Codes already taken, checked first so the error can name one.
+        for chunk in tasks.chunks(INSERT_CHUNK_ROWS) {
+            if let Some(code) = first_taken(&**txn, chunk).await? {
+                return Err(Fail::Task(Error::DuplicateCode(code)));
+            }
+        }
+        let mut n = 0;
+        let mut start = 0;
+        while start < tasks.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < tasks.len()
+                && end - start < INSERT_CHUNK_ROWS
+                && (end == start || bytes + tasks[end].payload.len() <= INSERT_CHUNK_BYTES)
+            {
+                bytes += tasks[end].payload.len();
+                end += 1;
+            }
+            let chunk = &tasks[start..end];
+            let rows = chunk.iter().map(|t| task::Model::new_row(t).into_insert());
+            match task::Entity::insert_many(rows)
+                .exec_without_returning(&**txn)
+                .await
+            {
+                Ok(k) => n += k,
+                Err(e) if self.dialect.classify(&e) == ErrorKind::UniqueViolation => {
+                    // Another writer took a code since the check (MySQL); name it.
+                    let code = first_taken(&**txn, chunk)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| chunk[0].code.clone());
+                    return Err(Fail::Task(Error::DuplicateCode(code)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            start = end;
+        }
+        Ok(n)
+    }
+
+    async fn claim_one_in(
+        &self,
+        txn: &WriteTxn,
+        target: &TaskRef,
+        req: &ClaimOne,
+    ) -> Step<TaskRecord> {
+        let now = stored(req.now);
+        let until = stored(add(now, req.lease));
+        for _ in 0..OPTIMISTIC_TRIES {
+            let m = find(&**txn, target).await?;
+            let r = m.clone().into_record()?;
+            match r.state {
+                TaskState::Pending => {}
+                TaskState::Failed if !req.only_pending => {}
+                TaskState::Failed => {
+                    return Err(Fail::Task(Error::WrongState {
+                        code: r.code,
+                        state: r.state,
+                        what: "only a pending task is dispatched at once; run it now by hand, or \
+                               reset it to let the scheduler run it"
+                            .into(),
+                    }));
+                }
+                TaskState::Running if r.lease_live_at(now) => return Err(running_error(&r)),
+                TaskState::Running => {}
+                TaskState::Cancelled => return Err(Fail::Task(Error::Cancelled(r.code))),
+                TaskState::Succeeded => return Err(Fail::Task(Error::Succeeded(r.code))),
+            }
+            let done = guarded_update(m.id, m.version, now)
+                .col_expr(task::Column::State, Expr::value(TaskState::Running.code()))
+                .col_expr(
+                    task::Column::Attempts,
+                    Expr::col(task::Column::Attempts).add(1),
+                )
+                .col_expr(task::Column::LeaseOwner, Expr::value(req.worker.clone()))
+                .col_expr(task::Column::RunAt, Expr::value(until))
+                .exec(&**txn)
+                .await?;
+            if done.rows_affected == 1 {
+                let claimed = task::Model {
+                    state: TaskState::Running.code(),
+                    attempts: m.attempts.saturating_add(1),
+                    version: m.version + 1,
+                    lease_owner: Some(req.worker.clone()),
+                    run_at: Some(until),
+                    updated_at: now,
+                    ..m
+                };
+                return Ok(claimed.into_record()?);
+            }
+            // Another claimant or operator changed the row since it was read: decide again.
+        }
+        Err(lost_races())
+    }
+
+    async fn finish_in(
+        &self,
+        txn: &WriteTxn,
+        batch: &[Finish],
+        ends: &[End],
+        now: DateTime<Utc>,
+    ) -> Step<Vec<FinishStatus>> {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut logs = Vec::with_capacity(batch.len());
+        for (f, end) in batch.iter().zip(ends) {
+            let applied = match end {
+                End::Succeeded => {
+                    let deleted = task::Entity::delete_many()
+                        .filter(task::Column::Id.eq(f.lease.id))
+                        .filter(task::Column::Version.eq(f.lease.version))
+                        .filter(task::Column::State.eq(TaskState::Running.code()))
+                        .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
+                        .exec(&**txn)
+                        .await?
+                        .rows_affected;
+                    deleted == 1
+                        || lease_update(&f.lease, now)
+                            .filter(task::Column::OnSuccess.ne(OnSuccess::Delete.code()))
+                            .col_expr(
+                                task::Column::State,
+                                Expr::value(TaskState::Succeeded.code()),
+                            )
+                            .col_expr(task::Column::RunAt, null_time())
+                            .exec(&**txn)
+                            .await?
+                            .rows_affected
+                            == 1
+                }
+                End::Retry { at, error } => {
+                    lease_update(&f.lease, now)
+                        .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
+                        .col_expr(task::Column::RunAt, Expr::value(*at))
+                        .col_expr(task::Column::LastError, Expr::value(error.clone()))
+                        .exec(&**txn)
+                        .await?
+                        .rows_affected
+                        == 1
+                }
+                End::Failed { error } => {
+                    lease_update(&f.lease, now)
+                        .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
+                        .col_expr(task::Column::RunAt, null_time())
+                        .col_expr(task::Column::LastError, Expr::value(error.clone()))
+                        .exec(&**txn)
+                        .await?
+                        .rows_affected
+                        == 1
+                }
+            };
+            if applied {
+                logs.push(task_log::Model::insert_for(f, f.outcome(), f.error()));
+                answers.push(FinishStatus::Applied);
+            } else {
+                let error = f.lease_lost_error();
+                logs.push(task_log::Model::insert_for(
+                    f,
+                    Outcome::LeaseLost,
+                    Some(&error),
+                ));
+                answers.push(FinishStatus::LeaseLost);
+            }
+        }
+        for chunk in logs.chunks(INSERT_CHUNK_ROWS) {
+            task_log::Entity::insert_many(chunk.iter().cloned())
+                .exec_without_returning(&**txn)
+                .await?;
+        }
+        Ok(answers)
+    }
+
+    async fn release_in(
+        &self,
+        txn: &WriteTxn,
+        leases: &[Lease],
+        now: DateTime<Utc>,
+    ) -> Step<Vec<FinishStatus>> {
+        let mut answers = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let n = lease_update(lease, now)
+                .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
+                .col_expr(task::Column::RunAt, Expr::value(now))
+                .col_expr(
+                    task::Column::Attempts,
+                    Expr::cust("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"),
+                )
+                .exec(&**txn)
+                .await?
+                .rows_affected;
+            answers.push(if n == 1 {
+                FinishStatus::Applied
+            } else {
+                FinishStatus::LeaseLost
+            });
+        }
+        Ok(answers)
+    }
+
+    async fn reset_in(
+        &self,
+        txn: &WriteTxn,
+        target: &ResetTarget,
+        now: DateTime<Utc>,
+    ) -> Step<u64> {
+        let rerun = |q: sea_orm::UpdateMany<task::Entity>| {
+            q.col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
+                .col_expr(task::Column::Attempts, Expr::value(0))
+                .col_expr(task::Column::RunAt, Expr::value(now))
+                .col_expr(task::Column::LastError, Expr::value(Option::<String>::None))
+        };
+        match target {
+            ResetTarget::One(t) => {
+                for _ in 0..OPTIMISTIC_TRIES {
+                    let m = find(&**txn, t).await?;
+                    let r = m.clone().into_record()?;
+                    match r.state {
+                        TaskState::Running if r.lease_live_at(now) => {
+                            return Err(running_error(&r));
+                        }
+                        TaskState::Succeeded => return Err(Fail::Task(Error::Succeeded(r.code))),
+                        _ => {}
+                    }
+                    let n = rerun(guarded_update(m.id, m.version, now))
+                        .exec(&**txn)
+                        .await?
+                        .rows_affected;
+                    if n == 1 {
+                        return Ok(1);
+                    }
+                }
+                Err(lost_races())
+            }
+            ResetTarget::Matching(filter) => {
+                let resettable = [TaskState::Failed, TaskState::Cancelled];
+                let states: Vec<TaskState> = if filter.states.is_empty() {
+                    resettable.to_vec()
+                } else {
+                    resettable
+                        .into_iter()
+                        .filter(|s| filter.states.contains(s))
+                        .collect()
+                };
+                if states.is_empty() {
+                    return Ok(0);
+                }
+                let mut f = filter.clone();
+                f.states = states;
+                let n = rerun(
+                    task::Entity::update_many()
+                        .col_expr(
+                            task::Column::Version,
+                            Expr::col(task::Column::Version).add(1),
+                        )
+                        .col_expr(task::Column::UpdatedAt, Expr::value(now)),
+                )
+                .filter(task_condition(&f))
+                .exec(&**txn)
+                .await?
+                .rows_affected;
+                Ok(n)
+            }
+            other => Err(Fail::Task(Error::InvalidInput(format!(
+                "taskrow-sql cannot reset {other:?}: update taskrow-sql"
+            )))),
+        }
+    }
+
+    async fn cancel_in(
+        &self,
+        txn: &WriteTxn,
+        target: &TaskRef,
+        now: DateTime<Utc>,
+    ) -> Step<TaskRecord> {
+        for _ in 0..OPTIMISTIC_TRIES {
+            let m = find(&**txn, target).await?;
+            let r = m.clone().into_record()?;
+            match r.state {
+                TaskState::Cancelled => return Ok(r),
+                TaskState::Succeeded => return Err(Fail::Task(Error::Succeeded(r.code))),
+                TaskState::Running if r.lease_live_at(now) => return Err(running_error(&r)),
+                _ => {}
+            }
+            let n = guarded_update(m.id, m.version, now)
+                .col_expr(
+                    task::Column::State,
+                    Expr::value(TaskState::Cancelled.code()),
+                )
+                .col_expr(task::Column::RunAt, null_time())
+                .exec(&**txn)
+                .await?
+                .rows_affected;
+            if n == 1 {
+                let cancelled = task::Model {
+                    state: TaskState::Cancelled.code(),
+                    run_at: None,
+                    version: m.version + 1,
+                    updated_at: now,
+                    ..m
+                };
+                return Ok(cancelled.into_record()?);
+            }
+        }
+        Err(lost_races())
+    }
+
+    async fn delete_in(
+        &self,
+        txn: &WriteTxn,
+        target: &TaskRef,
+        now: DateTime<Utc>,
+    ) -> Step<TaskRecord> {
+        for _ in 0..OPTIMISTIC_TRIES {
+            let m = find(&**txn, target).await?;
+            let r = m.clone().into_record()?;
+            if r.lease_live_at(now) {
+                return Err(running_error(&r));
+            }
+            let n = task::Entity::delete_many()
+                .filter(task::Column::Id.eq(m.id))
+                .filter(task::Column::Version.eq(m.version))
+                .exec(&**txn)
+                .await?
+                .rows_affected;
+            if n == 1 {
+                return Ok(r);
+            }
+        }
+        Err(lost_races())
+    }
+}
+
+/// A read-decide-write operation lost every race for its row.
+fn lost_races() -> Fail {
+    Fail::Task(Error::backend(
+        true,
+        "the task kept changing while being updated (other writers won every try); retry",
+    ))
+}
+
+/// The first code of `chunk` that the table holds already.
+async fn first_taken<C: ConnectionTrait>(
+    conn: &C,
+    chunk: &[NewTask],
+) -> Result<Option<String>, DbErr> {
+    let taken: HashSet<String> = task::Entity::find()
+        .select_only()
+        .column(task::Column::Code)
+        .filter(task::Column::Code.is_in(chunk.iter().map(|t| t.code.clone())))
+        .into_tuple::<String>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(chunk
+        .iter()
+        .find(|t| taken.contains(&t.code))
+        .map(|t| t.code.clone()))
+}
+
+#[async_trait]
+impl<D: Dialect> TaskStore for SqlStore<D> {
+    async fn insert(&self, task: NewTask) -> Result<TaskRecord> {
+        validate(&task)?;
+        let task = &task;
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = insert_row(&*self.dialect, &*txn, task).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn insert_many(&self, tasks: Vec<NewTask>) -> Result<u64> {
+        for t in &tasks {
+            validate(t)?;
+        }
+        let mut seen = HashSet::with_capacity(tasks.len());
+        if let Some(dup) = tasks.iter().find(|t| !seen.insert(t.code.as_str())) {
+            return Err(Error::DuplicateCode(dup.code.clone()));
+        }
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let tasks = &tasks[..];
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.insert_many_in(&txn, tasks).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)> {
+        validate(&task)?;
+        let target = TaskRef::Code(task.code.clone());
+        let (task, target) = (&task, &target);
+        let r = self
+            .retrying(|| async move {
+                let txn = self.begin().await?;
+                let r = match find(&*txn, target).await {
+                    Ok(m) => m.into_record().map(|r| (r, false)).map_err(Fail::Task),
+                    Err(Fail::Task(Error::NotFound(_))) => insert_row(&*self.dialect, &*txn, task)
+                        .await
+                        .map(|r| (r, true)),
+                    Err(f) => Err(f),
+                };
+                end(txn, r).await
+            })
+            .await;
+        match r {
+            // Inserted by someone else between the read and the insert (MySQL).
+            Err(Error::DuplicateCode(_)) => Ok((self.get(target).await?, false)),
+            other => other,
+        }
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = stored(req.now);
+        let until = stored(add(now, req.lease));
+        let rows = self
+            .retrying(|| async move { Ok(self.dialect.claim(&self.db, req, now, until).await?) })
+            .await?;
+        rows.into_iter().map(task::Model::into_record).collect()
+    }
+
+    async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.claim_one_in(&txn, target, req).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
+        let ends = batch.iter().map(End::of).collect::<Result<Vec<_>>>()?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = stored(now);
+        let (batch, ends) = (&batch[..], &ends[..]);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.finish_in(&txn, batch, ends, now).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn release(&self, leases: &[Lease], now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = stored(now);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.release_in(&txn, leases, now).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn extend_lease(
+        &self,
+        lease: Lease,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lease> {
+        let (until, now) = (stored(until), stored(now));
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = lease_update(&lease, now)
+                .col_expr(task::Column::RunAt, Expr::value(until))
+                .exec(&*txn)
+                .await
+                .map_err(Fail::Db)
+                .and_then(|res| match res.rows_affected {
+                    1 => Ok(Lease {
+                        id: lease.id,
+                        version: lease.version + 1,
+                    }),
+                    _ => Err(Fail::Task(Error::LeaseLost { id: lease.id })),
+                });
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
+        let m = find(&self.db, target).await.map_err(|f| self.error(f))?;
+        m.into_record()
+    }
+
+    async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
+        let mut q = task::Entity::find()
+            .filter(task_condition(filter))
+            .order_by_asc(task::Column::Id)
+            .limit(page.limit);
+        if let Some(after) = page.after_id {
+            q = q.filter(task::Column::Id.gt(after));
+        }
+        let rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        rows.into_iter().map(task::Model::into_record).collect()
+    }
+
+    async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
+        let mut q = task_log::Entity::find()
+            .filter(log_condition(filter))
+            .order_by_asc(task_log::Column::Id);
+        if let Some(n) = filter.limit {
+            q = q.limit(n);
+        }
+        let rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        rows.into_iter().map(task_log::Model::into_log).collect()
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>> {
+        let rows: Vec<(String, i16, i64)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::TaskType)
+            .column(task::Column::State)
+            .column_as(task::Column::Id.count(), "count")
+            .group_by(task::Column::TaskType)
+            .group_by(task::Column::State)
+            .order_by_asc(task::Column::TaskType)
+            .order_by_asc(task::Column::State)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(|e| self.error(e.into()))?;
+        rows.into_iter()
+            .map(|(task_type, state, count)| {
+                let state = TaskState::from_code(state).ok_or_else(|| Error::CorruptRow {
+                    id: 0,
+                    reason: format!(
+                        "tasks of type `{task_type}` have state {state}, which is not a task state; \
+                         find them with `SELECT id FROM taskrow_task WHERE state = {state}`"
+                    ),
+                })?;
+                Ok(StateCount {
+                    task_type,
+                    state,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {
+        let now = stored(now);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.reset_in(&txn, target, now).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
+        let now = stored(now);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.cancel_in(&txn, target, now).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
+        let now = stored(now);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = self.delete_in(&txn, target, now).await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
+        if let Some(s) = purge.states.iter().find(|s| {
+            !matches!(
+                s,
+                TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+            )
+        }) {
+            return Err(Error::InvalidInput(format!(
+                "purge removes finished tasks only (succeeded, failed, cancelled), not {s} ones: \
+                 cancel or delete those instead"
+            )));
+        }
+        let before = stored(purge.before);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = async {
+                let mut report = PurgeReport::default();
+                if !purge.states.is_empty() {
+                    report.tasks = task::Entity::delete_many()
+                        .filter(task::Column::State.is_in(purge.states.iter().map(|s| s.code())))
+                        .filter(task::Column::UpdatedAt.lt(before))
+                        .exec(&*txn)
+                        .await?
+                        .rows_affected;
+                }
+                if purge.logs {
+                    report.logs = task_log::Entity::delete_many()
+                        .filter(task_log::Column::StartedAt.lt(before))
+                        .exec(&*txn)
+                        .await?
+                        .rows_affected;
+                }
+                Ok(report)
+            }
+            .await;
+            end(txn, r).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,470 @@
+// Tests shared by the SQLite and MySQL stores' test binaries (included with `#[path]`): each
+// function takes a fresh, migrated store. The full contract is the conformance suite's
+// (`taskrow-tests`); these check what only a SQL store can get wrong.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::{Alias, ColumnDef, Table};
+use sea_orm::{ConnectionTrait, EntityTrait, Iterable, Statement, TransactionTrait};
+use taskrow::chrono::{DateTime, TimeDelta, Utc};
+use taskrow::{
+    ClaimOne, ClaimRequest, EnqueueOptions, Error, Finish, FinishResult, NewTask, Task,
+    TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait, typetag,
+};
+use taskrow_sql::entity::{task, task_log};
+use taskrow_sql::{Dialect, SqlStore};
+
+#[derive(Debug, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct Ping {
+    pub n: u32,
+}
+
+#[typetag::serde(name = "store_sql_test.ping")]
+#[async_trait]
+impl Task for Ping {
+    async fn run(&self, _ctx: &TaskContext) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+/// 2026-01-01T00:00:00.123456Z: a time with microseconds.
+pub fn t0() -> DateTime<Utc> {
+    "2026-01-01T00:00:00.123456Z".parse().unwrap()
+}
+
+pub fn new_task(code: &str, now: DateTime<Utc>) -> NewTask {
+    EnqueueOptions::new()
+        .code(code)
+        .build(&Ping { n: 1 }, now)
+        .unwrap()
+}
+
+/// The entity's column names, in order.
+pub fn entity_columns<E: EntityTrait>() -> Vec<String> {
+    E::Column::iter()
+        .map(|c| sea_orm::IdenStatic::as_str(&c).to_owned())
+        .collect()
+}
+
+/// A row with every column set goes in through the entity and comes back equal.
+pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
+    let db = store.connection();
+    let at = t0() + TimeDelta::microseconds(1);
+    let payload = "x".repeat(3 << 20); // several MB must fit
+    let row = task::Model {
+        id: 0,
+        code: "full-row".into(),
+        task_type: "store_sql_test.ping".into(),
+        payload: format!("{{\"n\":1,\"pad\":\"{payload}\"}}"),
+        name: "Full row ✓".into(),
+        description: Some("every column set".into()),
+        biz_type: "orders".into(),
+        state: 1,
+        attempts: 2,
+        max_attempts: Some(7),
+        retry_policy: taskrow::RetryPolicy::default().to_json(),
+        timeout_ms: Some(1_500),
+        on_success: 1,
+        dispatch: 2,
+        run_at: Some(at),
+        lease_owner: Some("worker-1".into()),
+        last_error: Some("boom".into()),
+        version: 41,
+        created_at: t0(),
+        updated_at: at,
+    };
+    let id = task::Entity::insert(row.clone().into_insert())
+        .exec(db)
+        .await
+        .unwrap()
+        .last_insert_id;
+    let back = task::Entity::find_by_id(id).one(db).await.unwrap().unwrap();
+    assert_eq!(back, task::Model { id, ..row });
+    let record = back.into_record().unwrap();
+    assert_eq!(record.state, TaskState::Running);
+    assert_eq!(record.lease_expires_at, Some(at));
+    assert_eq!(record.next_run_at, None);
+
+    let log = task_log::Model {
+        id: 0,
+        task_id: id,
+        code: "full-row".into(),
+        task_type: "store_sql_test.ping".into(),
+        attempt: 2,
+        started_at: at,
+        duration_ms: 12,
+        outcome: 2,
+        error: Some("boom".into()),
+        worker: "worker-1".into(),
+    };
+    let mut am: task_log::ActiveModel = log.clone().into();
+    am.id = sea_orm::ActiveValue::NotSet;
+    let log_id = task_log::Entity::insert(am)
+        .exec(db)
+        .await
+        .unwrap()
+        .last_insert_id;
+    let back = task_log::Entity::find_by_id(log_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, task_log::Model { id: log_id, ..log });
+}
+
+/// Out-of-range codes in a row are `CorruptRow`, naming the row.
+pub async fn corrupt_rows_are_reported<D: Dialect>(store: &SqlStore<D>) {
+    let r = store.insert(new_task("corrupt", t0())).await.unwrap();
+    let db = store.connection();
+    db.execute_unprepared(&format!(
+        "UPDATE taskrow_task SET state = 9 WHERE id = {}",
+        r.id
+    ))
+    .await
+    .unwrap();
+    match store.get(&TaskRef::Id(r.id)).await {
+        Err(Error::CorruptRow { id, reason }) => {
+            assert_eq!(id, r.id);
+            assert!(reason.contains("state 9"), "{reason}");
+        }
+        other => panic!("expected CorruptRow, got {other:?}"),
+    }
+}
+
+/// Times keep their microseconds through insert, claim, finish and the log.
+pub async fn microseconds_read_back_equal<D: Dialect>(store: &SqlStore<D>) {
+    let now = t0() + TimeDelta::microseconds(999_999);
+    let inserted = store.insert(new_task("micros", now)).await.unwrap();
+    assert_eq!(inserted.next_run_at, Some(now));
+    let got = store.get(&TaskRef::Id(inserted.id)).await.unwrap();
+    assert_eq!(got, inserted);
+
+    let claim_at = now + TimeDelta::microseconds(7);
+    let lease = Duration::from_micros(30_000_001);
+    let claimed = store
+        .claim(&ClaimRequest::new("w", 10, lease, claim_at))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let expected_expiry = claim_at + TimeDelta::microseconds(30_000_001);
+    assert_eq!(claimed[0].lease_expires_at, Some(expected_expiry));
+    assert_eq!(claimed[0].updated_at, claim_at);
+    assert_eq!(
+        store.get(&TaskRef::Id(inserted.id)).await.unwrap(),
+        claimed[0]
+    );
+
+    let retry_at = claim_at + TimeDelta::microseconds(1_000_001);
+    let f = Finish::new(
+        &claimed[0],
+        claimed[0].lease(),
+        "w",
+        claim_at,
+        3,
+        FinishResult::Retry {
+            at: retry_at,
+            error: "again".into(),
+        },
+    );
+    store.finish(vec![f], claim_at).await.unwrap();
+    let after = store.get(&TaskRef::Id(inserted.id)).await.unwrap();
+    assert_eq!(after.next_run_at, Some(retry_at));
+    let logs = store
+        .logs(&taskrow::LogFilter::task(inserted.id))
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].started_at, claim_at);
+
+    // Due exactly at its time, not a microsecond before.
+    let early = store
+        .claim(&ClaimRequest::new(
+            "w",
+            10,
+            lease,
+            retry_at - TimeDelta::microseconds(1),
+        ))
+        .await
+        .unwrap();
+    assert!(early.is_empty());
+    let on_time = store
+        .claim(&ClaimRequest::new("w", 10, lease, retry_at))
+        .await
+        .unwrap();
+    assert_eq!(on_time.len(), 1);
+}
+
+/// Calls on a database without the tables say to migrate.
+pub async fn unmigrated_says_so<D: Dialect>(store: &SqlStore<D>) {
+    let err = store.get(&TaskRef::Id(1)).await.unwrap_err();
+    assert!(matches!(err, Error::NotMigrated), "{err:?}");
+    let err = store.insert(new_task("a", t0())).await.unwrap_err();
+    assert!(matches!(err, Error::NotMigrated), "{err:?}");
+    let err = store
+        .claim(&ClaimRequest::new("w", 1, Duration::from_secs(1), t0()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotMigrated), "{err:?}");
+    assert!(err.to_string().contains("run the migrations"), "{err}");
+}
+
+/// `workers` claimers (each looping until nothing is due) over `tasks` tasks, on `stores`
+/// (several stores on one database act as several processes): every task claimed exactly once.
+pub async fn concurrent_claims_take_each_task_once<D: Dialect>(
+    stores: Vec<SqlStore<D>>,
+    workers_per_store: usize,
+    tasks: usize,
+) {
+    let now = t0();
+    let batch: Vec<NewTask> = (0..tasks)
+        .map(|i| {
+            // Spread due times so the claim order matters.
+            new_task(
+                &format!("c-{i:05}"),
+                now - TimeDelta::milliseconds((i % 97) as i64),
+            )
+        })
+        .collect();
+    assert_eq!(stores[0].insert_many(batch).await.unwrap(), tasks as u64);
+
+    let mut handles = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for w in 0..workers_per_store {
+            let store = store.clone();
+            let worker = format!("s{s}-w{w}");
+            handles.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store
+                        .claim(&ClaimRequest::new(
+                            &worker,
+                            7,
+                            Duration::from_secs(600),
+                            now,
+                        ))
+                        .await
+                        .unwrap_or_else(|e| panic!("{worker}: {e}"));
+                    if got.is_empty() {
+                        break;
+                    }
+                    for r in &got {
+                        assert_eq!(r.state, TaskState::Running);
+                        assert_eq!(r.attempts, 1);
+                        assert_eq!(r.version, 1);
+                        assert_eq!(r.lease_owner.as_deref(), Some(worker.as_str()));
+                    }
+                    mine.extend(got.into_iter().map(|r| r.id));
+                    tokio::task::yield_now().await;
+                }
+                mine
+            }));
+        }
+    }
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    let mut per_worker = Vec::new();
+    for h in handles {
+        let ids = h.await.unwrap();
+        per_worker.push(ids.len());
+        for id in ids {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), tasks, "claimed {} of {tasks}", seen.len());
+    assert!(seen.values().all(|&n| n == 1), "a task was claimed twice");
+    eprintln!("claims per worker: {per_worker:?}");
+}
+
+/// Claims come back oldest due first.
+pub async fn claims_oldest_due_first<D: Dialect>(store: &SqlStore<D>) {
+    let now = t0();
+    for (code, ago) in [("b", 2), ("a", 3), ("c", 1), ("later", -5)] {
+        store
+            .insert(new_task(code, now - TimeDelta::seconds(ago)))
+            .await
+            .unwrap();
+    }
+    let got = store
+        .claim(&ClaimRequest::new("w", 10, Duration::from_secs(60), now))
+        .await
+        .unwrap();
+    let codes: Vec<&str> = got.iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes, ["a", "b", "c"]);
+}
+
+/// A task inserted on the application's transaction commits and rolls back with it.
+pub async fn insert_on_follows_the_callers_transaction<D: Dialect>(store: &SqlStore<D>) {
+    let db = store.connection();
+    let txn = db.begin().await.unwrap();
+    store
+        .insert_on(&txn, new_task("rolled-back", t0()))
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    let err = store.get(&"rolled-back".into()).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+
+    let txn = db.begin().await.unwrap();
+    let r = store
+        .insert_on(&txn, new_task("committed", t0()))
+        .await
+        .unwrap();
+    let dup = store.insert_on(&txn, new_task("committed", t0())).await;
+    assert!(
+        matches!(dup, Err(Error::DuplicateCode(ref c)) if c == "committed"),
+        "{dup:?}"
+    );
+    txn.commit().await.unwrap();
+    assert_eq!(store.get(&"committed".into()).await.unwrap(), r);
+}
+
+/// `insert_many` names the duplicate (in the table or in the batch) and inserts nothing.
+pub async fn insert_many_names_the_duplicate<D: Dialect>(store: &SqlStore<D>) {
+    store.insert(new_task("taken", t0())).await.unwrap();
+    let mut batch: Vec<NewTask> = (0..1200)
+        .map(|i| new_task(&format!("m-{i}"), t0()))
+        .collect();
+    batch.push(new_task("taken", t0()));
+    let err = store.insert_many(batch.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::DuplicateCode(ref c) if c == "taken"),
+        "{err:?}"
+    );
+    batch.pop();
+    batch.push(new_task("m-3", t0()));
+    let err = store.insert_many(batch.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::DuplicateCode(ref c) if c == "m-3"),
+        "{err:?}"
+    );
+    batch.pop();
+    assert_eq!(store.insert_many(batch).await.unwrap(), 1200);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.iter().map(|c| c.count).sum::<u64>(), 1201);
+}
+
+/// Codes, prefixes and type filters are case-sensitive, as in memory.
+pub async fn text_compares_exactly<D: Dialect>(store: &SqlStore<D>) {
+    store.insert(new_task("Order-1", t0())).await.unwrap();
+    store.insert(new_task("order-1", t0())).await.unwrap();
+    store.insert(new_task("order_%x", t0())).await.unwrap();
+    let got = store
+        .list(
+            &taskrow::TaskFilter::all().code_prefix("order"),
+            &taskrow::Page::first(10),
+        )
+        .await
+        .unwrap();
+    let codes: HashSet<&str> = got.iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes, HashSet::from(["order-1", "order_%x"]));
+    let got = store
+        .list(
+            &taskrow::TaskFilter::all().code_prefix("order_%"),
+            &taskrow::Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(store.get(&"Order-1".into()).await.unwrap().code, "Order-1");
+}
+
+/// Run-now claims race with the batch claim and each other: one winner, the others refused.
+pub async fn claim_one_has_one_winner<D: Dialect>(store: &SqlStore<D>) {
+    let r = store.insert(new_task("contested", t0())).await.unwrap();
+    let store = Arc::new(store.clone());
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let store = Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            store
+                .claim_one(
+                    &TaskRef::Id(r.id),
+                    &ClaimOne::new(format!("w{w}"), Duration::from_secs(60), t0()),
+                )
+                .await
+        }));
+    }
+    let mut won = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(t) => {
+                won += 1;
+                assert_eq!(t.attempts, 1);
+                assert_eq!(t.version, 1);
+            }
+            Err(Error::Running { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// A user's own table and migrator next to taskrow's: each keeps its own history.
+pub struct AppMigrator;
+
+pub struct CreateOrders;
+
+impl sea_orm_migration::MigrationName for CreateOrders {
+    fn name(&self) -> &str {
+        "m20260102_000001_create_orders"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)] // async-trait cannot take `SchemaManager<'_>` here
+#[async_trait]
+impl sea_orm_migration::MigrationTrait for CreateOrders {
+    async fn up(&self, m: &sea_orm_migration::SchemaManager) -> Result<(), sea_orm::DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Alias::new("app_orders"))
+                .col(
+                    ColumnDef::new(Alias::new("id"))
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &sea_orm_migration::SchemaManager) -> Result<(), sea_orm::DbErr> {
+        m.drop_table(Table::drop().table(Alias::new("app_orders")).to_owned())
+            .await
+    }
+}
+
+#[async_trait]
+impl sea_orm_migration::MigratorTrait for AppMigrator {
+    fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+        vec![Box::new(CreateOrders)]
+    }
+}
+
+/// taskrow's migrations added to the application's own migrator: one history.
+pub struct CombinedMigrator;
+
+#[async_trait]
+impl sea_orm_migration::MigratorTrait for CombinedMigrator {
+    fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+        let mut all = taskrow_migration::migrations();
+        all.push(Box::new(CreateOrders));
+        all
+    }
+}
+
+/// The names recorded in a migration history table.
+pub async fn history(db: &sea_orm::DatabaseConnection, table: &str) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT version FROM {table} ORDER BY version"),
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get::<String>("", "version").unwrap())
+    .collect()
+}

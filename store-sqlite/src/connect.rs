@@ -1,0 +1,70 @@
+//! Opening a SQLite pool tuned for taskrow.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
+use taskrow::{Error, Result};
+use taskrow_sql::url::redact;
+
+/// Connections in the pool of a database file: one writer at a time, readers beside it.
+pub const POOL_SIZE: u32 = 8;
+
+/// How long a statement waits for another process's write lock before SQLite reports busy.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn bad_url(url: &str, reason: impl Into<String>) -> Error {
+    Error::BadUrl {
+        url: redact(url),
+        reason: reason.into(),
+    }
+}
+
+/// Whether `url` names an in-memory database.
+fn in_memory(url: &str) -> bool {
+    url.starts_with("sqlite::memory:") || url.contains("mode=memory")
+}
+
+/// Opens the pool for `url`: WAL, `synchronous = NORMAL` and [`BUSY_TIMEOUT`] on every
+/// connection of a file, [`POOL_SIZE`] connections; one lasting connection for memory.
+pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
+    if !url.starts_with("sqlite:") {
+        return Err(bad_url(
+            url,
+            "taskrow-sqlite opens `sqlite:` URLs, such as `sqlite://tasks.db?mode=rwc` (created \
+             if missing) or `sqlite::memory:`",
+        ));
+    }
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| bad_url(url, e.to_string()))?;
+    let options = options
+        .busy_timeout(BUSY_TIMEOUT)
+        .synchronous(SqliteSynchronous::Normal);
+    let pool = if in_memory(url) {
+        // An in-memory database lives as long as a connection to it: one connection, never
+        // closed while the pool lives. Writes and reads take turns on it; the store never
+        // waits for the pool while it holds the connection.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(POOL_SIZE)
+    };
+    let options = if in_memory(url) {
+        options
+    } else {
+        options.journal_mode(SqliteJournalMode::Wal)
+    };
+    let pool = pool
+        .connect_with(options)
+        .await
+        .map_err(|e| Error::Unreachable {
+            url: redact(url),
+            source: Box::new(e),
+        })?;
+    Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+}

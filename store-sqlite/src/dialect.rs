@@ -1,0 +1,99 @@
+//! [`SqliteDialect`]: one writer, immediate transactions, SQLite's error codes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sqlx;
+use sea_orm::{
+    DatabaseConnection, DbBackend, DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+use taskrow::{ClaimRequest, Error, Result};
+use taskrow_sql::entity::task;
+use taskrow_sql::{Dialect, ErrorKind, WriteTxn};
+use tokio::sync::Mutex;
+
+/// SQLite's side of the store: the one-writer lock of a pool, and how SQLite says things.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteDialect {
+    /// Held by every write of the store, for the whole transaction.
+    writer: Arc<Mutex<()>>,
+}
+
+/// SQLite's primary result codes that mean "another connection holds a lock": `SQLITE_BUSY`
+/// (5) and `SQLITE_LOCKED` (6), with their extended codes.
+fn is_lock_code(code: i64) -> bool {
+    matches!(code & 0xff, 5 | 6)
+}
+
+#[async_trait]
+impl Dialect for SqliteDialect {
+    const NAME: &'static str = "SQLite";
+
+    async fn connect(url: &str) -> Result<DatabaseConnection> {
+        crate::connect::open(url).await
+    }
+
+    fn for_connection(db: &DatabaseConnection) -> Result<Self> {
+        match db.get_database_backend() {
+            DbBackend::Sqlite => Ok(Self::default()),
+            other => Err(Error::Config(format!(
+                "SqliteStore needs a SQLite connection, not {other:?}: use the store for that database"
+            ))),
+        }
+    }
+
+    async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
+        let writer = self.writer.clone().lock_owned().await;
+        let txn = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        Ok(WriteTxn::new(txn, Some(writer)))
+    }
+
+    async fn claim(
+        &self,
+        db: &DatabaseConnection,
+        req: &ClaimRequest,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<task::Model>, DbErr> {
+        crate::claim::claim(self, db, req, now, until).await
+    }
+
+    fn classify(&self, err: &DbErr) -> ErrorKind {
+        if let Some(kind) = ErrorKind::common(err) {
+            return kind;
+        }
+        let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+        else {
+            return ErrorKind::Other;
+        };
+        match &**e {
+            sqlx::Error::Database(db) => {
+                let code = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .unwrap_or_default();
+                if is_lock_code(code) {
+                    ErrorKind::Contention
+                } else if matches!(code, 1555 | 2067) {
+                    ErrorKind::UniqueViolation
+                } else if db.message().starts_with("no such table: taskrow_") {
+                    ErrorKind::MissingTable
+                } else {
+                    ErrorKind::Other
+                }
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => ErrorKind::Connection,
+            _ => ErrorKind::Other,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! taskrow-sqlite's own tests: schema, migrations, connection set-up, errors and concurrency.
+//! The store's behaviour is the conformance suite's (`taskrow-tests`).
+
+#[path = "../../store-sql/tests/common/shared.rs"]
+mod shared;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use sea_orm_migration::MigratorTrait;
+use taskrow::{ClaimRequest, Error, TaskStore};
+use taskrow_migration::Migrator;
+use taskrow_sql::entity::{task, task_log};
+use taskrow_sqlite::{SqliteStore, testing};
+
+use shared::*;
+
+async fn pragma(db: &sea_orm::DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+}
+
+async fn tables(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    pragma(
+        db,
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get::<String>("", "name").unwrap())
+    .collect()
+}
+
+async fn columns(db: &sea_orm::DatabaseConnection, table: &str) -> Vec<(String, String)> {
+    pragma(db, &format!("PRAGMA table_info({table})"))
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "name").unwrap(),
+                r.try_get::<String>("", "type").unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_run_up_down_up() {
+    let (url, _dir) = testing::temp_url();
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let db = store.connection();
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(
+        tables(db).await,
+        [
+            "taskrow_seaql_migrations",
+            "taskrow_task",
+            "taskrow_task_log"
+        ]
+    );
+    Migrator::down(db, None).await.unwrap();
+    assert_eq!(tables(db).await, ["taskrow_seaql_migrations"]);
+    Migrator::up(db, None).await.unwrap();
+    Migrator::up(db, None).await.unwrap(); // nothing pending: a no-op
+    assert_eq!(tables(db).await.len(), 3);
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        ["m20260101_000001_taskrow_create_tables"]
+    );
+}
+
+#[tokio::test]
+async fn schema_matches_the_entities() {
+    let (store, _dir) = testing::temp_store().await;
+    let db = store.connection();
+    for (table, entity) in [
+        ("taskrow_task", entity_columns::<task::Entity>()),
+        ("taskrow_task_log", entity_columns::<task_log::Entity>()),
+    ] {
+        let cols = columns(db, table).await;
+        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, entity, "{table}");
+        for (name, ty) in &cols {
+            if name.ends_with("_at") {
+                assert_eq!(ty, "DATETIME(6)", "{table}.{name}");
+            }
+        }
+    }
+    let indexes: Vec<String> = pragma(
+        db,
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get::<String>("", "name").unwrap())
+    .collect();
+    assert_eq!(
+        indexes,
+        [
+            "idx_taskrow_task_biz_type",
+            "idx_taskrow_task_log_code",
+            "idx_taskrow_task_log_started_at",
+            "idx_taskrow_task_log_task_id",
+            "idx_taskrow_task_run_at",
+            "idx_taskrow_task_state_run_at",
+            "idx_taskrow_task_task_type",
+            "uq_taskrow_task_code",
+        ]
+    );
+    full_rows_round_trip(&store).await;
+    corrupt_rows_are_reported(&store).await;
+}
+
+#[tokio::test]
+async fn an_application_migrator_lives_beside_taskrows() {
+    let (url, _dir) = testing::temp_url();
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let db = store.connection();
+    AppMigrator::up(db, None).await.unwrap();
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(
+        history(db, "seaql_migrations").await,
+        ["m20260102_000001_create_orders"]
+    );
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        ["m20260101_000001_taskrow_create_tables"]
+    );
+    AppMigrator::down(db, None).await.unwrap();
+    assert!(!tables(db).await.contains(&"app_orders".to_owned()));
+    store.insert(new_task("still-here", t0())).await.unwrap();
+
+    // Or taskrow's migrations in the application's own list, under one history.
+    let (url, _dir2) = testing::temp_url();
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let db = store.connection();
+    CombinedMigrator::up(db, None).await.unwrap();
+    assert_eq!(
+        history(db, "seaql_migrations").await,
+        [
+            "m20260101_000001_taskrow_create_tables",
+            "m20260102_000001_create_orders"
+        ]
+    );
+    store.insert(new_task("combined", t0())).await.unwrap();
+}
+
+#[tokio::test]
+async fn times_keep_their_microseconds() {
+    let (store, _dir) = testing::temp_store().await;
+    microseconds_read_back_equal(&store).await;
+}
+
+#[tokio::test]
+async fn connection_errors_say_what_to_do() {
+    for url in [
+        "postgres://localhost/x",
+        "sqlite://x.db?mode=bogus",
+        "tasks.db",
+    ] {
+        match SqliteStore::connect(url).await {
+            Err(Error::BadUrl { url: u, reason }) => {
+                assert_eq!(u, url);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{url}: expected BadUrl, got {other:?}"),
+        }
+    }
+    let (url, dir) = testing::temp_url();
+    let missing = format!("sqlite://{}", dir.path().join("no/such/dir/x.db").display());
+    let err = SqliteStore::connect(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+
+    let store = SqliteStore::connect(&url).await.unwrap();
+    unmigrated_says_so(&store).await;
+}
+
+#[tokio::test]
+async fn a_file_uses_wal_and_a_pool() {
+    let (store, _dir) = testing::temp_store().await;
+    let db = store.connection();
+    let mode = pragma(db, "PRAGMA journal_mode").await;
+    assert_eq!(mode[0].try_get_by_index::<String>(0).unwrap(), "wal");
+    let timeout = pragma(db, "PRAGMA busy_timeout").await;
+    assert_eq!(timeout[0].try_get_by_index::<i64>(0).unwrap(), 10_000);
+    let sync = pragma(db, "PRAGMA synchronous").await;
+    assert_eq!(sync[0].try_get_by_index::<i64>(0).unwrap(), 1); // NORMAL
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_on_a_wal_file_take_each_task_once() {
+    let (store, _dir) = testing::temp_store().await;
+    // Eight claimers on one pool (one writer at a time)…
+    concurrent_claims_take_each_task_once(vec![store.clone()], 8, 600).await;
+
+    // …and three pools on one file, as three processes would be (SQLite busy, retried).
+    let (url, _dir2) = testing::temp_url();
+    let mut stores = vec![SqliteStore::connect_and_migrate(&url).await.unwrap()];
+    for _ in 0..2 {
+        stores.push(SqliteStore::connect(&url).await.unwrap());
+    }
+    concurrent_claims_take_each_task_once(stores, 3, 600).await;
+}
+
+#[tokio::test]
+async fn claims_come_oldest_due_first() {
+    let (store, _dir) = testing::temp_store().await;
+    claims_oldest_due_first(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_now_has_one_winner() {
+    let (store, _dir) = testing::temp_store().await;
+    claim_one_has_one_winner(&store).await;
+}
+
+#[tokio::test]
+async fn insert_on_joins_the_callers_transaction() {
+    let (store, _dir) = testing::temp_store().await;
+    insert_on_follows_the_callers_transaction(&store).await;
+}
+
+#[tokio::test]
+async fn insert_many_reports_the_duplicate() {
+    let (store, _dir) = testing::temp_store().await;
+    insert_many_names_the_duplicate(&store).await;
+}
+
+#[tokio::test]
+async fn codes_compare_exactly() {
+    let (store, _dir) = testing::temp_store().await;
+    text_compares_exactly(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_databases_work_concurrently_on_one_connection() {
+    let store = testing::memory_store().await;
+    let other = testing::memory_store().await;
+    store.insert(new_task("only-here", t0())).await.unwrap();
+    assert!(
+        other.get(&"only-here".into()).await.is_err(),
+        "two pools, two databases"
+    );
+
+    // Reads and writes interleave on the one connection without waiting on each other forever.
+    let handles: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .insert(new_task(&format!("m{w}-{i}"), t0()))
+                        .await
+                        .unwrap();
+                    store.get(&format!("m{w}-{i}").into()).await.unwrap();
+                    store
+                        .claim(&ClaimRequest::new("w", 2, Duration::from_secs(60), t0()))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let all = tokio::time::timeout(Duration::from_secs(60), futures_join(handles)).await;
+    assert!(all.is_ok(), "in-memory store deadlocked");
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.iter().map(|c| c.count).sum::<u64>(), 201);
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        h.await.unwrap();
+    }
+}
