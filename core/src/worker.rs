@@ -271,14 +271,21 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         info!(worker = %self.env.worker, concurrency = self.cfg.concurrency, "taskrow worker started");
 
+        let mut report = ShutdownReport::default();
         'outer: loop {
             // Reap finished executions without waiting.
-            while running.try_join_next().is_some() {}
+            while let Some(r) = running.try_join_next() {
+                report.count(r);
+            }
             // One free slot at least, then as many more as are free, up to the batch size.
             let first = tokio::select! {
-                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+                biased;
                 _ = shutdown.wait_for(|s| *s) => break 'outer,
+                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
+            if *shutdown.borrow() {
+                break 'outer;
+            }
             let mut permits = vec![first];
             while permits.len() < batch {
                 match slots.clone().try_acquire_owned() {
@@ -336,13 +343,8 @@ impl Worker {
 
         // Shutdown: no more claims; wait for running tasks up to the deadline (the handle
         // fires the hard stop then, and interrupted runs are finished as retries).
-        let mut report = ShutdownReport::default();
         while let Some(r) = running.join_next().await {
-            match r {
-                Ok(true) => report.finished += 1,
-                Ok(false) => report.released += 1,
-                Err(e) => warn!(error = %e, "an execution task failed"),
-            }
+            report.count(r);
         }
         drop(fin_tx);
         if let Err(e) = finisher.await {
@@ -404,7 +406,7 @@ async fn finisher(
     }
 }
 
-/// Counts from a worker's shutdown.
+/// Counts over a worker's life, reported at shutdown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
@@ -412,6 +414,16 @@ pub struct ShutdownReport {
     pub finished: u64,
     /// Claimed tasks handed back unstarted.
     pub released: u64,
+}
+
+impl ShutdownReport {
+    fn count(&mut self, r: std::result::Result<bool, tokio::task::JoinError>) {
+        match r {
+            Ok(true) => self.finished += 1,
+            Ok(false) => self.released += 1,
+            Err(e) => warn!(error = %e, "an execution task failed"),
+        }
+    }
 }
 
 /// A running worker. Dropping it signals shutdown without waiting; call

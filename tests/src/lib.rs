@@ -20,6 +20,11 @@ pub mod cases;
 pub mod factory;
 pub mod tasks;
 
+/// The README's examples, compiled and run as doc-tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Runs every conformance case against one store, as `#[tokio::test]`s named
 /// `<store>::<operation>::<behaviour>` (`memory::claim::skips_live_lease`).
 ///
@@ -176,6 +181,21 @@ macro_rules! store_conformance {
                     retry_at_is_honoured,
                     retry_after_is_honoured,
                     unlimited_attempts_keep_retrying,
+                }
+                worker {
+                    drains_with_concurrency,
+                    retries_at_policy_times,
+                    permanent_failure_and_exhausted_attempts,
+                    unknown_type_and_corrupt_payload,
+                    panic_is_a_failed_attempt,
+                    timeout_stops_a_hanging_handler,
+                    missing_data_names_the_type,
+                    shutdown_signals_and_leaves_nothing_leased,
+                    shutdown_deadline_interrupts,
+                    heartbeat_keeps_slow_task_leased,
+                    limits_by_biz_type_and_task_type,
+                    run_now_runs_and_refuses,
+                    bad_settings_fail_at_build,
                 }
             }
         }

@@ -47,6 +47,7 @@ pub mod release;
 pub mod reset;
 pub mod retry;
 pub mod times;
+pub mod worker;
 
 /// The base time of every case: 2026-01-01T00:00:00Z.
 pub fn t0() -> DateTime<Utc> {

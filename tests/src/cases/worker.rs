@@ -1,0 +1,727 @@
+//! Worker cases: the worker, run-now and the runner against a store. Each case takes a fresh
+//! store; waits are conditions with a deadline, never fixed sleeps.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use taskrow::chrono::{self, DateTime, Utc};
+use taskrow::typetag;
+use taskrow::{
+    Client, ClientBuilder, EnqueueOptions, Error, Jitter, LogFilter, ManualClock, Outcome,
+    RetryPolicy, Task, TaskContext, TaskError, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    async_trait,
+};
+
+/// What the worker-case tasks record: each run's code and real start/end, and how many ran at
+/// once.
+#[derive(Debug, Default)]
+pub struct Probe {
+    runs: Mutex<Vec<(String, Instant, Instant)>>,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Probe {
+    fn begin(&self) -> Instant {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_active.fetch_max(now, Ordering::SeqCst);
+        Instant::now()
+    }
+    fn end(&self, code: &str, started: Instant) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.runs
+            .lock()
+            .unwrap()
+            .push((code.to_owned(), started, Instant::now()));
+    }
+    /// How many times each code ran.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for (c, _, _) in self.runs.lock().unwrap().iter() {
+            *m.entry(c.clone()).or_default() += 1;
+        }
+        m
+    }
+    /// Whether two runs of one code overlapped in time.
+    pub fn overlaps(&self) -> Vec<String> {
+        let runs = self.runs.lock().unwrap();
+        let mut by: HashMap<&str, Vec<(Instant, Instant)>> = HashMap::new();
+        for (c, s, e) in runs.iter() {
+            by.entry(c).or_default().push((*s, *e));
+        }
+        let mut out = Vec::new();
+        for (c, mut v) in by {
+            v.sort();
+            if v.windows(2).any(|w| w[1].0 < w[0].1) {
+                out.push(c.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// Records its run in the [`Probe`]; sleeps `millis` first; fails its first `fail_times` runs.
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct Work {
+    /// Sleep this long (real time) while running.
+    pub millis: u64,
+    /// Fail this many runs before succeeding.
+    pub fail_times: u32,
+    /// Fail permanently instead.
+    pub permanent: bool,
+}
+
+#[typetag::serde(name = "conformance.worker.work")]
+#[async_trait]
+impl Task for Work {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let probe = ctx.data::<Probe>()?;
+        let started = probe.begin();
+        if self.millis > 0 {
+            tokio::time::sleep(Duration::from_millis(self.millis)).await;
+        }
+        probe.end(ctx.code(), started);
+        if self.permanent {
+            return Err(TaskError::permanent("bad input"));
+        }
+        let mut f = probe.failures.lock().unwrap();
+        let n = f.entry(ctx.code().to_owned()).or_default();
+        if *n < self.fail_times {
+            *n += 1;
+            return Err(TaskError::msg(format!("planned failure {n}")));
+        }
+        Ok(())
+    }
+}
+
+/// Panics.
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct Panics {}
+
+#[typetag::serde(name = "conformance.worker.panics")]
+#[async_trait]
+impl Task for Panics {
+    async fn run(&self, _ctx: &TaskContext) -> Result<(), TaskError> {
+        panic!("boom from a handler")
+    }
+}
+
+/// Never completes: an await that hangs.
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct Hangs {}
+
+#[typetag::serde(name = "conformance.worker.hangs")]
+#[async_trait]
+impl Task for Hangs {
+    async fn run(&self, _ctx: &TaskContext) -> Result<(), TaskError> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// Waits for the worker's shutdown signal, then succeeds.
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct UntilShutdown {}
+
+#[typetag::serde(name = "conformance.worker.until_shutdown")]
+#[async_trait]
+impl Task for UntilShutdown {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let probe = ctx.data::<Probe>()?;
+        let started = probe.begin();
+        ctx.shutdown().wait().await;
+        probe.end(ctx.code(), started);
+        Ok(())
+    }
+}
+
+/// Asks for data nobody registered.
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct NeedsMissingData {}
+
+/// A service no case registers.
+#[derive(Debug)]
+pub struct UnregisteredService;
+
+#[typetag::serde(name = "conformance.worker.needs_missing_data")]
+#[async_trait]
+impl Task for NeedsMissingData {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        ctx.data::<UnregisteredService>()?;
+        Ok(())
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    crate::cases::t0()
+}
+
+fn client(
+    store: &Arc<dyn TaskStore>,
+    probe: &Arc<Probe>,
+    f: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> Client {
+    f(Client::builder_arc(store.clone())
+        .data_arc(probe.clone())
+        .jitter(Jitter::fixed(0.0)))
+    .build()
+}
+
+/// Waits until `check` holds, polling; panics naming `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn logs(store: &Arc<dyn TaskStore>, code: &str) -> Vec<TaskLog> {
+    store.logs(&LogFilter::code(code)).await.unwrap()
+}
+
+async fn get(store: &Arc<dyn TaskStore>, code: &str) -> TaskRecord {
+    store.get(&TaskRef::from(code)).await.unwrap()
+}
+
+async fn empty(store: &Arc<dyn TaskStore>) -> bool {
+    store.counts().await.unwrap().is_empty()
+}
+
+/// 200 tasks drained by a worker with concurrency 4: each runs exactly once, never more than 4
+/// at a time, every run logged as succeeded, nothing left.
+pub async fn drains_with_concurrency(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b);
+    let work = Work {
+        millis: 2,
+        ..Work::default()
+    };
+    let n = 200;
+    let batch: Vec<(&dyn Task, EnqueueOptions)> = (0..n)
+        .map(|i| {
+            (
+                &work as &dyn Task,
+                EnqueueOptions::new().code(format!("drain-{i:03}")),
+            )
+        })
+        .collect();
+    assert_eq!(c.enqueue_batch(batch).await.unwrap(), n);
+    let w = c
+        .worker()
+        .concurrency(4)
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    eventually("the drain to finish", Duration::from_secs(60), || {
+        empty(&store)
+    })
+    .await;
+    w.shutdown().await;
+
+    let counts = probe.counts();
+    assert_eq!(counts.len(), n as usize, "every task ran");
+    assert!(
+        counts.values().all(|&k| k == 1),
+        "each task ran exactly once"
+    );
+    let max = probe.max_active.load(Ordering::SeqCst);
+    assert!(max <= 4, "at most 4 at once, saw {max}");
+    let all = store.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(all.len(), n as usize);
+    assert!(
+        all.iter()
+            .all(|l| l.outcome == Outcome::Succeeded && l.attempt == 1)
+    );
+}
+
+/// A task failing twice under a fixed 60 s policy runs at t0, t0+60 s, t0+120 s — no earlier,
+/// moved there by a manual clock — and the log shows retrying, retrying, succeeded.
+pub async fn retries_at_policy_times(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let clock = ManualClock::new(t0());
+    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    let opts = EnqueueOptions::new()
+        .code("flaky")
+        .retry(RetryPolicy::fixed(Duration::from_secs(60)));
+    c.enqueue(
+        &Work {
+            fail_times: 2,
+            ..Work::default()
+        },
+        opts,
+    )
+    .await
+    .unwrap();
+    let w = c
+        .worker()
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+
+    let n_logs = |k: usize| {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { logs(&store, "flaky").await.len() >= k }
+        }
+    };
+    eventually("the first attempt", Duration::from_secs(10), n_logs(1)).await;
+    let t = get(&store, "flaky").await;
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(t.attempts, 1);
+    assert_eq!(t.next_run_at, Some(t0() + chrono::TimeDelta::seconds(60)));
+    assert_eq!(t.last_error.as_deref(), Some("planned failure 1"));
+
+    clock.advance(Duration::from_secs(59));
+    w.wake();
+    // A claim at t0+59 s must find nothing: give the worker several polls to prove it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        logs(&store, "flaky").await.len(),
+        1,
+        "no run before the retry time"
+    );
+
+    clock.advance(Duration::from_secs(1));
+    w.wake();
+    eventually("the second attempt", Duration::from_secs(10), n_logs(2)).await;
+    assert_eq!(
+        get(&store, "flaky").await.next_run_at,
+        Some(t0() + chrono::TimeDelta::seconds(120))
+    );
+    clock.advance(Duration::from_secs(60));
+    w.wake();
+    eventually("the third attempt", Duration::from_secs(10), n_logs(3)).await;
+    w.shutdown().await;
+
+    let l = logs(&store, "flaky").await;
+    let seen: Vec<_> = l
+        .iter()
+        .map(|l| (l.attempt, l.outcome, l.started_at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, Outcome::Retrying, t0()),
+            (2, Outcome::Retrying, t0() + chrono::TimeDelta::seconds(60)),
+            (
+                3,
+                Outcome::Succeeded,
+                t0() + chrono::TimeDelta::seconds(120)
+            ),
+        ]
+    );
+    assert!(matches!(
+        store.get(&"flaky".into()).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// A permanent error fails the task at once, whatever attempts remain; a task out of attempts
+/// fails after its last one.
+pub async fn permanent_failure_and_exhausted_attempts(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let clock = ManualClock::new(t0());
+    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    c.enqueue(
+        &Work {
+            permanent: true,
+            ..Work::default()
+        },
+        EnqueueOptions::new().code("perm"),
+    )
+    .await
+    .unwrap();
+    c.enqueue(
+        &Work {
+            fail_times: 99,
+            ..Work::default()
+        },
+        EnqueueOptions::new()
+            .code("twice")
+            .max_attempts(2)
+            .retry(RetryPolicy::fixed(Duration::from_secs(1))),
+    )
+    .await
+    .unwrap();
+    let w = c.worker().build().unwrap();
+    w.run_until_idle().await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    w.run_until_idle().await.unwrap();
+
+    let p = get(&store, "perm").await;
+    assert_eq!((p.state, p.attempts), (TaskState::Failed, 1));
+    assert!(p.last_error.unwrap().contains("bad input"));
+    let t = get(&store, "twice").await;
+    assert_eq!((t.state, t.attempts), (TaskState::Failed, 2));
+    let outcomes: Vec<_> = logs(&store, "twice")
+        .await
+        .iter()
+        .map(|l| l.outcome)
+        .collect();
+    assert_eq!(outcomes, [Outcome::Retrying, Outcome::Failed]);
+}
+
+/// A row whose type no binary registers, and one whose payload no longer fits its type, are
+/// failed attempts with errors that say what and what to do; other tasks run.
+pub async fn unknown_type_and_corrupt_payload(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let clock = ManualClock::new(t0());
+    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    let mut gone = EnqueueOptions::new()
+        .code("gone")
+        .build(&Work::default(), t0())
+        .unwrap();
+    gone.task_type = "conformance.worker.removed_type".into();
+    store.insert(gone).await.unwrap();
+    let mut bad = EnqueueOptions::new()
+        .code("bad")
+        .build(&Work::default(), t0())
+        .unwrap();
+    bad.payload = r#"{"millis":"not a number"}"#.into();
+    store.insert(bad).await.unwrap();
+    let mut not_json = EnqueueOptions::new()
+        .code("not-json")
+        .build(&Work::default(), t0())
+        .unwrap();
+    not_json.payload = "{oops".into();
+    store.insert(not_json).await.unwrap();
+    c.enqueue(&Work::default(), EnqueueOptions::new().code("fine"))
+        .await
+        .unwrap();
+
+    let r = c.worker().build().unwrap().run_until_idle().await.unwrap();
+    assert_eq!((r.executed, r.succeeded, r.retried), (4, 1, 3));
+    let g = get(&store, "gone").await;
+    assert_eq!(
+        g.state,
+        TaskState::Pending,
+        "retried per policy: a deploy may bring the type"
+    );
+    let e = g.last_error.unwrap();
+    assert!(
+        e.contains("conformance.worker.removed_type") && e.contains("not registered"),
+        "{e}"
+    );
+    for code in ["bad", "not-json"] {
+        let e = get(&store, code).await.last_error.unwrap();
+        assert!(
+            e.contains("conformance.worker.work") && e.contains("does not deserialize"),
+            "{e}"
+        );
+    }
+    assert_eq!(probe.counts().get("fine"), Some(&1));
+}
+
+/// A panicking handler is a failed attempt carrying the panic message.
+pub async fn panic_is_a_failed_attempt(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b.clock(ManualClock::new(t0())));
+    c.enqueue(&Panics {}, EnqueueOptions::new().code("p"))
+        .await
+        .unwrap();
+    let r = c.worker().build().unwrap().run_until_idle().await.unwrap();
+    assert_eq!(r.retried, 1);
+    let l = logs(&store, "p").await;
+    assert_eq!(l[0].outcome, Outcome::Retrying);
+    assert!(
+        l[0].error
+            .as_deref()
+            .unwrap()
+            .contains("panicked: boom from a handler")
+    );
+}
+
+/// A handler that never completes is stopped at its timeout and retried.
+pub async fn timeout_stops_a_hanging_handler(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b.clock(ManualClock::new(t0())));
+    c.enqueue(
+        &Hangs {},
+        EnqueueOptions::new()
+            .code("h")
+            .timeout(Duration::from_millis(150)),
+    )
+    .await
+    .unwrap();
+    let r = c.worker().build().unwrap().run_until_idle().await.unwrap();
+    assert_eq!(r.retried, 1);
+    let e = get(&store, "h").await.last_error.unwrap();
+    assert!(e.contains("timed out after 150 ms"), "{e}");
+}
+
+/// Data a handler asks for but nobody registered is an error naming the type.
+pub async fn missing_data_names_the_type(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b.clock(ManualClock::new(t0())));
+    c.enqueue(&NeedsMissingData {}, EnqueueOptions::new().code("m"))
+        .await
+        .unwrap();
+    c.worker().build().unwrap().run_until_idle().await.unwrap();
+    let e = get(&store, "m").await.last_error.unwrap();
+    assert!(
+        e.contains("no data of type") && e.contains("UnregisteredService"),
+        "{e}"
+    );
+}
+
+/// Shutdown stops claiming, signals running tasks (which then finish), and leaves no task
+/// leased: unclaimed ones stay pending with no attempt used.
+pub async fn shutdown_signals_and_leaves_nothing_leased(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b);
+    for i in 0..2 {
+        c.enqueue(
+            &UntilShutdown {},
+            EnqueueOptions::new().code(format!("s{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    let w = c
+        .worker()
+        .concurrency(2)
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually("both tasks running", Duration::from_secs(10), || {
+        let p = probe.clone();
+        async move { p.active.load(Ordering::SeqCst) == 2 }
+    })
+    .await;
+    for i in 0..3 {
+        c.enqueue(
+            &Work::default(),
+            EnqueueOptions::new().code(format!("later{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    let report = w.shutdown().await;
+    assert_eq!(report.finished, 2);
+    for i in 0..2 {
+        assert_eq!(
+            logs(&store, &format!("s{i}")).await[0].outcome,
+            Outcome::Succeeded
+        );
+    }
+    let left = store
+        .list(&taskrow::TaskFilter::all(), &taskrow::Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 3);
+    for t in left {
+        assert_eq!(
+            (t.state, t.attempts, t.lease_expires_at),
+            (TaskState::Pending, 0, None),
+            "{}",
+            t.code
+        );
+    }
+}
+
+/// A task that ignores the shutdown signal is interrupted at the shutdown deadline: its run is
+/// logged and it is pending again, due at once, not left leased.
+pub async fn shutdown_deadline_interrupts(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b);
+    c.enqueue(&Hangs {}, EnqueueOptions::new().code("stuck"))
+        .await
+        .unwrap();
+    let w = c
+        .worker()
+        .poll_interval(Duration::from_millis(10))
+        .shutdown_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    eventually("the task to be claimed", Duration::from_secs(10), || {
+        let s = store.clone();
+        async move { get(&s, "stuck").await.state == TaskState::Running }
+    })
+    .await;
+    w.shutdown().await;
+    let t = get(&store, "stuck").await;
+    assert_eq!((t.state, t.attempts), (TaskState::Pending, 1));
+    assert!(t.last_error.unwrap().contains("interrupted"));
+    assert_eq!(logs(&store, "stuck").await[0].outcome, Outcome::Retrying);
+}
+
+/// Heartbeats keep a slow task's lease: a competing claimer never gets it while it runs, and
+/// its one run is applied.
+pub async fn heartbeat_keeps_slow_task_leased(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b);
+    c.enqueue(
+        &Work {
+            millis: 1200,
+            ..Work::default()
+        },
+        EnqueueOptions::new().code("slow"),
+    )
+    .await
+    .unwrap();
+    let w = c
+        .worker()
+        .lease(Duration::from_millis(400))
+        .heartbeat(Some(Duration::from_millis(100)))
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually(
+        "the worker to claim the task",
+        Duration::from_secs(10),
+        || {
+            let s = store.clone();
+            async move { get(&s, "slow").await.state == TaskState::Running }
+        },
+    )
+    .await;
+    let mut stolen = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs(&store, "slow")
+        .await
+        .iter()
+        .any(|l| l.outcome == Outcome::Succeeded)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slow task never finished: stolen {stolen}, logs {:?}",
+            logs(&store, "slow").await
+        );
+        let req = taskrow::ClaimRequest::new("thief", 10, Duration::from_secs(60), Utc::now());
+        stolen += store.claim(&req).await.unwrap().len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.shutdown().await;
+    assert_eq!(
+        stolen, 0,
+        "no claim took the task while its lease was kept alive"
+    );
+    let l = logs(&store, "slow").await;
+    assert_eq!(l.len(), 1);
+    assert!(l[0].duration_ms >= 1200);
+}
+
+/// A worker limited to some biz types or type names claims only those.
+pub async fn limits_by_biz_type_and_task_type(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(&store, &probe, |b| b.clock(ManualClock::new(t0())));
+    c.enqueue(
+        &Work::default(),
+        EnqueueOptions::new().code("order-1").biz_type("order"),
+    )
+    .await
+    .unwrap();
+    c.enqueue(
+        &Work::default(),
+        EnqueueOptions::new().code("report-1").biz_type("report"),
+    )
+    .await
+    .unwrap();
+    c.enqueue(
+        &Panics {},
+        EnqueueOptions::new().code("panics-1").biz_type("order"),
+    )
+    .await
+    .unwrap();
+
+    let r = c
+        .worker()
+        .biz_types(["order"])
+        .task_types(["conformance.worker.work"])
+        .build()
+        .unwrap()
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!(r.executed, 1);
+    assert_eq!(
+        probe.counts().keys().cloned().collect::<Vec<_>>(),
+        ["order-1"]
+    );
+    assert_eq!(get(&store, "report-1").await.state, TaskState::Pending);
+    assert_eq!(get(&store, "panics-1").await.state, TaskState::Pending);
+}
+
+/// Run-now runs a task that is not due yet and a failed one, in the caller, and returns the
+/// outcome; it refuses a cancelled task with a clear error.
+pub async fn run_now_runs_and_refuses(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let clock = ManualClock::new(t0());
+    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    c.enqueue(
+        &Work::default(),
+        EnqueueOptions::new()
+            .code("later")
+            .delay(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let r = c.run_now("later").await.unwrap();
+    assert!(r.succeeded());
+    assert_eq!(r.attempt, 1);
+    assert_eq!(logs(&store, "later").await.len(), 1);
+
+    c.enqueue(
+        &Work {
+            permanent: true,
+            ..Work::default()
+        },
+        EnqueueOptions::new().code("failing"),
+    )
+    .await
+    .unwrap();
+    let r = c.run_now("failing").await.unwrap();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(get(&store, "failing").await.state, TaskState::Failed);
+    let r = c.run_now("failing").await.unwrap();
+    assert_eq!(
+        (r.outcome, r.attempt),
+        (Outcome::Failed, 2),
+        "a failed task can be re-run by hand"
+    );
+
+    store.cancel(&"failing".into(), t0()).await.unwrap();
+    assert!(matches!(
+        c.run_now("failing").await,
+        Err(Error::Cancelled(_))
+    ));
+    assert!(matches!(c.run_now("nope").await, Err(Error::NotFound(_))));
+}
+
+/// Bad worker settings are errors when the worker is built, not hangs.
+pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
+    let c = Client::builder_arc(store).build();
+    assert!(matches!(
+        c.worker().concurrency(0).build(),
+        Err(Error::Config(_))
+    ));
+    let e = c
+        .worker()
+        .lease(Duration::from_secs(10))
+        .heartbeat(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("shorter than the lease"), "{e}");
+    assert!(matches!(
+        c.worker().poll_interval(Duration::ZERO).build(),
+        Err(Error::Config(_))
+    ));
+}
