@@ -455,8 +455,16 @@ pub struct PurgeReport {
 /// argument (from the caller's [`crate::Clock`]) and never read a clock of their own.
 ///
 /// - **States** are pending (0), running (1), succeeded (2), failed (3), cancelled (4).
-///   A pending task is *due* when its next run time has passed; a running task whose lease
-///   expired is due again (its worker is presumed dead).
+///   A pending task is *due* when its next run time is at or before now; a running task is due
+///   again when its lease expiry is at or before now (its worker is presumed dead).
+/// - **Record fields**: a pending task has `next_run_at` and no `lease_expires_at`; a running
+///   one has `lease_expires_at` and `lease_owner`, no `next_run_at`; other states have
+///   neither time. `lease_owner` is kept after the lease ends, to show who ran it last.
+///   `updated_at` is `created_at` at insert and `now` after every change.
+/// - **Input**: inserts check [`crate::options::validate`] themselves and answer
+///   [`crate::Error::InvalidInput`], so a row altered after [`crate::EnqueueOptions::build`]
+///   is refused the same way by every store. Codes compare exactly (case and trailing spaces
+///   count); a code prefix filter is literal (no wildcards).
 /// - **Versions**: every claim and every update of a row bumps its `version` by one. A guarded
 ///   write names a [`Lease`] (id + version) and takes effect only if the version still matches;
 ///   otherwise it is refused as lease lost and changes nothing on the task.
@@ -550,8 +558,8 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord>;
 
     /// Removes tasks in `purge.states` (finished states only, else
-    /// [`crate::Error::InvalidInput`]) last updated before `purge.before`, and log rows started
-    /// before it when `purge.logs`.
+    /// [`crate::Error::InvalidInput`]) last updated strictly before `purge.before`, and log rows
+    /// started strictly before it when `purge.logs`.
     async fn purge(&self, purge: &Purge) -> Result<PurgeReport>;
 }
 
