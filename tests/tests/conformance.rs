@@ -7,3 +7,8 @@ use taskrow_memory::MemoryStore;
 use taskrow_tests::factory::TestStore;
 
 taskrow_tests::store_conformance!(memory, || async { TestStore::new(MemoryStore::new()) });
+
+taskrow_tests::store_conformance!(sqlite, || async {
+    let (store, dir) = taskrow_sqlite::testing::temp_store().await;
+    TestStore::new(store).keep_alive(dir)
+});
