@@ -1,0 +1,1 @@
+//! The taskrow operator commands, as a library (placeholder).
