@@ -15,10 +15,12 @@ pub mod dialect;
 pub mod entity;
 mod store;
 pub mod time;
+pub mod transaction;
 pub mod url;
 
 pub use dialect::{Dialect, ErrorKind, WriteTxn};
 pub use store::{INSERT_CHUNK_BYTES, INSERT_CHUNK_ROWS, SqlStore};
+pub use transaction::{Committed, DEFAULT_DISPATCH_DELAY, Dispatched, TaskTransaction};
 
 // For the store crates and applications: the SeaORM this crate is built with.
 pub use sea_orm;

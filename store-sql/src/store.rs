@@ -23,7 +23,7 @@ use taskrow::{
 
 use crate::dialect::{Dialect, ErrorKind, WriteTxn, contention_backoff};
 use crate::entity::{task, task_log};
-use crate::time::stored;
+use crate::time::{sql, stored};
 
 /// Most rows in one multi-row `INSERT` of [`TaskStore::insert_many`].
 pub const INSERT_CHUNK_ROWS: usize = 500;
@@ -151,6 +151,11 @@ impl<D: Dialect> SqlStore<D> {
             .map_err(|f| self.error(f))
     }
 
+    /// Maps a database error to taskrow's error, as this store's operations do.
+    pub fn map_db_error(&self, e: sea_orm::DbErr) -> Error {
+        self.error(Fail::Db(e))
+    }
+
     /// Maps a failure to taskrow's error.
     fn error(&self, f: Fail) -> Error {
         match f {
@@ -263,7 +268,7 @@ fn guarded_update(id: i64, version: i64, now: DateTime<Utc>) -> sea_orm::UpdateM
             task::Column::Version,
             Expr::col(task::Column::Version).add(1),
         )
-        .col_expr(task::Column::UpdatedAt, Expr::value(now))
+        .col_expr(task::Column::UpdatedAt, Expr::value(sql(now)))
         .filter(task::Column::Id.eq(id))
         .filter(task::Column::Version.eq(version))
 }
@@ -276,7 +281,7 @@ fn lease_update(lease: &Lease, now: DateTime<Utc>) -> sea_orm::UpdateMany<task::
 }
 
 fn null_time() -> SimpleExpr {
-    Expr::value(Option::<DateTime<Utc>>::None)
+    Expr::value(Option::<chrono::NaiveDateTime>::None)
 }
 
 /// What a finish does to its task, read from [`FinishResult`] (non-exhaustive) up front so a
@@ -334,7 +339,7 @@ fn task_condition(filter: &TaskFilter) -> Condition {
     if let Some(t) = filter.due_before {
         // Pending rows keep their next run time in `run_at`, running rows their lease expiry,
         // finished rows NULL: exactly `TaskFilter::matches`.
-        c = c.add(task::Column::RunAt.lte(stored(t)));
+        c = c.add(task::Column::RunAt.lte(sql(t)));
     }
     c
 }
@@ -351,7 +356,7 @@ fn log_condition(filter: &LogFilter) -> Condition {
         c = c.add(task_log::Column::Outcome.is_in(filter.outcomes.iter().map(|o| o.code())));
     }
     if let Some(t) = filter.since {
-        c = c.add(task_log::Column::StartedAt.gte(stored(t)));
+        c = c.add(task_log::Column::StartedAt.gte(sql(t)));
     }
     c
 }
@@ -435,7 +440,7 @@ impl<D: Dialect> SqlStore<D> {
                     Expr::col(task::Column::Attempts).add(1),
                 )
                 .col_expr(task::Column::LeaseOwner, Expr::value(req.worker.clone()))
-                .col_expr(task::Column::RunAt, Expr::value(until))
+                .col_expr(task::Column::RunAt, Expr::value(sql(until)))
                 .exec(&**txn)
                 .await?;
             if done.rows_affected == 1 {
@@ -444,8 +449,8 @@ impl<D: Dialect> SqlStore<D> {
                     attempts: m.attempts.saturating_add(1),
                     version: m.version + 1,
                     lease_owner: Some(req.worker.clone()),
-                    run_at: Some(until),
-                    updated_at: now,
+                    run_at: Some(sql(until)),
+                    updated_at: sql(now),
                     ..m
                 };
                 return Ok(claimed.into_record()?);
@@ -491,7 +496,7 @@ impl<D: Dialect> SqlStore<D> {
                 End::Retry { at, error } => {
                     lease_update(&f.lease, now)
                         .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
-                        .col_expr(task::Column::RunAt, Expr::value(*at))
+                        .col_expr(task::Column::RunAt, Expr::value(sql(*at)))
                         .col_expr(task::Column::LastError, Expr::value(error.clone()))
                         .exec(&**txn)
                         .await?
@@ -540,7 +545,7 @@ impl<D: Dialect> SqlStore<D> {
         for lease in leases {
             let n = lease_update(lease, now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
-                .col_expr(task::Column::RunAt, Expr::value(now))
+                .col_expr(task::Column::RunAt, Expr::value(sql(now)))
                 .col_expr(
                     task::Column::Attempts,
                     Expr::cust("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"),
@@ -566,7 +571,7 @@ impl<D: Dialect> SqlStore<D> {
         let rerun = |q: sea_orm::UpdateMany<task::Entity>| {
             q.col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
                 .col_expr(task::Column::Attempts, Expr::value(0))
-                .col_expr(task::Column::RunAt, Expr::value(now))
+                .col_expr(task::Column::RunAt, Expr::value(sql(now)))
                 .col_expr(task::Column::LastError, Expr::value(Option::<String>::None))
         };
         match target {
@@ -612,7 +617,7 @@ impl<D: Dialect> SqlStore<D> {
                             task::Column::Version,
                             Expr::col(task::Column::Version).add(1),
                         )
-                        .col_expr(task::Column::UpdatedAt, Expr::value(now)),
+                        .col_expr(task::Column::UpdatedAt, Expr::value(sql(now))),
                 )
                 .filter(task_condition(&f))
                 .exec(&**txn)
@@ -655,7 +660,7 @@ impl<D: Dialect> SqlStore<D> {
                     state: TaskState::Cancelled.code(),
                     run_at: None,
                     version: m.version + 1,
-                    updated_at: now,
+                    updated_at: sql(now),
                     ..m
                 };
                 return Ok(cancelled.into_record()?);
@@ -834,7 +839,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         self.retrying(|| async move {
             let txn = self.begin().await?;
             let r = lease_update(&lease, now)
-                .col_expr(task::Column::RunAt, Expr::value(until))
+                .col_expr(task::Column::RunAt, Expr::value(sql(until)))
                 .exec(&*txn)
                 .await
                 .map_err(Fail::Db)
@@ -960,14 +965,14 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
                 if !purge.states.is_empty() {
                     report.tasks = task::Entity::delete_many()
                         .filter(task::Column::State.is_in(purge.states.iter().map(|s| s.code())))
-                        .filter(task::Column::UpdatedAt.lt(before))
+                        .filter(task::Column::UpdatedAt.lt(sql(before)))
                         .exec(&*txn)
                         .await?
                         .rows_affected;
                 }
                 if purge.logs {
                     report.logs = task_log::Entity::delete_many()
-                        .filter(task_log::Column::StartedAt.lt(before))
+                        .filter(task_log::Column::StartedAt.lt(sql(before)))
                         .exec(&*txn)
                         .await?
                         .rows_affected;

@@ -12,3 +12,11 @@ taskrow_tests::store_conformance!(sqlite, || async {
     let (store, dir) = taskrow_sqlite::testing::temp_store().await;
     TestStore::new(store).keep_alive(dir)
 });
+
+/// Consistency tasks (enqueue in the application's transaction, dispatch after commit) on
+/// every SQL store.
+mod consistency {
+    taskrow_tests::consistency_cases!(sqlite, || async {
+        Some(taskrow_sqlite::testing::temp_store().await)
+    });
+}

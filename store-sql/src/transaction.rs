@@ -1,0 +1,149 @@
+//! Consistency tasks: tasks enqueued inside the application's own transaction, committed with
+//! its business writes, and dispatched only after the commit.
+//!
+//! ```ignore
+//! let tx = store.begin_with_tasks(&client).await?;
+//! document::ActiveModel { id: Set(7), state: Set(Done), ..Default::default() }.update(&*tx).await?;
+//! tx.enqueue(&PublishMq { document_id: 7 }, EnqueueOptions::new()).await?;
+//! let committed = tx.commit().await?;   // the dispatch handle exists only after the commit
+//! committed.dispatch().await;            // awaited tasks run here; spawned ones on the runtime
+//! ```
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use sea_orm::DatabaseTransaction;
+use taskrow::{Client, Dispatch, EnqueueOptions, Result, RunReport, Task, TaskRecord};
+
+use crate::dialect::{Dialect, WriteTxn};
+use crate::store::SqlStore;
+
+/// How long an immediately dispatched task waits before the worker's scheduler may take it
+/// (seed 000's `delay_time`, 60 s): the dispatch after commit runs it first, and the scheduler
+/// only steps in if the process died between commit and dispatch.
+pub const DEFAULT_DISPATCH_DELAY: Duration = Duration::from_secs(60);
+
+/// The application's transaction, carrying tasks. Dereferences to the SeaORM
+/// [`DatabaseTransaction`]: do the business writes on `&*tx`. Dropped without
+/// [`TaskTransaction::commit`], it rolls back, tasks included.
+#[derive(Debug)]
+#[must_use = "a task transaction rolls back unless committed"]
+pub struct TaskTransaction<'s, D: Dialect> {
+    txn: WriteTxn,
+    store: &'s SqlStore<D>,
+    client: Client,
+    tasks: Vec<(i64, Dispatch)>,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Begins a transaction on this store's database that business writes and tasks share.
+    /// `client` runs the tasks after commit (it must be built on this store).
+    ///
+    /// It is begun as the store begins its own writes (on SQLite: `BEGIN IMMEDIATE` under the
+    /// store's one-writer lock, so a read-then-write never fails with "database is locked").
+    /// Keep it short: on SQLite it holds the database's write lock.
+    pub async fn begin_with_tasks(&self, client: &Client) -> Result<TaskTransaction<'_, D>> {
+        let txn = self
+            .dialect()
+            .begin_write(self.connection())
+            .await
+            .map_err(|e| self.map_db_error(e))?;
+        Ok(TaskTransaction {
+            txn,
+            store: self,
+            client: client.clone(),
+            tasks: Vec::new(),
+        })
+    }
+}
+
+impl<D: Dialect> TaskTransaction<'_, D> {
+    /// Enqueues `task` in this transaction. Unless `options` say otherwise, it is dispatched
+    /// immediately and awaited after commit ([`Dispatch::ImmediateAwaited`]), and the worker
+    /// may take it only after [`DEFAULT_DISPATCH_DELAY`]. Use
+    /// `options.dispatch(Dispatch::ImmediateSpawned)` to spawn it instead, or
+    /// `Dispatch::Scheduled` to leave it to the worker.
+    pub async fn enqueue(
+        &mut self,
+        task: &dyn Task,
+        options: EnqueueOptions,
+    ) -> Result<TaskRecord> {
+        let dispatch = options.dispatch.unwrap_or(Dispatch::ImmediateAwaited);
+        let mut options = options.dispatch(dispatch);
+        if dispatch != Dispatch::Scheduled && options.start.is_none() {
+            options = options.delay(DEFAULT_DISPATCH_DELAY);
+        }
+        let row = options.build(task, self.client.clock().now())?;
+        let rec = self.store.insert_on(&*self.txn, row).await?;
+        self.tasks.push((rec.id, dispatch));
+        Ok(rec)
+    }
+
+    /// Commits the business writes and the tasks together, and returns the handle that
+    /// dispatches them. Nothing runs before this returns.
+    pub async fn commit(self) -> Result<Committed> {
+        let store = self.store;
+        self.txn.commit().await.map_err(|e| store.map_db_error(e))?;
+        Ok(Committed {
+            client: self.client,
+            tasks: self.tasks,
+        })
+    }
+
+    /// Rolls back: no business write and no task remains.
+    pub async fn rollback(self) -> Result<()> {
+        let store = self.store;
+        self.txn.rollback().await.map_err(|e| store.map_db_error(e))
+    }
+}
+
+impl<D: Dialect> Deref for TaskTransaction<'_, D> {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+/// Committed tasks, ready to dispatch. Dropping it without [`Committed::dispatch`] is safe:
+/// the worker runs the tasks once their delay has passed (what happens when the process dies
+/// between commit and dispatch).
+#[derive(Debug)]
+#[must_use = "dispatch the committed tasks, or the worker runs them only after their delay"]
+pub struct Committed {
+    client: Client,
+    tasks: Vec<(i64, Dispatch)>,
+}
+
+/// What dispatch did with one committed task.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Dispatched {
+    /// Run in the caller: its report, or `None` if a worker had taken it first.
+    Ran(Result<Option<RunReport>>),
+    /// Spawned onto the runtime.
+    Spawned(tokio::task::JoinHandle<Result<Option<RunReport>>>),
+    /// Left to the worker.
+    Scheduled(i64),
+}
+
+impl Committed {
+    /// The ids of the committed tasks, in enqueue order.
+    pub fn ids(&self) -> Vec<i64> {
+        self.tasks.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Runs the awaited tasks now, in order, spawns the spawned ones, and says what happened to
+    /// each, in enqueue order. A failed run is retried by the worker per the task's policy.
+    pub async fn dispatch(self) -> Vec<Dispatched> {
+        let mut out = Vec::with_capacity(self.tasks.len());
+        for (id, mode) in self.tasks {
+            out.push(match mode {
+                Dispatch::ImmediateAwaited => Dispatched::Ran(self.client.run_committed(id).await),
+                Dispatch::ImmediateSpawned => Dispatched::Spawned(self.client.spawn_committed(id)),
+                Dispatch::Scheduled => Dispatched::Scheduled(id),
+            });
+        }
+        self.client.wake_workers();
+        out
+    }
+}
