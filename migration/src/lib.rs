@@ -28,8 +28,9 @@
 //! ```
 //!
 //! Times are `DATETIME(6)` (microseconds; plain `DATETIME` would drop the fraction on MySQL).
-//! On MySQL the tables are `utf8mb4` with the binary collation `utf8mb4_bin`, so codes, type
-//! names and biz types compare case-sensitively, as on SQLite and in memory.
+//! On MySQL the tables are `utf8mb4` with a binary, no-pad collation (`utf8mb4_0900_bin` on
+//! MySQL 8, `utf8mb4_nopad_bin` on MariaDB), so codes, type names and biz types compare exactly,
+//! as on SQLite and in memory.
 //!
 //! [sea-orm-migration]: https://docs.rs/sea-orm-migration
 

@@ -1,7 +1,7 @@
 //! Creates `taskrow_task` and `taskrow_task_log` with their indexes.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 /// The first taskrow migration.
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +62,32 @@ fn datetime6(col: impl IntoIden) -> ColumnDef {
         .to_owned()
 }
 
-/// The table options: InnoDB, utf8mb4 with a case-sensitive collation on MySQL; none elsewhere.
-fn table_options(t: &mut TableCreateStatement, backend: DbBackend) {
+/// The collation of taskrow's text on MySQL: binary (case- and accent-sensitive) and without
+/// padding, so `'a'` and `'a '` are two codes, as on SQLite and in memory. MySQL 8 calls it
+/// `utf8mb4_0900_bin`, MariaDB `utf8mb4_nopad_bin`; older servers only have `utf8mb4_bin`
+/// (which ignores trailing spaces).
+async fn mysql_collation(manager: &SchemaManager<'_>) -> Result<String, DbErr> {
+    let found = manager
+        .get_connection()
+        .query_one_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT CAST(collation_name AS CHAR) AS name FROM information_schema.collations \
+             WHERE collation_name IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin') \
+             ORDER BY collation_name LIMIT 1",
+        ))
+        .await?;
+    Ok(match found {
+        Some(row) => row.try_get::<String>("", "name")?,
+        None => "utf8mb4_bin".to_owned(),
+    })
+}
+
+/// The table options: InnoDB, utf8mb4 with `collation` on MySQL; none elsewhere.
+fn table_options(t: &mut TableCreateStatement, backend: DbBackend, collation: &str) {
     if backend == DbBackend::MySql {
         t.engine("InnoDB")
             .character_set("utf8mb4")
-            .collate("utf8mb4_bin");
+            .collate(collation);
     }
 }
 
@@ -90,6 +110,11 @@ fn index(
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
+        let collation = if backend == DbBackend::MySql {
+            mysql_collation(manager).await?
+        } else {
+            String::new()
+        };
         // Several MB of JSON must fit: TEXT holds 64 KiB on MySQL, LONGTEXT 4 GiB.
         let payload = if backend == DbBackend::MySql {
             ColumnDef::new(TaskrowTask::Payload)
@@ -166,7 +191,7 @@ impl MigrationTrait for Migration {
             )
             .col(datetime6(TaskrowTask::CreatedAt).not_null())
             .col(datetime6(TaskrowTask::UpdatedAt).not_null());
-        table_options(&mut task, backend);
+        table_options(&mut task, backend, &collation);
         manager.create_table(task).await?;
 
         let t = TaskrowTask::Table;
@@ -245,7 +270,7 @@ impl MigrationTrait for Migration {
                     .string_len(255)
                     .not_null(),
             );
-        table_options(&mut log, backend);
+        table_options(&mut log, backend, &collation);
         manager.create_table(log).await?;
 
         let l = TaskrowTaskLog::Table;

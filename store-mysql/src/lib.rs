@@ -1,1 +1,52 @@
-//! placeholder
+//! taskrow on MySQL and MariaDB: [`MysqlStore`].
+//!
+//! - **The claim** is a short `READ COMMITTED` transaction: select the due ids
+//!   `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, mark them claimed, read them back
+//!   (MySQL has no `UPDATE … RETURNING`). Concurrent claimers skip each other's rows instead of
+//!   waiting (see `claim.rs`).
+//! - **Writes** run in `READ COMMITTED` transactions guarded by the row version (the optimistic
+//!   lock). Deadlocks (1213) and lock-wait timeouts (1205) are retried a few times inside the
+//!   store; an error that surfaces says whether it is transient.
+//! - **Times** are `DATETIME(6)` in UTC (the driver sets the session time zone to UTC).
+//! - **Text** is `utf8mb4` with the binary collation, so codes compare exactly.
+//!
+//! Needs MySQL 8.0+ or MariaDB 10.6+ (`SKIP LOCKED`).
+//!
+//! ```no_run
+//! # async fn run() -> taskrow::Result<()> {
+//! use taskrow_mysql::MysqlStore;
+//!
+//! let store = MysqlStore::connect_and_migrate("mysql://app:secret@127.0.0.1:3306/app").await?;
+//! # let _ = store; Ok(()) }
+//! ```
+
+mod claim;
+mod connect;
+mod dialect;
+pub mod testing;
+
+pub use connect::{ACQUIRE_TIMEOUT, POOL_SIZE};
+pub use dialect::MysqlDialect;
+pub use taskrow_sql::{SqlStore, entity};
+
+/// The taskrow store on MySQL or MariaDB: [`SqlStore`] with the [`MysqlDialect`].
+///
+/// Open it with [`MysqlStore::connect`] (`mysql://user:password@host:3306/database`),
+/// [`MysqlStore::connect_and_migrate`], or [`MysqlStore::from_connection`] for a pool you
+/// opened yourself (your application's SeaORM connection, say).
+pub type MysqlStore = SqlStore<MysqlDialect>;
+
+/// Opens a store on `url` ([`SqlStore::connect`]).
+pub async fn connect(url: &str) -> taskrow::Result<MysqlStore> {
+    MysqlStore::connect(url).await
+}
+
+/// Opens a store on `url` and runs taskrow's migrations ([`SqlStore::connect_and_migrate`]).
+pub async fn connect_and_migrate(url: &str) -> taskrow::Result<MysqlStore> {
+    MysqlStore::connect_and_migrate(url).await
+}
+
+/// A store on a pool opened elsewhere ([`SqlStore::from_connection`]).
+pub fn from_connection(db: sea_orm::DatabaseConnection) -> taskrow::Result<MysqlStore> {
+    MysqlStore::from_connection(db)
+}

@@ -11,13 +11,14 @@ use sea_orm::{
 use taskrow::{ClaimRequest, TaskState};
 
 use crate::entity::task::{self, Column};
+use crate::time::sql;
 
 /// The rows a claim at `now` may take: pending tasks due by `now` and running tasks whose
 /// lease expired by then (finished rows have a `NULL` `run_at`), of the requested biz types and
 /// task types.
 pub fn due_condition(req: &ClaimRequest, now: DateTime<Utc>) -> Condition {
     let mut c = Condition::all()
-        .add(Column::RunAt.lte(now))
+        .add(Column::RunAt.lte(sql(now)))
         .add(Column::State.is_in([TaskState::Pending.code(), TaskState::Running.code()]));
     if !req.biz_types.is_empty() {
         c = c.add(Column::BizType.is_in(req.biz_types.iter().cloned()));
@@ -53,8 +54,8 @@ pub fn mark_claimed(
         .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
         .col_expr(Column::Version, Expr::col(Column::Version).add(1))
         .col_expr(Column::LeaseOwner, Expr::value(worker.to_owned()))
-        .col_expr(Column::RunAt, Expr::value(until))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(Column::RunAt, Expr::value(sql(until)))
+        .col_expr(Column::UpdatedAt, Expr::value(sql(now)))
         .filter(Column::Id.is_in(ids.iter().copied()))
 }
 

@@ -87,6 +87,23 @@ impl WriteTxn {
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.txn.rollback().await
     }
+
+    /// Ends the transaction by the outcome of its work: commits after `Ok`, rolls back after
+    /// `Err` (and returns that error).
+    pub async fn end<T>(self, work: Result<T, DbErr>) -> Result<T, DbErr> {
+        match work {
+            Ok(v) => {
+                self.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::debug!(error = %rollback, "taskrow: rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -120,7 +137,8 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
 
     /// The batch claim of [`taskrow::TaskStore::claim`]: takes up to `req.limit` due tasks
     /// (oldest due first, `run_at` then id) and returns their rows after the claim, in that
-    /// order. `now` and `until` (the lease expiry) are already in stored form.
+    /// order. `now` and `until` (the lease expiry) are already in stored form
+    /// ([`crate::time::stored`]).
     async fn claim(
         &self,
         db: &DatabaseConnection,

@@ -1,6 +1,6 @@
 //! The one place that shapes times for the database.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use taskrow::clock::truncate_micros;
 
 /// The latest time `DATETIME(6)` holds on MySQL (`9999-12-31 23:59:59.999999`).
@@ -17,4 +17,19 @@ pub fn latest() -> DateTime<Utc> {
 /// Callers pass times from a [`taskrow::Clock`], already truncated; this only makes sure.
 pub fn stored(t: DateTime<Utc>) -> DateTime<Utc> {
     truncate_micros(t).min(latest())
+}
+
+/// A time as bound to a statement and kept in a row: [`stored`], as a UTC `NaiveDateTime`.
+///
+/// Rows keep times without a zone, in UTC. Binding them zoneless matters: the MySQL driver sends
+/// a `DateTime<Utc>` as a `TIMESTAMP` parameter, which MariaDB turns into `NULL` past 2038,
+/// while a `NaiveDateTime` goes as a `DATETIME`; and SQLite compares times as text, so every
+/// statement must write them in the one format a `NaiveDateTime` has.
+pub fn sql(t: DateTime<Utc>) -> NaiveDateTime {
+    stored(t).naive_utc()
+}
+
+/// A time read from a row (UTC).
+pub fn from_sql(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
 }

@@ -23,14 +23,16 @@ pub(crate) async fn claim(
     until: DateTime<Utc>,
 ) -> Result<Vec<task::Model>, DbErr> {
     let txn = dialect.begin_write(db).await?;
-    let ids: Vec<i64> = due_ids(req, now).into_tuple().all(&*txn).await?;
-    if ids.is_empty() {
-        txn.rollback().await?;
-        return Ok(Vec::new());
+    let claimed = async {
+        let ids: Vec<i64> = due_ids(req, now).into_tuple().all(&*txn).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = mark_claimed(&ids, &req.worker, now, until)
+            .exec_with_returning(&*txn)
+            .await?;
+        Ok(in_order(&ids, rows))
     }
-    let rows = mark_claimed(&ids, &req.worker, now, until)
-        .exec_with_returning(&*txn)
-        .await?;
-    txn.commit().await?;
-    Ok(in_order(&ids, rows))
+    .await;
+    txn.end(claimed).await
 }

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::entity::prelude::*;
+
+use crate::time::from_sql;
 use taskrow::serde_json::{self, json};
 use taskrow::{Dispatch, Error, NewTask, OnSuccess, Result, RetryPolicy, TaskRecord, TaskState};
 
-/// A `taskrow_task` row as stored.
+/// A `taskrow_task` row as stored. Times are UTC, kept without a zone (see
+/// [`crate::time::sql`]).
 ///
 /// `run_at` holds the time that matters for the row's state: a pending task's next run time, a
 /// running task's lease expiry, and `NULL` for finished tasks, so that one index range
@@ -48,7 +51,7 @@ pub struct Model {
     /// [`Dispatch::code`].
     pub dispatch: i16,
     /// Pending: next run time; running: lease expiry; otherwise `NULL`.
-    pub run_at: Option<DateTimeUtc>,
+    pub run_at: Option<DateTime>,
     /// The worker that claimed the task last.
     pub lease_owner: Option<String>,
     /// The last failure.
@@ -57,9 +60,9 @@ pub struct Model {
     /// Bumped by every claim and update.
     pub version: i64,
     /// Creation time.
-    pub created_at: DateTimeUtc,
+    pub created_at: DateTime,
     /// Last change.
-    pub updated_at: DateTimeUtc,
+    pub updated_at: DateTime,
 }
 
 /// No relations: log rows outlive their tasks, so there is no foreign key.
@@ -91,12 +94,12 @@ impl Model {
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             on_success: task.on_success.code(),
             dispatch: task.dispatch.code(),
-            run_at: Some(crate::time::stored(task.run_at)),
+            run_at: Some(crate::time::sql(task.run_at)),
             lease_owner: None,
             last_error: None,
             version: 0,
-            created_at: crate::time::stored(task.created_at),
-            updated_at: crate::time::stored(task.created_at),
+            created_at: crate::time::sql(task.created_at),
+            updated_at: crate::time::sql(task.created_at),
         }
     }
 
@@ -182,8 +185,8 @@ impl Model {
             ))
         })?;
         let (next_run_at, lease_expires_at) = match state {
-            TaskState::Pending => (self.run_at, None),
-            TaskState::Running => (None, self.run_at),
+            TaskState::Pending => (self.run_at.map(from_sql), None),
+            TaskState::Running => (None, self.run_at.map(from_sql)),
             _ => (None, None),
         };
         // `TaskRecord` is `#[non_exhaustive]` and core offers no constructor: build it through
@@ -208,8 +211,8 @@ impl Model {
             "lease_owner": self.lease_owner,
             "last_error": self.last_error,
             "version": self.version,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
+            "created_at": from_sql(self.created_at),
+            "updated_at": from_sql(self.updated_at),
         });
         let id = self.id;
         serde_json::from_value(v).map_err(|e| Error::CorruptRow {

@@ -6,7 +6,7 @@ use taskrow::record::bound_error;
 use taskrow::serde_json::{self, json};
 use taskrow::{Error, Finish, Outcome, Result, TaskLog};
 
-/// A `taskrow_task_log` row as stored.
+/// A `taskrow_task_log` row as stored. Times are UTC, kept without a zone.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "taskrow_task_log")]
 pub struct Model {
@@ -22,7 +22,7 @@ pub struct Model {
     /// Which attempt this was (1-based).
     pub attempt: i32,
     /// When the run started.
-    pub started_at: DateTimeUtc,
+    pub started_at: DateTime,
     /// How long it ran, in milliseconds.
     pub duration_ms: i64,
     /// [`Outcome::code`]: 1 succeeded, 2 retrying, 3 failed, 4 lease lost.
@@ -49,7 +49,7 @@ impl Model {
             code: Set(f.code.clone()),
             task_type: Set(f.task_type.clone()),
             attempt: Set(i32::try_from(f.attempt).unwrap_or(i32::MAX)),
-            started_at: Set(crate::time::stored(f.started_at)),
+            started_at: Set(crate::time::sql(f.started_at)),
             duration_ms: Set(f.duration_ms),
             outcome: Set(outcome.code()),
             error: Set(error.map(bound_error)),
@@ -79,7 +79,7 @@ impl Model {
             "code": self.code,
             "task_type": self.task_type,
             "attempt": attempt,
-            "started_at": self.started_at,
+            "started_at": crate::time::from_sql(self.started_at),
             "duration_ms": self.duration_ms,
             "outcome": outcome,
             "error": self.error,

@@ -69,12 +69,12 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
         timeout_ms: Some(1_500),
         on_success: 1,
         dispatch: 2,
-        run_at: Some(at),
+        run_at: Some(at.naive_utc()),
         lease_owner: Some("worker-1".into()),
         last_error: Some("boom".into()),
         version: 41,
-        created_at: t0(),
-        updated_at: at,
+        created_at: t0().naive_utc(),
+        updated_at: at.naive_utc(),
     };
     let id = task::Entity::insert(row.clone().into_insert())
         .exec(db)
@@ -94,7 +94,7 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
         code: "full-row".into(),
         task_type: "store_sql_test.ping".into(),
         attempt: 2,
-        started_at: at,
+        started_at: at.naive_utc(),
         duration_ms: 12,
         outcome: 2,
         error: Some("boom".into()),
@@ -178,6 +178,21 @@ pub async fn microseconds_read_back_equal<D: Dialect>(store: &SqlStore<D>) {
         .unwrap();
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].started_at, claim_at);
+
+    // Far-future times fit (MariaDB would turn a `TIMESTAMP` parameter past 2038 into NULL), and
+    // a lease that would end past year 9999 ends there.
+    let far: DateTime<Utc> = "2199-12-31T23:59:59.999999Z".parse().unwrap();
+    let f = store.insert(new_task("far", far)).await.unwrap();
+    assert_eq!(
+        store.get(&TaskRef::Id(f.id)).await.unwrap().next_run_at,
+        Some(far)
+    );
+    let forever = store
+        .claim_one(&TaskRef::Id(f.id), &ClaimOne::new("w", Duration::MAX, now))
+        .await
+        .unwrap();
+    assert_eq!(forever.lease_expires_at, Some(taskrow_sql::time::latest()));
+    assert_eq!(store.get(&TaskRef::Id(f.id)).await.unwrap(), forever);
 
     // Due exactly at its time, not a microsecond before.
     let early = store

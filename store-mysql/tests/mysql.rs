@@ -1,0 +1,340 @@
+//! taskrow-mysql's own tests: schema, migrations, connection set-up, errors and concurrency.
+//! The store's behaviour is the conformance suite's (`taskrow-tests`).
+//!
+//! They run against the server named by `TASKROW_MYSQL_URL` (e.g.
+//! `mysql://root@127.0.0.1:3306`), each in its own `taskrow_test_<uuid>` database, dropped when
+//! the test passes. Without the variable they print `skipped: …` and pass (fail under `CI=true`).
+
+#[path = "../../store-sql/tests/common/shared.rs"]
+mod shared;
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+use taskrow::{Error, TaskRef, TaskStore};
+use taskrow_migration::Migrator;
+use taskrow_mysql::{MysqlDialect, MysqlStore, testing};
+use taskrow_sql::entity::{task, task_log};
+use taskrow_sql::{Dialect, ErrorKind};
+
+use shared::*;
+
+async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+}
+
+async fn tables(db: &DatabaseConnection) -> Vec<String> {
+    rows(
+        db,
+        "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables \
+         WHERE table_schema = DATABASE() ORDER BY table_name",
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get::<String>("", "name").unwrap())
+    .collect()
+}
+
+/// (name, column type, collation) of a table's columns, in order.
+async fn columns(db: &DatabaseConnection, table: &str) -> Vec<(String, String, Option<String>)> {
+    rows(
+        db,
+        &format!(
+            "SELECT CAST(column_name AS CHAR) AS name, CAST(column_type AS CHAR) AS ty, \
+             CAST(collation_name AS CHAR) AS coll FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r.try_get::<String>("", "name").unwrap(),
+            r.try_get::<String>("", "ty").unwrap(),
+            r.try_get::<Option<String>>("", "coll").unwrap(),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn migrations_run_up_down_up() {
+    let Some(fresh) = testing::fresh_database().await else {
+        return;
+    };
+    let store = MysqlStore::connect(&fresh.url).await.unwrap();
+    let db = store.connection();
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(
+        tables(db).await,
+        [
+            "taskrow_seaql_migrations",
+            "taskrow_task",
+            "taskrow_task_log"
+        ]
+    );
+    Migrator::down(db, None).await.unwrap();
+    assert_eq!(tables(db).await, ["taskrow_seaql_migrations"]);
+    Migrator::up(db, None).await.unwrap();
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(tables(db).await.len(), 3);
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        ["m20260101_000001_taskrow_create_tables"]
+    );
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn schema_matches_the_entities() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let db = store.connection();
+    for (table, entity) in [
+        ("taskrow_task", entity_columns::<task::Entity>()),
+        ("taskrow_task_log", entity_columns::<task_log::Entity>()),
+    ] {
+        let cols = columns(db, table).await;
+        let names: Vec<&str> = cols.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, entity, "{table}");
+        for (name, ty, collation) in &cols {
+            if name.ends_with("_at") {
+                assert_eq!(ty, "datetime(6)", "{table}.{name}");
+            }
+            if let Some(c) = collation {
+                assert!(
+                    c == "utf8mb4_nopad_bin" || c == "utf8mb4_0900_bin",
+                    "{table}.{name}: {c}"
+                );
+            }
+        }
+    }
+    let payload = columns(db, "taskrow_task").await;
+    assert!(
+        payload
+            .iter()
+            .any(|(n, ty, _)| n == "payload" && ty == "longtext")
+    );
+    let indexes: Vec<String> = rows(
+        db,
+        "SELECT DISTINCT CAST(index_name AS CHAR) AS name FROM information_schema.statistics \
+         WHERE table_schema = DATABASE() AND table_name LIKE 'taskrow_task%' ORDER BY name",
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get::<String>("", "name").unwrap())
+    .collect();
+    assert_eq!(
+        indexes,
+        [
+            "idx_taskrow_task_biz_type",
+            "idx_taskrow_task_log_code",
+            "idx_taskrow_task_log_started_at",
+            "idx_taskrow_task_log_task_id",
+            "idx_taskrow_task_run_at",
+            "idx_taskrow_task_state_run_at",
+            "idx_taskrow_task_task_type",
+            "PRIMARY",
+            "uq_taskrow_task_code",
+        ]
+    );
+    full_rows_round_trip(&store).await;
+    corrupt_rows_are_reported(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_application_migrator_lives_beside_taskrows() {
+    let Some(fresh) = testing::fresh_database().await else {
+        return;
+    };
+    let store = MysqlStore::connect(&fresh.url).await.unwrap();
+    let db = store.connection();
+    AppMigrator::up(db, None).await.unwrap();
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(
+        history(db, "seaql_migrations").await,
+        ["m20260102_000001_create_orders"]
+    );
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        ["m20260101_000001_taskrow_create_tables"]
+    );
+    AppMigrator::down(db, None).await.unwrap();
+    assert!(!tables(db).await.contains(&"app_orders".to_owned()));
+    store.insert(new_task("still-here", t0())).await.unwrap();
+    fresh.drop_database().await;
+
+    let Some(fresh) = testing::fresh_database().await else {
+        return;
+    };
+    let store = MysqlStore::connect(&fresh.url).await.unwrap();
+    let db = store.connection();
+    CombinedMigrator::up(db, None).await.unwrap();
+    assert_eq!(
+        history(db, "seaql_migrations").await,
+        [
+            "m20260101_000001_taskrow_create_tables",
+            "m20260102_000001_create_orders"
+        ]
+    );
+    store.insert(new_task("combined", t0())).await.unwrap();
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn times_keep_their_microseconds() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    microseconds_read_back_equal(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn connection_errors_say_what_to_do() {
+    for url in [
+        "postgres://localhost/x",
+        "sqlite::memory:",
+        "mysql://root@127.0.0.1:3306",
+        "mysql://root@127.0.0.1:99999/x",
+    ] {
+        match MysqlStore::connect(url).await {
+            Err(Error::BadUrl { url: u, reason }) => {
+                assert_eq!(u, url);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{url}: expected BadUrl, got {other:?}"),
+        }
+    }
+    let err = MysqlStore::connect("mysql://root:hunter2@127.0.0.1:1/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    let message = err.to_string();
+    assert!(
+        message.contains("mysql://root:***@127.0.0.1:1/x"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let Some(fresh) = testing::fresh_database().await else {
+        return;
+    };
+    let store = MysqlStore::connect(&fresh.url).await.unwrap();
+    unmigrated_says_so(&store).await;
+    fresh.drop_database().await;
+}
+
+/// A lock-wait timeout (1205) is contention: transient, and retried by the store.
+#[tokio::test]
+async fn lock_waits_are_transient() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let r = store.insert(new_task("locked", t0())).await.unwrap();
+    let holder = Database::connect(&fresh.url).await.unwrap();
+    let hold = holder.begin().await.unwrap();
+    hold.execute_unprepared(&format!(
+        "SELECT id FROM taskrow_task WHERE id = {} FOR UPDATE",
+        r.id
+    ))
+    .await
+    .unwrap();
+
+    let waiter = Database::connect(&fresh.url).await.unwrap();
+    let wait = waiter.begin().await.unwrap();
+    wait.execute_unprepared("SET SESSION innodb_lock_wait_timeout = 1")
+        .await
+        .unwrap();
+    let err = wait
+        .execute_unprepared(&format!(
+            "UPDATE taskrow_task SET version = version + 1 WHERE id = {}",
+            r.id
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        MysqlDialect::default().classify(&err),
+        ErrorKind::Contention,
+        "{err}"
+    );
+    wait.rollback().await.unwrap();
+    hold.rollback().await.unwrap();
+
+    // The row is free again: the store's writes go through.
+    store
+        .cancel(&TaskRef::Id(r.id), t0())
+        .await
+        .expect("cancel after the lock went");
+    fresh.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_take_each_task_once_on_mariadb() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    // Eight claimers on one pool…
+    concurrent_claims_take_each_task_once(vec![store.clone()], 8, 600).await;
+    fresh.drop_database().await;
+
+    // …and three pools, as three processes would be.
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let mut stores = vec![store];
+    for _ in 0..2 {
+        stores.push(MysqlStore::connect(&fresh.url).await.unwrap());
+    }
+    concurrent_claims_take_each_task_once(stores, 3, 600).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn claims_come_oldest_due_first() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    claims_oldest_due_first(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_now_has_one_winner() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    claim_one_has_one_winner(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn insert_on_joins_the_callers_transaction() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    insert_on_follows_the_callers_transaction(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn insert_many_reports_the_duplicate() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    insert_many_names_the_duplicate(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn codes_compare_exactly() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    text_compares_exactly(&store).await;
+    fresh.drop_database().await;
+}
