@@ -146,14 +146,14 @@ async fn wait_until_empty(store: &dyn TaskStore) -> taskrow::Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "taskrow=warn".to_owned()))
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    taskrow_demo::init_tracing();
 
-    let store = taskrow_memory::MemoryStore::new();
-    println!("taskrow demo: store = memory");
+    let (url, path) = taskrow_demo::demo_database("taskrow-demo")?;
+    let store = taskrow_sqlite::connect_and_migrate(&url).await?;
+    println!(
+        "taskrow demo: SQLite file {} (WAL), migrated",
+        path.display()
+    );
     let client = Client::builder(store)
         .data(OrderTaskService::default())
         .build();
@@ -223,5 +223,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             log.error.unwrap_or_default()
         );
     }
+    println!("\ninspect it: cargo run -q -p taskrow-cli -- --database-url '{url}' stats");
     Ok(())
 }
