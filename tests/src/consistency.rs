@@ -288,8 +288,9 @@ pub async fn dispatch_racing_worker_runs_once<D: Dialect>(store: SqlStore<D>) {
     assert_eq!(logs.len(), n, "one log row per task");
 }
 
-/// Runs every consistency case against one SQL store; `$factory` gives `Option<(SqlStore<D>,
-/// guard)>` (`None`: skipped, already reported).
+/// Runs every consistency case against one SQL store. `$factory` gives
+/// `Option<(SqlStore<D>, TestStore)>`: the store, and the [`crate::factory::TestStore`] that
+/// keeps its files alive and cleans up after a passed case (`None`: skipped, already reported).
 #[macro_export]
 macro_rules! consistency_cases {
     ($store:ident, $factory:expr, [$($case:ident),* $(,)?]) => {
@@ -301,7 +302,7 @@ macro_rules! consistency_cases {
                 async fn $case() {
                     if let Some((store, guard)) = ($factory)().await {
                         $crate::consistency::$case(store).await;
-                        $crate::consistency::Guard::passed(guard).await;
+                        $crate::factory::TestStore::cleanup(guard).await;
                     }
                 }
             )*
@@ -317,17 +318,4 @@ macro_rules! consistency_cases {
             dispatch_racing_worker_runs_once,
         ]);
     };
-}
-
-/// What a consistency factory hands back beside the store: kept alive during the case, and
-/// told when the case passed (a MySQL database is dropped then).
-#[async_trait::async_trait]
-pub trait Guard: Send {
-    /// The case passed.
-    async fn passed(self);
-}
-
-#[async_trait::async_trait]
-impl Guard for tempfile::TempDir {
-    async fn passed(self) {}
 }
