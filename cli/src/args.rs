@@ -1,0 +1,193 @@
+//! The command line's shape (clap).
+
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use taskrow::TaskState;
+
+use crate::parse::{Target, TimeSpec, duration};
+
+const AFTER_HELP: &str = "\
+Tasks are named by code or id: a plain number is an id (`taskrow show 42`); write `code:42` for a
+code made of digits and `id:42` to be explicit.
+
+Examples:
+  taskrow migrate up
+  taskrow list --state failed
+  taskrow show order-42
+  taskrow reset --failed --type order.sync --dry-run
+  taskrow purge --older-than 7d";
+
+/// The taskrow operator command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "taskrow",
+    version,
+    about = "Inspect, reset, run, cancel and purge the tasks of a taskrow database.",
+    after_help = AFTER_HELP
+)]
+pub(crate) struct Cli {
+    /// The database: `sqlite://tasks.db` or `mysql://user:password@host:3306/database`.
+    #[arg(
+        long,
+        env = "TASKROW_DATABASE_URL",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create, roll back or inspect the taskrow tables.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// List tasks, oldest id first, one page at a time.
+    List(ListArgs),
+    /// Show one task: its fields, its payload and its log rows.
+    Show {
+        /// The task's code or id.
+        task: Target,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by state and type, the oldest due task, and failures in the last hour.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make tasks run again: pending, attempts back to 0, due now.
+    Reset(ResetArgs),
+    /// Cancel a task: it stays in the table but never runs until it is reset.
+    Cancel {
+        /// The task's code or id.
+        task: Target,
+    },
+    /// Delete a task (its log rows stay).
+    Delete {
+        /// The task's code or id.
+        task: Target,
+    },
+    /// Run one task now in this process and print how it ended (needs the task types compiled
+    /// into this binary; exits with 1 when the run fails).
+    Run {
+        /// The task's code or id.
+        task: Target,
+    },
+    /// Delete finished tasks and log rows older than a duration.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateAction {
+    /// Apply the pending taskrow migrations (creates a SQLite file that does not exist yet).
+    Up,
+    /// Roll back taskrow migrations, dropping their tables and the tasks in them.
+    Down {
+        /// How many migrations to roll back, newest first.
+        #[arg(long, default_value_t = 1, conflicts_with = "all")]
+        steps: u32,
+        /// Roll back every taskrow migration.
+        #[arg(long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Show which taskrow migrations are applied and which are pending.
+    Status,
+}
+
+/// Filters shared by `list` and `reset`.
+#[derive(Debug, Args)]
+pub(crate) struct FilterArgs {
+    /// Only tasks of this biz type (repeat for several).
+    #[arg(long = "biz-type", value_name = "BIZ_TYPE")]
+    pub biz_types: Vec<String>,
+    /// Only tasks of this type name (repeat for several).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub task_types: Vec<String>,
+    /// Only tasks whose code starts with this (literally: no wildcards).
+    #[arg(long, value_name = "PREFIX")]
+    pub code_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only tasks in this state: pending, running, succeeded, failed, cancelled (repeat, or
+    /// separate with commas).
+    #[arg(long = "state", value_name = "STATE", value_delimiter = ',')]
+    pub states: Vec<TaskState>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only tasks a worker could claim by then (pending tasks due, running tasks whose lease
+    /// expires): an RFC 3339 time, `now`, `10m` (from now) or `-1h` (an hour ago).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub due_before: Option<TimeSpec>,
+    /// Most rows to show.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub limit: u64,
+    /// Start after this id (the last id of the previous page).
+    #[arg(long, value_name = "ID")]
+    pub after_id: Option<i64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).multiple(true).args(["task", "failed", "cancelled"])))]
+pub(crate) struct ResetArgs {
+    /// The task's code or id (or use --failed / --cancelled).
+    #[arg(conflicts_with_all = ["failed", "cancelled"])]
+    pub task: Option<Target>,
+    /// Reset every failed task matching the filters.
+    #[arg(long)]
+    pub failed: bool,
+    /// Reset every cancelled task matching the filters.
+    #[arg(long)]
+    pub cancelled: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show what would be reset, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// Remove what last changed longer ago than this: 30m, 12h, 7d, 2w.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub older_than: Duration,
+    /// Purge failed tasks too (by default only succeeded and cancelled ones go).
+    #[arg(long)]
+    pub include_failed: bool,
+    /// Keep the log rows.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+impl Cli {
+    /// Checks the definition (clap's debug asserts).
+    #[cfg(test)]
+    pub(crate) fn check() {
+        use clap::CommandFactory;
+        Self::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn definition_is_valid() {
+        super::Cli::check();
+    }
+}

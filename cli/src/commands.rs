@@ -1,0 +1,823 @@
+//! What each subcommand does.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm_migration::{MigrationStatus, MigratorTrait};
+use serde_json::{Value, json};
+use taskrow::task::from_row;
+use taskrow::{
+    Client, ClientBuilder, Clock, Error, LoadError, LogFilter, Outcome, Page, Purge, ResetTarget,
+    RunReport, SystemClock, TaskFilter, TaskRecord, TaskRef, TaskState, TaskStore,
+};
+use taskrow_migration::Migrator;
+use taskrow_sql::url::redact;
+
+use crate::args::{Cli, Command, FilterArgs, ListArgs, MigrateAction, PurgeArgs, ResetArgs};
+use crate::parse::Target;
+use crate::render::{self, Table};
+use crate::{Backend, Opened, backend, open};
+
+/// Where a command reads and writes.
+pub(crate) struct Io<'a> {
+    pub stdin: &'a mut (dyn BufRead + Send),
+    pub out: &'a mut (dyn Write + Send),
+    pub err: &'a mut (dyn Write + Send),
+}
+
+/// Why a command failed: one line for the operator.
+#[derive(Debug)]
+pub(crate) struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError(format!("cannot write the output: {e}"))
+    }
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError(s)
+    }
+}
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// Page size when a command walks every matching task.
+const SCAN_PAGE: u64 = 1_000;
+/// Most due tasks `stats` reads to find the oldest one.
+const STATS_SCAN_LIMIT: u64 = 100_000;
+
+/// Runs the parsed command line.
+pub(crate) async fn execute(
+    cli: Cli,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let Some(url) = cli.database_url.filter(|u| !u.trim().is_empty()) else {
+        return Err(CliError(
+            "no database given: pass --database-url URL or set TASKROW_DATABASE_URL \
+             (`sqlite://tasks.db`, `mysql://user:password@host:3306/database`)"
+                .to_owned(),
+        ));
+    };
+    let creates = matches!(
+        cli.command,
+        Command::Migrate {
+            action: MigrateAction::Up
+        }
+    );
+    let url = if creates {
+        create_if_missing(&url)
+    } else {
+        url
+    };
+    let db = open(&url).await.map_err(|e| explain_open(e, &url))?;
+    let now = SystemClock.now();
+    match cli.command {
+        Command::Migrate { action } => migrate(&db, &url, action, io).await,
+        Command::List(args) => list(&*db.store, args, now, io).await,
+        Command::Show { task, json } => show(&*db.store, &task, json, io).await,
+        Command::Stats { json } => stats(&*db.store, now, json, io).await,
+        Command::Reset(args) => reset(&*db.store, args, now, io).await,
+        Command::Cancel { task } => cancel(&*db.store, &task, now, io).await,
+        Command::Delete { task } => delete(&*db.store, &task, now, io).await,
+        Command::Run { task } => run(db.store.clone(), &task, configure, io).await,
+        Command::Purge(args) => purge(&*db.store, args, now, io).await,
+    }
+}
+
+/// A SQLite URL that creates its file when missing (for `migrate up`).
+fn create_if_missing(url: &str) -> String {
+    let memory = url.starts_with("sqlite::memory:") || url.contains("mode=memory");
+    if !matches!(backend(url), Ok(Backend::Sqlite)) || memory || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
+}
+
+/// A connection error, with a hint for a SQLite file that does not exist yet.
+fn explain_open(e: Error, url: &str) -> CliError {
+    let hint =
+        matches!(e, Error::Unreachable { .. }) && matches!(backend(url), Ok(Backend::Sqlite));
+    if hint {
+        CliError(format!(
+            "{e} (a new SQLite database is created by `taskrow migrate up`)"
+        ))
+    } else {
+        e.into()
+    }
+}
+
+/// A task-level error, with a hint when a number was read as an id.
+fn explain(e: Error, target: &Target) -> CliError {
+    match (&e, &target.0) {
+        (Error::NotFound(_), TaskRef::Id(id)) => CliError(format!(
+            "{e}; a number is read as an id: for a code made of digits write `code:{id}`"
+        )),
+        _ => e.into(),
+    }
+}
+
+fn migration_error(what: &str, e: sea_orm_migration::DbErr) -> CliError {
+    CliError(format!("{what}: {e}"))
+}
+
+async fn migrate(
+    db: &Opened,
+    url: &str,
+    action: MigrateAction,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let conn = &db.db;
+    match action {
+        MigrateAction::Status => {
+            let all = Migrator::get_migration_with_status_read_only(conn)
+                .await
+                .map_err(|e| migration_error("cannot read the migration status", e))?;
+            let mut t = Table::new(&["STATUS", "MIGRATION"]);
+            let mut pending = 0;
+            for m in &all {
+                let status = match m.status() {
+                    MigrationStatus::Applied => "applied",
+                    MigrationStatus::Pending => {
+                        pending += 1;
+                        "pending"
+                    }
+                };
+                t.row(vec![status.to_owned(), m.name().to_owned()]);
+            }
+            write!(io.out, "{}", t.render(""))?;
+            if pending == 0 {
+                writeln!(io.out, "the taskrow tables are up to date")?;
+            } else {
+                writeln!(
+                    io.out,
+                    "{pending} migration(s) pending: run `taskrow migrate up`"
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateAction::Up => {
+            let pending = Migrator::get_pending_migrations_read_only(conn)
+                .await
+                .map_err(|e| migration_error("cannot read the migration status", e))?;
+            if pending.is_empty() {
+                writeln!(
+                    io.out,
+                    "nothing to apply: the taskrow tables are up to date"
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Migrator::up(conn, None)
+                .await
+                .map_err(|e| migration_error("the migration failed", e))?;
+            for m in &pending {
+                writeln!(io.out, "applied {}", m.name())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateAction::Down { steps, all, yes } => {
+            let applied = Migrator::get_applied_migrations_read_only(conn)
+                .await
+                .map_err(|e| migration_error("cannot read the migration status", e))?;
+            let n = if all {
+                applied.len()
+            } else {
+                (steps as usize).min(applied.len())
+            };
+            if n == 0 {
+                writeln!(
+                    io.out,
+                    "nothing to roll back: no taskrow migration is applied"
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let names: Vec<&str> = applied.iter().rev().take(n).map(|m| m.name()).collect();
+            if !yes {
+                write!(
+                    io.err,
+                    "this rolls back {n} taskrow migration(s) on `{}`: {}\n\
+                     the tables they created are dropped, with every task and log row in them.\n\
+                     type `yes` to go on: ",
+                    redact(url),
+                    names.join(", ")
+                )?;
+                io.err.flush()?;
+                let mut answer = String::new();
+                io.stdin.read_line(&mut answer)?;
+                let answer = answer.trim().to_ascii_lowercase();
+                if answer != "yes" && answer != "y" {
+                    return Err(CliError(
+                        "aborted: nothing was rolled back (pass --yes to skip the question)"
+                            .to_owned(),
+                    ));
+                }
+            }
+            Migrator::down(conn, Some(n as u32))
+                .await
+                .map_err(|e| migration_error("the rollback failed", e))?;
+            for name in names {
+                writeln!(io.out, "rolled back {name}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The filter of `list` and `reset --failed`.
+fn filter(states: Vec<TaskState>, f: FilterArgs) -> TaskFilter {
+    let mut filter = TaskFilter::all()
+        .states(states)
+        .biz_types(f.biz_types)
+        .task_types(f.task_types);
+    if let Some(p) = f.code_prefix {
+        filter = filter.code_prefix(p);
+    }
+    filter
+}
+
+/// Every task matching `filter`, page by page, up to `cap` rows.
+async fn scan(store: &dyn TaskStore, filter: &TaskFilter, cap: u64) -> Result<Vec<TaskRecord>> {
+    let mut all: Vec<TaskRecord> = Vec::new();
+    let mut page = Page::first(SCAN_PAGE.min(cap));
+    loop {
+        let rows = store.list(filter, &page).await?;
+        let full = rows.len() as u64 == page.limit;
+        all.extend(rows);
+        let left = cap - all.len() as u64;
+        match all.last() {
+            Some(last) if full && left > 0 => page = Page::after(last.id, SCAN_PAGE.min(left)),
+            _ => return Ok(all),
+        }
+    }
+}
+
+async fn list(
+    store: &dyn TaskStore,
+    args: ListArgs,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let mut f = filter(args.states, args.filter);
+    if let Some(t) = args.due_before {
+        f = f.due_before(t.resolve(now));
+    }
+    let page = match args.after_id {
+        Some(id) => Page::after(id, args.limit),
+        None => Page::first(args.limit),
+    };
+    let rows = store.list(&f, &page).await?;
+    if args.json {
+        let v: Vec<Value> = rows.iter().map(render::task_json).collect();
+        writeln!(io.out, "{}", pretty(&Value::Array(v)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        writeln!(io.out, "no tasks match")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write!(io.out, "{}", render::task_table(&rows))?;
+    if rows.len() as u64 == args.limit
+        && let Some(last) = rows.last()
+    {
+        writeln!(
+            io.out,
+            "{} tasks shown; more may follow: add --after-id {}",
+            rows.len(),
+            last.id
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("\"cannot print JSON: {e}\""))
+}
+
+async fn show(
+    store: &dyn TaskStore,
+    target: &Target,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let task = match store.get(&target.0).await {
+        Ok(t) => t,
+        Err(Error::NotFound(r)) => return show_gone(store, target, r, json, io).await,
+        Err(e) => return Err(explain(e, target)),
+    };
+    let logs = store.logs(&LogFilter::task(task.id)).await?;
+    if json {
+        let v = json!({ "task": render::task_json(&task), "log": logs });
+        writeln!(io.out, "{}", pretty(&v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = &task;
+    let mut fields: Vec<(&str, String)> = vec![
+        ("id", r.id.to_string()),
+        ("code", r.code.clone()),
+        ("type", r.task_type.clone()),
+        ("name", r.name.clone()),
+    ];
+    if let Some(d) = &r.description {
+        fields.push(("description", d.clone()));
+    }
+    fields.extend([
+        ("biz type", render::or_dash(&r.biz_type)),
+        ("state", r.state.to_string()),
+        ("attempts", render::attempts(r)),
+        ("next run", render::opt_time(r.next_run_at)),
+        (
+            "lease",
+            match (&r.lease_owner, r.lease_expires_at) {
+                (Some(o), Some(t)) => format!("held by {o} until {}", render::time(t)),
+                (Some(o), None) => format!("none (last held by {o})"),
+                _ => "none".to_owned(),
+            },
+        ),
+        ("retry", render::retry(&r.retry)),
+        (
+            "timeout",
+            r.timeout.map_or_else(
+                || "the worker's default".to_owned(),
+                |t| render::millis(t.as_millis() as u64),
+            ),
+        ),
+        ("on success", format!("{:?}", r.on_success).to_lowercase()),
+        ("dispatch", dispatch(r.dispatch)),
+        ("created", render::time(r.created_at)),
+        ("updated", render::time(r.updated_at)),
+        ("version", r.version.to_string()),
+    ]);
+    for (k, v) in fields {
+        writeln!(io.out, "{k:<12} {v}")?;
+    }
+    match &r.last_error {
+        Some(e) => {
+            writeln!(io.out, "last error")?;
+            for line in e.lines() {
+                writeln!(io.out, "  {line}")?;
+            }
+        }
+        None => writeln!(io.out, "{:<12} -", "last error")?,
+    }
+    writeln!(io.out, "payload")?;
+    for line in pretty(&render::payload_value(&r.payload)).lines() {
+        writeln!(io.out, "  {line}")?;
+    }
+    write_log(&logs, io)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dispatch(d: taskrow::Dispatch) -> String {
+    match d {
+        taskrow::Dispatch::Scheduled => "scheduled".to_owned(),
+        taskrow::Dispatch::ImmediateSpawned => "immediate, spawned".to_owned(),
+        taskrow::Dispatch::ImmediateAwaited => "immediate, awaited".to_owned(),
+    }
+}
+
+fn write_log(logs: &[taskrow::TaskLog], io: &mut Io<'_>) -> Result<()> {
+    if logs.is_empty() {
+        writeln!(io.out, "log: no runs yet")?;
+    } else {
+        writeln!(
+            io.out,
+            "log ({} run{})",
+            logs.len(),
+            plural(logs.len() as u64)
+        )?;
+        write!(io.out, "{}", render::log_table(logs, "  "))?;
+    }
+    Ok(())
+}
+
+/// `show` for a task that is not in the table: its log rows if it ran (a task deleted on
+/// success leaves them), else the not-found error.
+async fn show_gone(
+    store: &dyn TaskStore,
+    target: &Target,
+    r: TaskRef,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let filter = match &target.0 {
+        TaskRef::Id(id) => LogFilter::task(*id),
+        TaskRef::Code(c) => LogFilter::code(c.clone()),
+    };
+    let logs = store.logs(&filter).await?;
+    if logs.is_empty() {
+        return Err(explain(Error::NotFound(r), target));
+    }
+    if json {
+        let v = json!({ "task": Value::Null, "log": logs });
+        writeln!(io.out, "{}", pretty(&v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        io.out,
+        "task {r} is no longer in the table (deleted after it succeeded, or by hand); its log \
+         rows remain"
+    )?;
+    write_log(&logs, io)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+async fn stats(
+    store: &dyn TaskStore,
+    now: DateTime<Utc>,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let counts = store.counts().await?;
+    let mut by_state: BTreeMap<TaskState, u64> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut by_type: BTreeMap<String, BTreeMap<TaskState, u64>> = BTreeMap::new();
+    for c in &counts {
+        *by_state.entry(c.state).or_default() += c.count;
+        *by_type
+            .entry(c.task_type.clone())
+            .or_default()
+            .entry(c.state)
+            .or_default() += c.count;
+    }
+    let total: u64 = by_state.values().sum();
+
+    let due = scan(store, &TaskFilter::all().due_before(now), STATS_SCAN_LIMIT).await?;
+    let capped = due.len() as u64 >= STATS_SCAN_LIMIT;
+    let oldest = due
+        .iter()
+        .filter_map(|t| t.next_run_at.or(t.lease_expires_at).map(|at| (at, t)))
+        .min_by_key(|(at, t)| (*at, t.id));
+
+    let since = now - TimeDelta::hours(1);
+    let failures = store
+        .logs(
+            &LogFilter::default()
+                .outcomes([Outcome::Failed, Outcome::Retrying])
+                .since(since),
+        )
+        .await?;
+    let failed = failures
+        .iter()
+        .filter(|l| l.outcome == Outcome::Failed)
+        .count();
+    let retrying = failures.len() - failed;
+
+    if json {
+        let v = json!({
+            "now": now,
+            "total": total,
+            "by_state": by_state.iter().map(|(s, n)| (s.as_str(), *n)).collect::<BTreeMap<_, _>>(),
+            "by_type": by_type.iter().map(|(t, m)| {
+                (t.clone(), m.iter().map(|(s, n)| (s.as_str(), *n)).collect::<BTreeMap<_, _>>())
+            }).collect::<BTreeMap<_, _>>(),
+            "due": { "count": due.len(), "at_least": capped },
+            "oldest_due": oldest.map(|(at, t)| json!({
+                "id": t.id, "code": t.code, "task_type": t.task_type, "state": t.state, "due_at": at,
+            })),
+            "failures_last_hour": { "failed": failed, "retrying": retrying },
+        });
+        writeln!(io.out, "{}", pretty(&v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    writeln!(io.out, "tasks by state")?;
+    let mut t = Table::new(&["STATE", ">TASKS"]);
+    for (s, n) in &by_state {
+        t.row(vec![s.to_string(), n.to_string()]);
+    }
+    t.row(vec!["total".to_owned(), total.to_string()]);
+    write!(io.out, "{}", t.render("  "))?;
+
+    writeln!(io.out)?;
+    if by_type.is_empty() {
+        writeln!(io.out, "tasks by type: none")?;
+    } else {
+        writeln!(io.out, "tasks by type")?;
+        let mut header = vec!["TYPE".to_owned()];
+        header.extend(
+            TaskState::ALL
+                .iter()
+                .map(|s| format!(">{}", s.as_str().to_uppercase())),
+        );
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut t = Table::new(&header);
+        for (ty, m) in &by_type {
+            let mut row = vec![ty.clone()];
+            row.extend(
+                TaskState::ALL
+                    .iter()
+                    .map(|s| m.get(s).copied().unwrap_or(0).to_string()),
+            );
+            t.row(row);
+        }
+        write!(io.out, "{}", t.render("  "))?;
+    }
+
+    writeln!(io.out)?;
+    let count = if capped {
+        format!("at least {}", due.len())
+    } else {
+        due.len().to_string()
+    };
+    match oldest {
+        None => writeln!(io.out, "due now: 0")?,
+        Some((at, task)) => writeln!(
+            io.out,
+            "due now: {count}; the oldest is `{}` (id {}, {}, {}), due since {} ({})",
+            task.code,
+            task.id,
+            task.task_type,
+            task.state,
+            render::time(at),
+            render::ago(at, now)
+        )?,
+    }
+    writeln!(
+        io.out,
+        "failures in the last hour: {} ({failed} failed for good, {retrying} retrying)",
+        failures.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reset(
+    store: &dyn TaskStore,
+    args: ResetArgs,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    if let Some(target) = &args.task {
+        let f = &args.filter;
+        if !f.biz_types.is_empty() || !f.task_types.is_empty() || f.code_prefix.is_some() {
+            return Err(CliError(
+                "--biz-type, --type and --code-prefix select tasks for `reset --failed` or \
+                 `reset --cancelled`; they do not apply to one named task"
+                    .to_owned(),
+            ));
+        }
+        return reset_one(store, target, args.dry_run, now, io).await;
+    }
+    let mut states = Vec::new();
+    if args.failed {
+        states.push(TaskState::Failed);
+    }
+    if args.cancelled {
+        states.push(TaskState::Cancelled);
+    }
+    let what = states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let f = filter(states, args.filter);
+    if args.dry_run {
+        let rows = scan(store, &f, u64::MAX).await?;
+        if rows.is_empty() {
+            writeln!(
+                io.out,
+                "dry run: no {what} task matches; nothing would change"
+            )?;
+        } else {
+            write!(io.out, "{}", render::task_table(&rows))?;
+            writeln!(
+                io.out,
+                "dry run: would reset {} {what} task{}; nothing changed",
+                rows.len(),
+                plural(rows.len() as u64)
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = store.reset(&ResetTarget::Matching(f), now).await?;
+    writeln!(
+        io.out,
+        "reset {n} {what} task{}: pending again, attempts 0, due now",
+        plural(n)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reset_one(
+    store: &dyn TaskStore,
+    target: &Target,
+    dry_run: bool,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let task = store.get(&target.0).await.map_err(|e| explain(e, target))?;
+    if dry_run {
+        // The refusals `reset` itself would answer.
+        if task.lease_live_at(now) {
+            return Err(Error::Running {
+                code: task.code,
+                owner: task.lease_owner.unwrap_or_default(),
+                until: task.lease_expires_at.unwrap_or(now),
+            }
+            .into());
+        }
+        if task.state == TaskState::Succeeded {
+            return Err(Error::Succeeded(task.code).into());
+        }
+        write!(
+            io.out,
+            "{}",
+            render::task_table(std::slice::from_ref(&task))
+        )?;
+        writeln!(
+            io.out,
+            "dry run: would reset task `{}` ({}, attempts {}) to pending, attempts 0, due now; \
+             nothing changed",
+            task.code,
+            task.state,
+            render::attempts(&task)
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = store
+        .reset(&ResetTarget::One(target.0.clone()), now)
+        .await
+        .map_err(|e| explain(e, target))?;
+    writeln!(
+        io.out,
+        "reset {n} task: `{}` (id {}, was {}) is pending again, attempts 0, due now",
+        task.code, task.id, task.state
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cancel(
+    store: &dyn TaskStore,
+    target: &Target,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let task = store
+        .cancel(&target.0, now)
+        .await
+        .map_err(|e| explain(e, target))?;
+    writeln!(
+        io.out,
+        "cancelled task `{}` (id {}): it will not run until `taskrow reset {}`",
+        task.code, task.id, task.id
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(
+    store: &dyn TaskStore,
+    target: &Target,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let task = store
+        .delete(&target.0, now)
+        .await
+        .map_err(|e| explain(e, target))?;
+    writeln!(
+        io.out,
+        "deleted task `{}` (id {}, was {}); its log rows remain",
+        task.code, task.id, task.state
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether any task type is linked into this binary (typetag's registry is not empty).
+fn task_types_linked() -> bool {
+    let probe = json!({ "\u{1}taskrow-cli probe": null });
+    match serde_json::from_value::<Box<dyn taskrow::Task>>(probe) {
+        Ok(_) => true,
+        Err(e) => !e.to_string().contains("there are no variants"),
+    }
+}
+
+async fn run(
+    store: Arc<dyn TaskStore>,
+    target: &Target,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let task = store.get(&target.0).await.map_err(|e| explain(e, target))?;
+    // Check that this binary can load the task before claiming it: a claim uses an attempt.
+    match from_row(&task.task_type, &task.payload) {
+        Ok(_) => {}
+        Err(LoadError::UnknownType(ty)) if !task_types_linked() => {
+            return Err(CliError(format!(
+                "this binary has no task types compiled in, so it cannot run task `{}` (type \
+                 `{ty}`); nothing was run: build your own binary that links your tasks and calls \
+                 taskrow_cli::run_cli (see the README, \"Operating taskrow\"), or let a worker \
+                 run it (`taskrow reset` makes it due now)",
+                task.code
+            )));
+        }
+        Err(e) => {
+            return Err(CliError(format!(
+                "cannot run task `{}`: {e}; nothing was run",
+                task.code
+            )));
+        }
+    }
+    let client: Client = configure(Client::builder_arc(store)).build();
+    let report = client
+        .run_now(target.0.clone())
+        .await
+        .map_err(|e| explain(e, target))?;
+    write_report(&report, io)?;
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn write_report(r: &RunReport, io: &mut Io<'_>) -> Result<()> {
+    let head = format!(
+        "ran task `{}` (id {}), attempt {}, in {}: {}",
+        r.code,
+        r.id,
+        r.attempt,
+        render::millis(r.duration_ms.max(0) as u64),
+        r.outcome
+    );
+    match r.outcome {
+        Outcome::Succeeded => writeln!(io.out, "{head}")?,
+        Outcome::Retrying => writeln!(
+            io.out,
+            "{head}: {}; next run at {}",
+            r.error.as_deref().unwrap_or("-"),
+            render::opt_time(r.next_run_at)
+        )?,
+        Outcome::Failed => writeln!(
+            io.out,
+            "{head} for good: {}; fix the cause, then `taskrow reset {}`",
+            r.error.as_deref().unwrap_or("-"),
+            r.id
+        )?,
+        Outcome::LeaseLost => writeln!(
+            io.out,
+            "{head}: another worker took the task over while it ran; this run's result was not \
+             applied"
+        )?,
+    }
+    Ok(())
+}
+
+async fn purge(
+    store: &dyn TaskStore,
+    args: PurgeArgs,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let age = TimeDelta::from_std(args.older_than)
+        .map_err(|_| CliError("--older-than is too long".to_owned()))?;
+    let before = now
+        .checked_sub_signed(age)
+        .ok_or_else(|| CliError("--older-than is too long".to_owned()))?;
+    let mut states = vec![TaskState::Succeeded, TaskState::Cancelled];
+    if args.include_failed {
+        states.push(TaskState::Failed);
+    }
+    let what = states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let report = store
+        .purge(&Purge::before(before).states(states).logs(!args.keep_logs))
+        .await?;
+    let logs = if args.keep_logs {
+        "log rows kept".to_owned()
+    } else {
+        format!("{} log row{}", report.logs, plural(report.logs))
+    };
+    writeln!(
+        io.out,
+        "purged {} task{} ({what}) and {logs}, older than {} (before {})",
+        report.tasks,
+        plural(report.tasks),
+        render::millis(args.older_than.as_millis() as u64),
+        render::time(before)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
