@@ -266,7 +266,12 @@ impl Worker {
         let mut wake = self.cfg.client.wake_receiver();
         let mut shutdown = stops.shutdown.clone();
         let (fin_tx, fin_rx) = mpsc::unbounded_channel::<(Finish, OwnedSemaphorePermit)>();
-        let finisher = tokio::spawn(finisher(self.env.clone(), fin_rx, self.cfg.finish_batch));
+        let finisher = tokio::spawn(finisher(
+            self.env.clone(),
+            fin_rx,
+            self.cfg.finish_batch,
+            stops.hard_stop.clone(),
+        ));
         let mut running: JoinSet<bool> = JoinSet::new();
         let mut backoff = Duration::from_millis(100);
         info!(worker = %self.env.worker, concurrency = self.cfg.concurrency, "taskrow worker started");
@@ -379,12 +384,14 @@ async fn finisher(
     env: Env,
     mut rx: mpsc::UnboundedReceiver<(Finish, OwnedSemaphorePermit)>,
     max: usize,
+    hard_stop: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(max);
+    let mut giving_up = false;
     while rx.recv_many(&mut batch, max).await > 0 {
         let (finishes, permits): (Vec<Finish>, Vec<OwnedSemaphorePermit>) =
             std::mem::take(&mut batch).into_iter().unzip();
-        loop {
+        while !giving_up {
             match finish_with_retry(&env, finishes.clone()).await {
                 Ok(statuses) => {
                     for (f, s) in finishes.iter().zip(statuses) {
@@ -395,10 +402,18 @@ async fn finisher(
                     break;
                 }
                 Err(e) => {
-                    // Keep the results until the database takes them: a lost result would run
-                    // the task again once its lease expires, but there is no reason to give up.
+                    // Keep the results until the database takes them. Only past the shutdown
+                    // deadline are they given up: their tasks then run again once their
+                    // leases expire (at least once, never lost).
                     warn!(error = %e, count = finishes.len(), "writing task results failed; will try again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let mut hs = hard_stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = hs.wait_for(|s| *s) => {
+                            warn!(count = finishes.len(), "shutting down with task results unwritten: those tasks run again after their leases expire");
+                            giving_up = true;
+                        }
+                    }
                 }
             }
         }
