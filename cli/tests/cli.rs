@@ -1,0 +1,729 @@
+//! The `taskrow` binary driven as an operator would, against a SQLite file and against MariaDB
+//! (the server named by `TASKROW_MYSQL_URL`, e.g. `mysql://root@127.0.0.1:3306`; each test makes
+//! its own `taskrow_test_<uuid>` database and drops it when it passes; without the variable the
+//! MySQL tests print `skipped: …`, and fail under `CI=true`).
+//!
+//! Tasks are seeded through the library with the `cli.test` type defined here. The stock binary
+//! does not link that type, so `run` is tested twice: the binary's refusal, and
+//! [`taskrow_cli::run_cli_with_io`] called in this process, where the type is linked.
+
+use std::io::Write;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use taskrow::serde::{Deserialize, Serialize};
+use taskrow::typetag;
+use taskrow::{
+    ClaimOne, Client, Clock, EnqueueOptions, Error, LogFilter, Outcome, SystemClock, Task,
+    TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait,
+};
+use taskrow_mysql::testing::{FreshDatabase, fresh_database};
+use tempfile::TempDir;
+
+/// The test task: fails with `boom <n>` when `fail` is set, else counts its runs in the
+/// [`Runs`] registered on the client, if any.
+#[derive(Serialize, Deserialize)]
+#[serde(crate = "taskrow::serde")]
+struct CliTest {
+    n: i64,
+    #[serde(default)]
+    fail: bool,
+}
+
+/// Runs of [`CliTest`], registered as data by the library test.
+#[derive(Default)]
+struct Runs(AtomicU32);
+
+#[typetag::serde(name = "cli.test")]
+#[async_trait]
+impl Task for CliTest {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        if self.fail {
+            return Err(TaskError::msg(format!("boom {}", self.n)));
+        }
+        if let Ok(runs) = ctx.data::<Runs>() {
+            runs.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases
+
+/// A database for one test: a SQLite file in a temporary directory, or a MariaDB database.
+struct Db {
+    url: String,
+    _dir: Option<TempDir>,
+    mysql: Option<FreshDatabase>,
+}
+
+impl Db {
+    fn sqlite() -> Self {
+        let (url, dir) = taskrow_sqlite::testing::temp_url();
+        Db {
+            url,
+            _dir: Some(dir),
+            mysql: None,
+        }
+    }
+
+    /// `None` (after printing `skipped: …`) without `TASKROW_MYSQL_URL`.
+    async fn mysql() -> Option<Self> {
+        let fresh = fresh_database().await?;
+        Some(Db {
+            url: fresh.url.clone(),
+            _dir: None,
+            mysql: Some(fresh),
+        })
+    }
+
+    /// Drops the MariaDB database (called when the test passed).
+    async fn done(self) {
+        if let Some(m) = self.mysql {
+            m.drop_database().await;
+        }
+    }
+
+    /// A store on it, through the CLI's own `connect`.
+    async fn store(&self) -> Arc<dyn TaskStore> {
+        taskrow_cli::connect(&self.url).await.unwrap()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary
+
+/// What one run of the binary printed, and its exit code.
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// Stdout of a successful run.
+    #[track_caller]
+    fn ok(self) -> String {
+        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        self.stdout
+    }
+
+    /// The one error line of a failed run (exit code 1).
+    #[track_caller]
+    fn error(self) -> String {
+        assert_eq!(self.code, Some(1), "expected exit code 1: {self:#?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one error line: {self:#?}");
+        assert!(lines[0].starts_with("error: "), "{self:#?}");
+        lines[0].to_owned()
+    }
+}
+
+fn binary() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_taskrow"));
+    c.env_remove("TASKROW_DATABASE_URL");
+    c
+}
+
+/// `taskrow --database-url URL ARGS…`, answering prompts with `input`.
+fn taskrow_with_input(url: &str, args: &[&str], input: &str) -> Out {
+    let mut child = binary()
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the taskrow binary");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code(),
+        stdout: String::from_utf8(o.stdout).unwrap(),
+        stderr: String::from_utf8(o.stderr).unwrap(),
+    }
+}
+
+/// `taskrow --database-url URL ARGS…` with nothing on stdin.
+fn taskrow(url: &str, args: &[&str]) -> Out {
+    taskrow_with_input(url, args, "")
+}
+
+/// The table rows of a `list` output (without the header and the trailing note), as their
+/// codes.
+fn codes(list_output: &str) -> Vec<String> {
+    let mut lines = list_output.lines();
+    let header = lines.next().unwrap_or("");
+    assert!(header.contains("CODE"), "not a task table: {list_output}");
+    lines
+        .take_while(|l| !l.contains("more may follow") && !l.starts_with("dry run"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding
+
+/// The tasks every session starts with. Returns the client used.
+async fn seed(store: Arc<dyn TaskStore>) -> Client {
+    let client = Client::builder_arc(store).build();
+    let enqueue = |code: &str, biz: &str, n: i64, fail: bool| {
+        let client = client.clone();
+        let opts = EnqueueOptions::new()
+            .code(code)
+            .biz_type(biz)
+            .max_attempts(1);
+        async move { client.enqueue(&CliTest { n, fail }, opts).await.unwrap() }
+    };
+    // Pending and due.
+    enqueue("order-1", "order", 1, false).await;
+    // Failed for good (one attempt).
+    enqueue("order-2", "order", 2, true).await;
+    client.run_now("order-2").await.unwrap();
+    enqueue("mail-1", "mail", 3, true).await;
+    client.run_now("mail-1").await.unwrap();
+    enqueue("fail-2", "other", 4, true).await;
+    client.run_now("fail-2").await.unwrap();
+    // Pending, due in an hour.
+    client
+        .enqueue(
+            &CliTest { n: 5, fail: false },
+            EnqueueOptions::new()
+                .code("later-1")
+                .biz_type("order")
+                .delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    // Succeeded and kept.
+    client
+        .enqueue(
+            &CliTest { n: 6, fail: false },
+            EnqueueOptions::new().code("keep-1").keep_on_success(),
+        )
+        .await
+        .unwrap();
+    assert!(client.run_now("keep-1").await.unwrap().succeeded());
+    // A code made of digits.
+    enqueue("12345", "", 7, false).await;
+    client
+}
+
+async fn state(store: &dyn TaskStore, code: &str) -> (TaskState, u32) {
+    let t = store.get(&TaskRef::from(code)).await.unwrap();
+    (t.state, t.attempts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session: every subcommand, in an operator's order
+
+async fn session(db: &Db) {
+    let url = db.url.as_str();
+
+    // An empty database: status says pending, other commands say to migrate.
+    let status = taskrow(url, &["migrate", "status"]).ok();
+    assert!(status.contains("pending"), "{status}");
+    assert!(status.contains("taskrow migrate up"), "{status}");
+    let e = taskrow(url, &["list"]).error();
+    assert!(e.contains("tables are missing"), "{e}");
+    assert!(e.contains("`taskrow migrate up`"), "{e}");
+
+    let up = taskrow(url, &["migrate", "up"]).ok();
+    assert!(up.starts_with("applied m"), "{up}");
+    let again = taskrow(url, &["migrate", "up"]).ok();
+    assert!(again.contains("nothing to apply"), "{again}");
+    let status = taskrow(url, &["migrate", "status"]).ok();
+    assert!(status.contains("applied"), "{status}");
+    assert!(status.contains("up to date"), "{status}");
+    assert_eq!(taskrow(url, &["list"]).ok(), "no tasks match\n");
+
+    let store = db.store().await;
+    seed(store.clone()).await;
+    let all = [
+        "order-1", "order-2", "mail-1", "fail-2", "later-1", "keep-1", "12345",
+    ];
+
+    // list: everything, in id order, then each filter.
+    let out = taskrow(url, &["list"]).ok();
+    assert_eq!(codes(&out), all, "{out}");
+    assert!(out.contains("boom 2"), "last errors show: {out}");
+    let failed = taskrow(url, &["list", "--state", "failed"]).ok();
+    assert_eq!(codes(&failed), ["order-2", "mail-1", "fail-2"], "{failed}");
+    let out = taskrow(url, &["list", "--state", "succeeded,pending"]).ok();
+    assert_eq!(
+        codes(&out),
+        ["order-1", "later-1", "keep-1", "12345"],
+        "{out}"
+    );
+    let out = taskrow(url, &["list", "--biz-type", "order"]).ok();
+    assert_eq!(codes(&out), ["order-1", "order-2", "later-1"], "{out}");
+    let out = taskrow(url, &["list", "--biz-type", "mail", "--biz-type", "other"]).ok();
+    assert_eq!(codes(&out), ["mail-1", "fail-2"], "{out}");
+    let out = taskrow(url, &["list", "--type", "cli.test"]).ok();
+    assert_eq!(codes(&out).len(), all.len(), "{out}");
+    assert_eq!(
+        taskrow(url, &["list", "--type", "other.type"]).ok(),
+        "no tasks match\n"
+    );
+    let out = taskrow(url, &["list", "--code-prefix", "order-"]).ok();
+    assert_eq!(codes(&out), ["order-1", "order-2"], "{out}");
+    let out = taskrow(url, &["list", "--due-before", "now"]).ok();
+    assert_eq!(codes(&out), ["order-1", "12345"], "{out}");
+    let out = taskrow(url, &["list", "--due-before", "2h"]).ok();
+    assert_eq!(codes(&out), ["order-1", "later-1", "12345"], "{out}");
+    let in_two_hours = (SystemClock.now() + chrono::TimeDelta::hours(2)).to_rfc3339();
+    let out = taskrow(url, &["list", "--due-before", &in_two_hours]).ok();
+    assert_eq!(codes(&out), ["order-1", "later-1", "12345"], "{out}");
+    assert_eq!(
+        taskrow(url, &["list", "--due-before", "-1h"]).ok(),
+        "no tasks match\n"
+    );
+    let e = taskrow(url, &["list", "--due-before", "someday"]);
+    assert_eq!(e.code, Some(2), "{e:?}");
+    assert!(e.stderr.contains("is not a time"), "{e:?}");
+
+    // Paging.
+    let page1 = taskrow(url, &["list", "--limit", "3"]).ok();
+    assert_eq!(codes(&page1), ["order-1", "order-2", "mail-1"], "{page1}");
+    let mail_id = store.get(&"mail-1".into()).await.unwrap().id.to_string();
+    assert!(
+        page1.contains(&format!("more may follow: add --after-id {mail_id}")),
+        "{page1}"
+    );
+    let page2 = taskrow(url, &["list", "--limit", "3", "--after-id", &mail_id]).ok();
+    assert_eq!(codes(&page2), ["fail-2", "later-1", "keep-1"], "{page2}");
+
+    // JSON.
+    let out = taskrow(url, &["list", "--json", "--state", "failed"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["code"], "order-2");
+    assert_eq!(rows[0]["state"], "failed");
+    assert_eq!(rows[0]["payload"]["n"], 2);
+    assert_eq!(rows[0]["last_error"], "boom 2");
+
+    // show, by code, by id, and a code of digits.
+    let out = taskrow(url, &["show", "order-2"]).ok();
+    for want in [
+        "code         order-2",
+        "type         cli.test",
+        "biz type     order",
+        "state        failed",
+        "attempts     1/1",
+        "last error\n  boom 2",
+        "payload\n  {\n    \"fail\": true,\n    \"n\": 2\n  }",
+        "log (1 run)",
+        "failed",
+    ] {
+        assert!(out.contains(want), "`{want}` missing from:\n{out}");
+    }
+    let order1 = store.get(&"order-1".into()).await.unwrap();
+    let out = taskrow(url, &["show", &order1.id.to_string()]).ok();
+    assert!(out.contains("code         order-1"), "{out}");
+    assert!(out.contains("log: no runs yet"), "{out}");
+    let out = taskrow(url, &["show", "code:12345"]).ok();
+    assert!(out.contains("code         12345"), "{out}");
+    let e = taskrow(url, &["show", "12345"]).error();
+    assert!(e.contains("task with id 12345 not found"), "{e}");
+    assert!(e.contains("`code:12345`"), "{e}");
+    let e = taskrow(url, &["show", "no-such-task"]).error();
+    assert!(e.contains("task with code `no-such-task` not found"), "{e}");
+    let out = taskrow(url, &["show", "--json", "mail-1"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["task"]["code"], "mail-1");
+    assert_eq!(v["log"][0]["outcome"], "failed");
+    assert_eq!(v["log"][0]["error"], "boom 3");
+
+    // stats.
+    let out = taskrow(url, &["stats"]).ok();
+    for want in [
+        "pending        3",
+        "failed         3",
+        "succeeded      1",
+        "total          7",
+        "cli.test",
+        "due now: 2; the oldest is `order-1`",
+        "failures in the last hour: 3 (3 failed for good, 0 retrying)",
+    ] {
+        assert!(out.contains(want), "`{want}` missing from:\n{out}");
+    }
+    let out = taskrow(url, &["stats", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["by_state"]["failed"], 3);
+    assert_eq!(v["by_type"]["cli.test"]["pending"], 3);
+    assert_eq!(v["oldest_due"]["code"], "order-1");
+    assert_eq!(v["failures_last_hour"]["failed"], 3);
+
+    // reset: a dry run changes nothing; then by filter, then one task.
+    let out = taskrow(url, &["reset", "--failed", "--dry-run"]).ok();
+    assert_eq!(codes(&out), ["order-2", "mail-1", "fail-2"], "{out}");
+    assert!(out.contains("would reset 3 failed tasks"), "{out}");
+    assert_eq!(state(&*store, "order-2").await, (TaskState::Failed, 1));
+    let out = taskrow(
+        url,
+        &["reset", "--failed", "--biz-type", "mail", "--dry-run"],
+    )
+    .ok();
+    assert_eq!(codes(&out), ["mail-1"], "{out}");
+    let out = taskrow(url, &["reset", "--failed", "--biz-type", "mail"]).ok();
+    assert!(out.starts_with("reset 1 failed task:"), "{out}");
+    assert_eq!(state(&*store, "mail-1").await, (TaskState::Pending, 0));
+    assert_eq!(state(&*store, "fail-2").await, (TaskState::Failed, 1));
+    let out = taskrow(url, &["reset", "order-2", "--dry-run"]).ok();
+    assert!(out.contains("would reset task `order-2`"), "{out}");
+    assert_eq!(state(&*store, "order-2").await, (TaskState::Failed, 1));
+    let out = taskrow(url, &["reset", "order-2"]).ok();
+    assert!(out.contains("`order-2`"), "{out}");
+    assert!(out.contains("was failed"), "{out}");
+    assert_eq!(state(&*store, "order-2").await, (TaskState::Pending, 0));
+    let e = taskrow(url, &["reset", "keep-1"]).error();
+    assert!(e.contains("already succeeded"), "{e}");
+    let e = taskrow(url, &["reset", "order-2", "--type", "x"]).error();
+    assert!(e.contains("do not apply to one named task"), "{e}");
+    let usage = taskrow(url, &["reset"]);
+    assert_eq!(usage.code, Some(2), "{usage:?}");
+
+    // cancel.
+    let out = taskrow(url, &["cancel", "order-1"]).ok();
+    assert!(out.starts_with("cancelled task `order-1`"), "{out}");
+    assert_eq!(state(&*store, "order-1").await.0, TaskState::Cancelled);
+    let e = taskrow(url, &["cancel", "keep-1"]).error();
+    assert!(e.contains("already succeeded"), "{e}");
+
+    // run: the stock binary has no task types; it says so and claims nothing.
+    let logs_before = store.logs(&LogFilter::default()).await.unwrap().len();
+    let e = taskrow(url, &["run", "order-2"]).error();
+    assert!(e.contains("no task types compiled in"), "{e}");
+    assert!(e.contains("taskrow_cli::run_cli"), "{e}");
+    assert!(e.contains("nothing was run"), "{e}");
+    assert_eq!(state(&*store, "order-2").await, (TaskState::Pending, 0));
+    assert_eq!(
+        store.logs(&LogFilter::default()).await.unwrap().len(),
+        logs_before
+    );
+
+    // A task running elsewhere: refused by cancel, delete and reset.
+    let now = SystemClock.now();
+    store
+        .claim_one(
+            &"later-1".into(),
+            &ClaimOne::new("other-host-1", Duration::from_secs(600), now),
+        )
+        .await
+        .unwrap();
+    for args in [
+        &["cancel", "later-1"][..],
+        &["delete", "later-1"],
+        &["reset", "later-1"],
+        &["reset", "later-1", "--dry-run"],
+    ] {
+        let e = taskrow(url, args).error();
+        assert!(e.contains("running under a live lease"), "{args:?}: {e}");
+        assert!(e.contains("other-host-1"), "{args:?}: {e}");
+    }
+    assert_eq!(state(&*store, "later-1").await.0, TaskState::Running);
+
+    // delete: the row goes, its log rows stay and `show` still finds them.
+    let out = taskrow(url, &["delete", "mail-1"]).ok();
+    assert!(out.starts_with("deleted task `mail-1`"), "{out}");
+    assert!(matches!(
+        store.get(&"mail-1".into()).await,
+        Err(Error::NotFound(_))
+    ));
+    let out = taskrow(url, &["show", "mail-1"]).ok();
+    assert!(out.contains("no longer in the table"), "{out}");
+    assert!(out.contains("boom 3"), "{out}");
+    let e = taskrow(url, &["delete", "mail-1"]).error();
+    assert!(e.contains("not found"), "{e}");
+
+    // purge: nothing is a week old; after a second, the finished rows go.
+    let out = taskrow(url, &["purge", "--older-than", "7d"]).ok();
+    assert!(
+        out.starts_with("purged 0 tasks (succeeded, cancelled) and 0 log rows, older than 7d"),
+        "{out}"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let logs = store.logs(&LogFilter::default()).await.unwrap().len();
+    let out = taskrow(url, &["purge", "--older-than", "1s", "--keep-logs"]).ok();
+    assert!(
+        out.starts_with("purged 2 tasks (succeeded, cancelled) and log rows kept"),
+        "{out}"
+    );
+    assert_eq!(store.logs(&LogFilter::default()).await.unwrap().len(), logs);
+    let out = taskrow(url, &["purge", "--older-than", "1s", "--include-failed"]).ok();
+    assert!(
+        out.starts_with(&format!(
+            "purged 1 task (succeeded, cancelled, failed) and {logs} log rows"
+        )),
+        "{out}"
+    );
+    let out = taskrow(url, &["list"]).ok();
+    assert_eq!(codes(&out), ["order-2", "later-1", "12345"], "{out}");
+    let e = taskrow(url, &["purge", "--older-than", "7"]);
+    assert_eq!(e.code, Some(2), "{e:?}");
+
+    // migrate down: asks first; `no` keeps everything, `yes` drops the tables.
+    let out = taskrow_with_input(url, &["migrate", "down"], "no\n");
+    assert!(out.stderr.contains("type `yes` to go on"), "{out:?}");
+    assert!(
+        out.stderr.contains("aborted: nothing was rolled back"),
+        "{out:?}"
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(codes(&taskrow(url, &["list"]).ok()).len(), 3);
+    let out = taskrow(url, &["migrate", "down"]);
+    assert_eq!(out.code, Some(1), "no answer is no: {out:?}");
+    assert!(
+        out.stderr.ends_with(
+            "error: aborted: nothing was rolled back (pass --yes to skip the question)\n"
+        ),
+        "{out:?}"
+    );
+    let out = taskrow_with_input(url, &["migrate", "down"], "yes\n");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("rolled back m"), "{out:?}");
+    let e = taskrow(url, &["list"]).error();
+    assert!(e.contains("taskrow migrate up"), "{e}");
+    taskrow(url, &["migrate", "up"]).ok();
+    let out = taskrow(url, &["migrate", "down", "--all", "--yes"]).ok();
+    assert!(out.starts_with("rolled back m"), "{out}");
+    let out = taskrow(url, &["migrate", "down", "--yes"]).ok();
+    assert!(out.contains("nothing to roll back"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_session() {
+    let db = Db::sqlite();
+    session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_session() {
+    let Some(db) = Db::mysql().await else {
+        return;
+    };
+    session(&db).await;
+    db.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// `run` from a binary that links the task types: the library entry point
+
+/// `run_cli_with_io` in this process (which links `cli.test`), with `Runs` registered.
+async fn run_cli(url: &str, args: &[&str], runs: &Arc<Runs>) -> (ExitCode, String, String) {
+    let mut argv = vec!["taskrow", "--database-url", url];
+    argv.extend_from_slice(args);
+    let (mut stdin, mut out, mut err) = (&b""[..], Vec::new(), Vec::new());
+    let runs = runs.clone();
+    let code = taskrow_cli::run_cli_with_io(
+        argv,
+        move |client| client.data_arc(runs),
+        &mut stdin,
+        &mut out,
+        &mut err,
+    )
+    .await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+async fn run_with_task_types(db: &Db) {
+    let url = db.url.as_str();
+    taskrow(url, &["migrate", "up"]).ok();
+    let store = db.store().await;
+    let client = Client::builder_arc(store.clone()).build();
+    let runs = Arc::new(Runs::default());
+    let opts = |code: &str| EnqueueOptions::new().code(code).max_attempts(2);
+
+    // Success: the row goes (deleted on success), the log keeps the run.
+    client
+        .enqueue(&CliTest { n: 1, fail: false }, opts("ok-1"))
+        .await
+        .unwrap();
+    let (code, out, err) = run_cli(url, &["run", "ok-1"], &runs).await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}{err}");
+    assert!(out.starts_with("ran task `ok-1`"), "{out}");
+    assert!(out.contains("attempt 1"), "{out}");
+    assert!(out.trim_end().ends_with(": succeeded"), "{out}");
+    assert_eq!(runs.0.load(Ordering::SeqCst), 1, "the handler saw its data");
+    assert!(matches!(
+        store.get(&"ok-1".into()).await,
+        Err(Error::NotFound(_))
+    ));
+    let logs = store.logs(&LogFilter::code("ok-1")).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].outcome, Outcome::Succeeded);
+
+    // Failure: printed with the error and the next run; exit code 1. Then failed for good.
+    client
+        .enqueue(&CliTest { n: 2, fail: true }, opts("bad-1"))
+        .await
+        .unwrap();
+    let (code, out, _) = run_cli(url, &["run", "bad-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(out.contains(": retrying: boom 2; next run at "), "{out}");
+    let (code, out, _) = run_cli(url, &["run", "bad-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(out.contains("attempt 2"), "{out}");
+    assert!(out.contains("failed for good: boom 2"), "{out}");
+    assert_eq!(state(&*store, "bad-1").await, (TaskState::Failed, 2));
+
+    // A failed task runs again by hand (the seeds' manual re-run).
+    let (code, out, _) = run_cli(url, &["run", "bad-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(out.contains("attempt 3"), "{out}");
+
+    // A type this binary does not know, and a payload that no longer fits: refused before
+    // the claim, with the loader's message; no attempt used.
+    let now = SystemClock.now();
+    let mut unknown = opts("unknown-1")
+        .build(&CliTest { n: 3, fail: false }, now)
+        .unwrap();
+    unknown.task_type = "cli.unknown".to_owned();
+    store.insert(unknown).await.unwrap();
+    let (code, _, err) = run_cli(url, &["run", "unknown-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        err.starts_with("error: cannot run task `unknown-1`: task type `cli.unknown` is not registered in this binary"),
+        "{err}"
+    );
+    assert_eq!(state(&*store, "unknown-1").await, (TaskState::Pending, 0));
+    let mut bad_payload = opts("payload-1")
+        .build(&CliTest { n: 4, fail: false }, now)
+        .unwrap();
+    bad_payload.payload = r#"{"n":"four"}"#.to_owned();
+    store.insert(bad_payload).await.unwrap();
+    let (code, _, err) = run_cli(url, &["run", "payload-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(err.contains("does not deserialize"), "{err}");
+    assert_eq!(state(&*store, "payload-1").await, (TaskState::Pending, 0));
+
+    // Running elsewhere, cancelled, unknown: one error line each.
+    client
+        .enqueue(&CliTest { n: 5, fail: false }, opts("busy-1"))
+        .await
+        .unwrap();
+    store
+        .claim_one(
+            &"busy-1".into(),
+            &ClaimOne::new("other-host-2", Duration::from_secs(600), now),
+        )
+        .await
+        .unwrap();
+    let (code, _, err) = run_cli(url, &["run", "busy-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        err.contains("running under a live lease held by `other-host-2`"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    client
+        .enqueue(&CliTest { n: 6, fail: false }, opts("cancelled-1"))
+        .await
+        .unwrap();
+    store
+        .cancel(&"cancelled-1".into(), SystemClock.now())
+        .await
+        .unwrap();
+    let (code, _, err) = run_cli(url, &["run", "cancelled-1"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(err.contains("is cancelled: reset it first"), "{err}");
+    let (code, _, err) = run_cli(url, &["run", "nobody"], &runs).await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(err.contains("task with code `nobody` not found"), "{err}");
+    assert_eq!(runs.0.load(Ordering::SeqCst), 1, "nothing else ran");
+
+    // The other commands work through the library entry point too.
+    let (code, out, _) = run_cli(url, &["list", "--state", "failed"], &runs).await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(codes(&out), ["bad-1"], "{out}");
+    let (code, out, _) = run_cli(url, &["--help"], &runs).await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert!(out.contains("Usage: taskrow"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_run_with_task_types() {
+    let db = Db::sqlite();
+    run_with_task_types(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_run_with_task_types() {
+    let Some(db) = Db::mysql().await else {
+        return;
+    };
+    run_with_task_types(&db).await;
+    db.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection errors: one line each, exit code 1
+
+#[test]
+fn connection_errors_are_one_clear_line() {
+    let e = binary().args(["list"]).output().unwrap();
+    let out = Out {
+        code: e.status.code(),
+        stdout: String::from_utf8(e.stdout).unwrap(),
+        stderr: String::from_utf8(e.stderr).unwrap(),
+    }
+    .error();
+    assert!(out.contains("no database given"), "{out}");
+    assert!(out.contains("TASKROW_DATABASE_URL"), "{out}");
+
+    let e = taskrow("postgres://u:secret@db/app", &["list"]).error();
+    assert!(e.contains("unknown scheme `postgres`"), "{e}");
+    assert!(!e.contains("secret"), "the password is not printed: {e}");
+    let e = taskrow("tasks.db", &["list"]).error();
+    assert!(e.contains("bad database URL `tasks.db`: no scheme"), "{e}");
+
+    let e = taskrow("mysql://root:secret@127.0.0.1:1/app", &["list"]).error();
+    assert!(e.contains("cannot connect to the database"), "{e}");
+    assert!(e.contains("mysql://root:***@127.0.0.1:1/app"), "{e}");
+    let e = taskrow("mysql://root@127.0.0.1:3306", &["list"]).error();
+    assert!(e.contains("no database named"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}", dir.path().join("missing.db").display());
+    let e = taskrow(&missing, &["list"]).error();
+    assert!(e.contains("cannot connect to the database"), "{e}");
+    assert!(e.contains("created by `taskrow migrate up`"), "{e}");
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "only migrate creates"
+    );
+    // `migrate up` creates the file; the URL can also come from the environment.
+    let o = binary()
+        .env("TASKROW_DATABASE_URL", &missing)
+        .args(["migrate", "up"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let o = binary()
+        .env("TASKROW_DATABASE_URL", &missing)
+        .args(["list"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "no tasks match\n");
+
+    // A usage error is clap's, with exit code 2.
+    let o = taskrow(&missing, &["frobnicate"]);
+    assert_eq!(o.code, Some(2), "{o:?}");
+}
