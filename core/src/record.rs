@@ -282,6 +282,63 @@ impl TaskRecord {
         }
     }
 
+    /// The refusal for a task running under a live lease ([`crate::Error::Running`]).
+    pub fn running_error(&self) -> crate::Error {
+        crate::Error::Running {
+            code: self.code.clone(),
+            owner: self.lease_owner.clone().unwrap_or_default(),
+            until: self.lease_expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+
+    /// Whether [`crate::TaskStore::claim_one`] may take this task at `now`, or its refusal. The
+    /// one definition every store applies.
+    pub fn check_claim_one(&self, only_pending: bool, now: DateTime<Utc>) -> crate::Result<()> {
+        match self.state {
+            TaskState::Pending => Ok(()),
+            TaskState::Failed if !only_pending => Ok(()),
+            TaskState::Failed => Err(crate::Error::WrongState {
+                code: self.code.clone(),
+                state: self.state,
+                what: "only a pending task is dispatched at once; run it now by hand, or reset it \
+                       to let the scheduler run it"
+                    .into(),
+            }),
+            TaskState::Running if self.lease_live_at(now) => Err(self.running_error()),
+            TaskState::Running => Ok(()),
+            TaskState::Cancelled => Err(crate::Error::Cancelled(self.code.clone())),
+            TaskState::Succeeded => Err(crate::Error::Succeeded(self.code.clone())),
+        }
+    }
+
+    /// Whether a single [`crate::TaskStore::reset`] may apply at `now`, or its refusal.
+    pub fn check_reset(&self, now: DateTime<Utc>) -> crate::Result<()> {
+        match self.state {
+            TaskState::Running if self.lease_live_at(now) => Err(self.running_error()),
+            TaskState::Succeeded => Err(crate::Error::Succeeded(self.code.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether [`crate::TaskStore::cancel`] changes this task at `now` (`Ok(false)`: already
+    /// cancelled, nothing to do), or its refusal.
+    pub fn check_cancel(&self, now: DateTime<Utc>) -> crate::Result<bool> {
+        match self.state {
+            TaskState::Cancelled => Ok(false),
+            TaskState::Succeeded => Err(crate::Error::Succeeded(self.code.clone())),
+            TaskState::Running if self.lease_live_at(now) => Err(self.running_error()),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether [`crate::TaskStore::delete`] may remove this task at `now`, or its refusal.
+    pub fn check_delete(&self, now: DateTime<Utc>) -> crate::Result<()> {
+        if self.lease_live_at(now) {
+            return Err(self.running_error());
+        }
+        Ok(())
+    }
+
     /// Whether attempts are used up.
     pub fn attempts_exhausted(&self) -> bool {
         self.max_attempts.is_some_and(|m| self.attempts >= m)

@@ -92,15 +92,6 @@ fn due_at(r: &TaskRecord) -> Option<DateTime<Utc>> {
     }
 }
 
-/// The refusal for a task running under a live lease.
-fn running_error(r: &TaskRecord) -> Error {
-    Error::Running {
-        code: r.code.clone(),
-        owner: r.lease_owner.clone().unwrap_or_default(),
-        until: r.lease_expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
-    }
-}
-
 /// Makes `r` running under a new lease for `worker` (the claim itself).
 fn take(r: &mut TaskRecord, worker: &str, lease: std::time::Duration, now: DateTime<Utc>) {
     r.state = TaskState::Running;
@@ -252,23 +243,7 @@ impl TaskStore for MemoryStore {
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
         let r = inner.get_mut(target)?;
-        match r.state {
-            TaskState::Pending => {}
-            TaskState::Failed if !req.only_pending => {}
-            TaskState::Failed => {
-                return Err(Error::WrongState {
-                    code: r.code.clone(),
-                    state: r.state,
-                    what: "only a pending task is dispatched at once; run it now by hand, or \
-                           reset it to let the scheduler run it"
-                        .into(),
-                });
-            }
-            TaskState::Running if r.lease_live_at(now) => return Err(running_error(r)),
-            TaskState::Running => {}
-            TaskState::Cancelled => return Err(Error::Cancelled(r.code.clone())),
-            TaskState::Succeeded => return Err(Error::Succeeded(r.code.clone())),
-        }
+        r.check_claim_one(req.only_pending, now)?;
         take(r, &req.worker, req.lease, now);
         Ok(r.clone())
     }
@@ -416,11 +391,8 @@ impl TaskStore for MemoryStore {
         match target {
             ResetTarget::One(t) => {
                 let r = inner.get_mut(t)?;
-                match r.state {
-                    TaskState::Running if r.lease_live_at(now) => return Err(running_error(r)),
-                    TaskState::Succeeded => return Err(Error::Succeeded(r.code.clone())),
-                    _ => rerun(r),
-                }
+                r.check_reset(now)?;
+                rerun(r);
                 Ok(1)
             }
             ResetTarget::Matching(filter) => {
@@ -445,11 +417,8 @@ impl TaskStore for MemoryStore {
         let now = truncate_micros(now);
         let mut inner = self.lock();
         let r = inner.get_mut(target)?;
-        match r.state {
-            TaskState::Cancelled => return Ok(r.clone()),
-            TaskState::Succeeded => return Err(Error::Succeeded(r.code.clone())),
-            TaskState::Running if r.lease_live_at(now) => return Err(running_error(r)),
-            TaskState::Pending | TaskState::Failed | TaskState::Running => {}
+        if !r.check_cancel(now)? {
+            return Ok(r.clone());
         }
         r.state = TaskState::Cancelled;
         r.next_run_at = None;
@@ -463,10 +432,7 @@ impl TaskStore for MemoryStore {
         let now = truncate_micros(now);
         let mut inner = self.lock();
         let id = inner.id_of(target)?;
-        let r = &inner.tasks[&id];
-        if r.lease_live_at(now) {
-            return Err(running_error(r));
-        }
+        inner.tasks[&id].check_delete(now)?;
         Ok(inner.remove(id).expect("id_of found it"))
     }
 

@@ -251,15 +251,6 @@ async fn find<C: ConnectionTrait>(conn: &C, target: &TaskRef) -> Step<task::Mode
         .ok_or_else(|| Fail::Task(Error::NotFound(target.clone())))
 }
 
-/// The refusal for a task running under a live lease.
-fn running_error(r: &TaskRecord) -> Fail {
-    Fail::Task(Error::Running {
-        code: r.code.clone(),
-        owner: r.lease_owner.clone().unwrap_or_default(),
-        until: r.lease_expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
-    })
-}
-
 /// `UPDATE taskrow_task SET version = version + 1, updated_at = now, … WHERE id = ? AND
 /// version = ?`: the optimistic lock of read-decide-write operations.
 fn guarded_update(id: i64, version: i64, now: DateTime<Utc>) -> sea_orm::UpdateMany<task::Entity> {
@@ -416,23 +407,7 @@ impl<D: Dialect> SqlStore<D> {
         for _ in 0..OPTIMISTIC_TRIES {
             let m = find(&**txn, target).await?;
             let r = m.clone().into_record()?;
-            match r.state {
-                TaskState::Pending => {}
-                TaskState::Failed if !req.only_pending => {}
-                TaskState::Failed => {
-                    return Err(Fail::Task(Error::WrongState {
-                        code: r.code,
-                        state: r.state,
-                        what: "only a pending task is dispatched at once; run it now by hand, or \
-                               reset it to let the scheduler run it"
-                            .into(),
-                    }));
-                }
-                TaskState::Running if r.lease_live_at(now) => return Err(running_error(&r)),
-                TaskState::Running => {}
-                TaskState::Cancelled => return Err(Fail::Task(Error::Cancelled(r.code))),
-                TaskState::Succeeded => return Err(Fail::Task(Error::Succeeded(r.code))),
-            }
+            r.check_claim_one(req.only_pending, now)?;
             let done = guarded_update(m.id, m.version, now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Running.code()))
                 .col_expr(
@@ -579,13 +554,7 @@ impl<D: Dialect> SqlStore<D> {
                 for _ in 0..OPTIMISTIC_TRIES {
                     let m = find(&**txn, t).await?;
                     let r = m.clone().into_record()?;
-                    match r.state {
-                        TaskState::Running if r.lease_live_at(now) => {
-                            return Err(running_error(&r));
-                        }
-                        TaskState::Succeeded => return Err(Fail::Task(Error::Succeeded(r.code))),
-                        _ => {}
-                    }
+                    r.check_reset(now)?;
                     let n = rerun(guarded_update(m.id, m.version, now))
                         .exec(&**txn)
                         .await?
@@ -640,11 +609,8 @@ impl<D: Dialect> SqlStore<D> {
         for _ in 0..OPTIMISTIC_TRIES {
             let m = find(&**txn, target).await?;
             let r = m.clone().into_record()?;
-            match r.state {
-                TaskState::Cancelled => return Ok(r),
-                TaskState::Succeeded => return Err(Fail::Task(Error::Succeeded(r.code))),
-                TaskState::Running if r.lease_live_at(now) => return Err(running_error(&r)),
-                _ => {}
+            if !r.check_cancel(now)? {
+                return Ok(r);
             }
             let n = guarded_update(m.id, m.version, now)
                 .col_expr(
@@ -678,9 +644,7 @@ impl<D: Dialect> SqlStore<D> {
         for _ in 0..OPTIMISTIC_TRIES {
             let m = find(&**txn, target).await?;
             let r = m.clone().into_record()?;
-            if r.lease_live_at(now) {
-                return Err(running_error(&r));
-            }
+            r.check_delete(now)?;
             let n = task::Entity::delete_many()
                 .filter(task::Column::Id.eq(m.id))
                 .filter(task::Column::Version.eq(m.version))
