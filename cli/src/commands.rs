@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm_migration::{MigrationStatus, MigratorTrait};
-use serde_json::{Value, json};
+use serde_json::json;
 use taskrow::task::from_row;
 use taskrow::{
     Client, ClientBuilder, Clock, Error, LoadError, LogFilter, Outcome, Page, Purge, ResetTarget,
@@ -286,8 +286,8 @@ async fn list(
     };
     let rows = store.list(&f, &page).await?;
     if args.json {
-        let v: Vec<Value> = rows.iter().map(render::task_json).collect();
-        writeln!(io.out, "{}", pretty(&Value::Array(v)))?;
+        let v: Vec<_> = rows.iter().map(render::task_json).collect();
+        writeln!(io.out, "{}", pretty(&v))?;
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -308,7 +308,7 @@ async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-fn pretty(v: &Value) -> String {
+fn pretty(v: &impl taskrow::serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("\"cannot print JSON: {e}\""))
 }
 
@@ -325,7 +325,10 @@ async fn show(
     };
     let logs = store.logs(&LogFilter::task(task.id)).await?;
     if json {
-        let v = json!({ "task": render::task_json(&task), "log": logs });
+        let v = ShowJson {
+            task: Some(render::task_json(&task)),
+            log: &logs,
+        };
         writeln!(io.out, "{}", pretty(&v))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -386,6 +389,14 @@ async fn show(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `show --json`: the task (`null` when its row is gone) and its log rows.
+#[derive(Debug, taskrow::serde::Serialize)]
+#[serde(crate = "taskrow::serde")]
+struct ShowJson<'a> {
+    task: Option<render::TaskJson<'a>>,
+    log: &'a [taskrow::TaskLog],
+}
+
 fn dispatch(d: taskrow::Dispatch) -> String {
     match d {
         taskrow::Dispatch::Scheduled => "scheduled".to_owned(),
@@ -427,7 +438,10 @@ async fn show_gone(
         return Err(explain(Error::NotFound(r), target));
     }
     if json {
-        let v = json!({ "task": Value::Null, "log": logs });
+        let v = ShowJson {
+            task: None,
+            log: &logs,
+        };
         writeln!(io.out, "{}", pretty(&v))?;
         return Ok(ExitCode::SUCCESS);
     }

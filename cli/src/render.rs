@@ -1,8 +1,9 @@
 //! Text output: tables, times, durations, and records as JSON.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
-use taskrow::{RetryPolicy, TaskLog, TaskRecord, TaskState};
+use serde_json::Value;
+use taskrow::serde::Serialize;
+use taskrow::{Dispatch, OnSuccess, RetryPolicy, TaskLog, TaskRecord, TaskState};
 
 /// A table with a header row, printed with aligned columns.
 #[derive(Debug)]
@@ -231,31 +232,59 @@ pub(crate) fn payload_value(payload: &str) -> Value {
     serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))
 }
 
-/// A task as JSON: the record's fields, its payload parsed, its timeout in milliseconds.
-pub(crate) fn task_json(r: &TaskRecord) -> Value {
-    json!({
-        "id": r.id,
-        "code": r.code,
-        "task_type": r.task_type,
-        "name": r.name,
-        "description": r.description,
-        "biz_type": r.biz_type,
-        "state": r.state,
-        "attempts": r.attempts,
-        "max_attempts": r.max_attempts,
-        "retry": r.retry,
-        "timeout_ms": r.timeout.map(|t| t.as_millis() as u64),
-        "on_success": r.on_success,
-        "dispatch": r.dispatch,
-        "next_run_at": r.next_run_at,
-        "lease_expires_at": r.lease_expires_at,
-        "lease_owner": r.lease_owner,
-        "last_error": r.last_error,
-        "version": r.version,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-        "payload": payload_value(&r.payload),
-    })
+/// A task as JSON: the record's fields in their order, its payload parsed, its timeout in
+/// milliseconds.
+#[derive(Debug, Serialize)]
+#[serde(crate = "taskrow::serde")]
+pub(crate) struct TaskJson<'a> {
+    id: i64,
+    code: &'a str,
+    task_type: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    biz_type: &'a str,
+    state: TaskState,
+    attempts: u32,
+    max_attempts: Option<u32>,
+    next_run_at: Option<DateTime<Utc>>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    lease_owner: Option<&'a str>,
+    last_error: Option<&'a str>,
+    retry: &'a RetryPolicy,
+    timeout_ms: Option<u64>,
+    on_success: OnSuccess,
+    dispatch: Dispatch,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    payload: Value,
+}
+
+/// `r` as JSON.
+pub(crate) fn task_json(r: &TaskRecord) -> TaskJson<'_> {
+    TaskJson {
+        id: r.id,
+        code: &r.code,
+        task_type: &r.task_type,
+        name: &r.name,
+        description: r.description.as_deref(),
+        biz_type: &r.biz_type,
+        state: r.state,
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        next_run_at: r.next_run_at,
+        lease_expires_at: r.lease_expires_at,
+        lease_owner: r.lease_owner.as_deref(),
+        last_error: r.last_error.as_deref(),
+        retry: &r.retry,
+        timeout_ms: r.timeout.map(|t| t.as_millis() as u64),
+        on_success: r.on_success,
+        dispatch: r.dispatch,
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        payload: payload_value(&r.payload),
+    }
 }
 
 #[cfg(test)]

@@ -305,6 +305,10 @@ async fn session(db: &Db) {
 
     // JSON.
     let out = taskrow(url, &["list", "--json", "--state", "failed"]).ok();
+    assert!(
+        out.starts_with("[\n  {\n    \"id\": "),
+        "fields in record order: {out}"
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 3);
