@@ -186,3 +186,64 @@ impl TestHarness {
         TaskStore::logs(&self.store, &LogFilter::code(code)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use taskrow::serde::{Deserialize, Serialize};
+    use taskrow::typetag;
+    use taskrow::{
+        EnqueueOptions, Outcome, RetryPolicy, Task, TaskContext, TaskError, TaskState, async_trait,
+    };
+
+    use super::{TestHarness, harness_epoch};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(crate = "taskrow::serde")]
+    struct FailsUntilAttempt(u32);
+
+    #[typetag::serde(name = "harness.fails_until_attempt")]
+    #[async_trait]
+    impl Task for FailsUntilAttempt {
+        async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+            if ctx.attempt() < self.0 {
+                return Err(TaskError::msg("not yet"));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn run_until_settled_jumps_the_clock_to_each_retry() {
+        let h = TestHarness::new();
+        let backoff = RetryPolicy::exponential(Duration::from_secs(10), Duration::from_secs(60))
+            .with_jitter(0.0);
+        h.enqueue(
+            &FailsUntilAttempt(4),
+            EnqueueOptions::new().code("t").retry(backoff),
+        )
+        .await
+        .unwrap();
+        h.enqueue(
+            &FailsUntilAttempt(99),
+            EnqueueOptions::new().code("gives-up").max_attempts(2),
+        )
+        .await
+        .unwrap();
+
+        let r = h.run_until_settled(10).await.unwrap();
+        assert_eq!((r.executed, r.succeeded, r.failed), (6, 1, 1));
+        // Retries after 10 s, 20 s and 40 s of backoff; `gives-up` retried once after 60 s.
+        let starts: Vec<_> = h
+            .logs("t")
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| (l.started_at - harness_epoch()).num_seconds())
+            .collect();
+        assert_eq!(starts, [0, 10, 30, 70]);
+        assert_eq!(h.logs("t").await.unwrap()[3].outcome, Outcome::Succeeded);
+        assert_eq!(h.task("gives-up").await.unwrap().state, TaskState::Failed);
+    }
+}
