@@ -19,6 +19,7 @@
 pub mod cases;
 pub mod consistency;
 pub mod factory;
+pub mod faults;
 pub mod tasks;
 
 /// The README's examples, compiled and run as doc-tests.
