@@ -142,7 +142,7 @@ pub async fn bad_rows(backend: Backend, _seed: u64) -> Option<Row> {
         0,
     )
     .await;
-    let state_id = insert_by_hand(&db, "bad-state", Drain::TYPE, r#"{"millis":0}"#.into(), 7).await;
+    let state_id = insert_by_hand(&db, "bad-state", Drain::TYPE, r#"{"millis":0}"#.into(), 9).await;
     db.store
         .delete(&TaskRef::from("template"), taskrow::chrono::Utc::now())
         .await
@@ -201,7 +201,7 @@ pub async fn bad_rows(backend: Backend, _seed: u64) -> Option<Row> {
     }
     assert_once(&db, &scratch, &expect_ok).await;
 
-    // The state out of range: never claimed, and reading it says which row and what is wrong.
+    // The state out of range (9): never claimed, and reading it says which row and what is wrong.
     assert!(
         logs_of(&db, "bad-state").await.is_empty(),
         "bad-state never ran"
@@ -212,12 +212,12 @@ pub async fn bad_rows(backend: Backend, _seed: u64) -> Option<Row> {
             vec![],
         )
         .await;
-    assert_eq!(state, 7, "the row is left as it was");
+    assert_eq!(state, 9, "the row is left as it was");
     let e = get(&db, "bad-state").await.unwrap_err();
     match &e {
         Error::CorruptRow { id, reason } => {
             assert_eq!(*id, state_id, "the error names the row");
-            assert!(reason.contains("state 7"), "{reason}");
+            assert!(reason.contains("state 9"), "{reason}");
         }
         other => panic!("reading bad-state: {other:?}"),
     }
@@ -246,11 +246,11 @@ pub async fn bad_rows(backend: Backend, _seed: u64) -> Option<Row> {
     db.done().await;
     Some(Row {
         tasks: 6 + good.len(),
-        faults: "6 rows by hand: unknown type, not JSON, wrong field type, 4 MiB corrupt payload, 4 MiB valid payload, state 7".to_owned(),
+        faults: "6 rows by hand: unknown type, not JSON, wrong field type, 4 MiB corrupt payload, 4 MiB valid payload, state 9".to_owned(),
         lost: 0,
         twice_at_once: "0".to_owned(),
         final_states: format!(
-            "{} succeeded (4 MiB one included); 4 failed after 2 attempts, reason on the row and its log rows; state 7: never claimed, read error `CorruptRow` naming row {state_id}",
+            "{} succeeded (4 MiB one included); 4 failed after 2 attempts, reason on the row and its log rows; state 9: never claimed, read error `CorruptRow` naming row {state_id}",
             good.len() + 1
         ),
     })
