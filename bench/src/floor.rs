@@ -237,6 +237,18 @@ impl Floor {
         })
     }
 
+    /// An empty write transaction (`BEGIN IMMEDIATE; COMMIT` on SQLite, under the writer lock).
+    pub async fn empty_transaction(&self) -> BoxResult<()> {
+        match self {
+            Floor::Sqlite { pool, writer } => {
+                let _w = writer.lock().await;
+                pool.begin_with("BEGIN IMMEDIATE").await?.commit().await?;
+            }
+            Floor::Mysql { pool } => pool.begin().await?.commit().await?,
+        }
+        Ok(())
+    }
+
     /// `SELECT COUNT(*)` of a table.
     pub async fn count(&self, table: &str) -> BoxResult<i64> {
         let q = format!("SELECT COUNT(*) FROM {table}");

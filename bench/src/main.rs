@@ -95,6 +95,23 @@ enum Child {
         #[arg(long)]
         mode: String,
     },
+    /// (internal) One workload on one side alone, for profilers (callgrind, perf).
+    #[command(hide = true)]
+    Profile {
+        #[arg(long)]
+        kind: Kind,
+        #[arg(long)]
+        workload: run::Workload,
+        /// Run the floor's version instead of taskrow's.
+        #[arg(long)]
+        floor: bool,
+        #[arg(long, default_value_t = 5000)]
+        n: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 32)]
+        floor_batch: usize,
+    },
 }
 
 /// Which workloads run.
@@ -121,6 +138,26 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Settings for one workload run by `profile`.
+    pub fn for_profile(n: usize, concurrency: usize, floor_batch: usize) -> Self {
+        Settings {
+            n,
+            concurrency,
+            batch: 500,
+            floor_batch,
+            scale_rows: Vec::new(),
+            samples: n,
+            claim_samples: n,
+            poll: Duration::from_millis(50),
+            phases: Phases {
+                enqueue: false,
+                drain: false,
+                latency: false,
+                scale: false,
+            },
+        }
+    }
+
     fn of(cli: &Cli) -> BoxResult<Self> {
         let q = cli.quick;
         let s = Settings {
@@ -264,9 +301,70 @@ async fn bench_all(cli: &Cli, s: &Settings, lines: &mut Vec<Line>) -> bool {
     ok
 }
 
+/// The `profile` subcommand: a fresh store of `kind`, one workload.
+async fn profile(
+    kind: Kind,
+    workload: run::Workload,
+    floor_side: bool,
+    n: usize,
+    c: usize,
+    floor_batch: usize,
+) -> BoxResult<()> {
+    match kind {
+        Kind::Memory => {
+            let mut sut = Sut::new(
+                Kind::Memory,
+                Concrete::Memory(taskrow_memory::MemoryStore::new()),
+                None,
+                None,
+            );
+            run::profile(&mut sut, workload, floor_side, n, c, floor_batch).await
+        }
+        Kind::Sqlite => {
+            let (store, dir) = taskrow_sqlite::testing::temp_store().await;
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("tasks.db").display()
+            );
+            let floor = Floor::sqlite(&url).await?;
+            let mut sut = Sut::new(
+                Kind::Sqlite,
+                Concrete::Sqlite(store),
+                Some(floor),
+                Some(url),
+            );
+            run::profile(&mut sut, workload, floor_side, n, c, floor_batch).await
+        }
+        Kind::Mysql => {
+            let (store, db) = taskrow_mysql::testing::fresh_store()
+                .await
+                .ok_or("TASKROW_MYSQL_URL not set")?;
+            let floor = Floor::mysql(&db.url).await?;
+            let mut sut = Sut::new(
+                Kind::Mysql,
+                Concrete::Mysql(store),
+                Some(floor),
+                Some(db.url.clone()),
+            );
+            let r = run::profile(&mut sut, workload, floor_side, n, c, floor_batch).await;
+            db.drop_database().await;
+            r
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Diagnostics only (e.g. `RUST_LOG=sqlx::query=debug` lists every statement): without
+    // RUST_LOG no subscriber is installed, so measurements carry no logging cost.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     if let Some(Child::ChildEnqueue {
         kind,
         url,
@@ -287,6 +385,24 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("child-enqueue: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Child::Profile {
+        kind,
+        workload,
+        floor,
+        n,
+        concurrency,
+        floor_batch,
+    }) = &cli.command
+    {
+        let r = profile(*kind, *workload, *floor, *n, *concurrency, *floor_batch).await;
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("profile: {e}");
                 ExitCode::FAILURE
             }
         };

@@ -957,3 +957,159 @@ pub async fn child_enqueue(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// One workload alone, for profilers
+
+/// What `profile` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Only the set-up (`n` due rows): the baseline to subtract.
+    None,
+    /// Drain `n` due tasks with concurrency `c`.
+    Drain,
+    /// `n` enqueues, one per transaction.
+    EnqueueSingle,
+    /// `n` enqueues in batches of 500.
+    EnqueueBatch,
+    /// `n` immediate dispatches after commit, one after another.
+    Dispatch,
+    /// `n` round trips of `SELECT 1` (sqlx directly with --floor, else through SeaORM), and
+    /// `n` empty write transactions (`BEGIN IMMEDIATE; COMMIT` on SQLite).
+    Ping,
+}
+
+/// Runs one workload on one side, on a fresh store, and prints its rate. The set-up (due rows
+/// for a drain) is the same plain-SQL insert for both sides, so that instruction counts of
+/// `--workload none` can be subtracted.
+pub async fn profile(
+    sut: &mut Sut,
+    workload: Workload,
+    floor_side: bool,
+    n: usize,
+    c: usize,
+    floor_batch: usize,
+) -> BoxResult<()> {
+    sut.reset().await?;
+    let floor = sut.floor.clone();
+    let r = match (workload, floor_side, &floor) {
+        (Workload::None, _, _) => {
+            fill_due(sut, n).await?;
+            0.0
+        }
+        (Workload::Drain, false, _) => {
+            fill_due(sut, n).await?;
+            drain_taskrow(sut, n, c).await?
+        }
+        (Workload::Drain, true, Some(f)) => {
+            fill_due(sut, n).await?;
+            drain_floor(f, &sut.stats, n, c, floor_batch, false).await?
+        }
+        (Workload::EnqueueSingle, false, _) => {
+            let client = sut.client();
+            let t0 = Instant::now();
+            for i in 0..n {
+                client
+                    .enqueue(&Noop { i: i as u64 }, EnqueueOptions::new())
+                    .await?;
+            }
+            rate(n, t0.elapsed())
+        }
+        (Workload::EnqueueSingle, true, Some(f)) => {
+            let t0 = Instant::now();
+            for i in 0..n {
+                f.insert_one(&row_of(&Noop { i: i as u64 }, &EnqueueOptions::new())?)
+                    .await?;
+            }
+            rate(n, t0.elapsed())
+        }
+        (Workload::EnqueueBatch, false, _) => {
+            let client = sut.client();
+            let tasks: Vec<Noop> = (0..n as u64).map(|i| Noop { i }).collect();
+            let t0 = Instant::now();
+            for chunk in tasks.chunks(500) {
+                client
+                    .enqueue_batch(
+                        chunk
+                            .iter()
+                            .map(|t| (t as &dyn Task, EnqueueOptions::new())),
+                    )
+                    .await?;
+            }
+            rate(n, t0.elapsed())
+        }
+        (Workload::EnqueueBatch, true, Some(f)) => {
+            let tasks: Vec<Noop> = (0..n as u64).map(|i| Noop { i }).collect();
+            let t0 = Instant::now();
+            for chunk in tasks.chunks(500) {
+                let rows = chunk
+                    .iter()
+                    .map(|t| row_of(t, &EnqueueOptions::new()))
+                    .collect::<BoxResult<Vec<_>>>()?;
+                f.insert_batch(&rows).await?;
+            }
+            rate(n, t0.elapsed())
+        }
+        (Workload::Dispatch, side, _) => {
+            let settings = crate::Settings::for_profile(n, c, floor_batch);
+            let t0 = Instant::now();
+            let lat = match (&floor, side) {
+                (Some(f), true) => dispatch_floor(sut, f, &settings).await?,
+                _ => dispatch_taskrow(sut, &settings).await?,
+            };
+            let (p50, p99) = p50_p99(lat);
+            println!("dispatch p50 {p50:.0} µs, p99 {p99:.0} µs");
+            rate(n, t0.elapsed())
+        }
+        (Workload::Ping, true, Some(f)) => {
+            let t0 = Instant::now();
+            for _ in 0..n {
+                f.exec("SELECT 1").await?;
+            }
+            let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let t0 = Instant::now();
+            for _ in 0..n {
+                f.empty_transaction().await?;
+            }
+            let tx = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("sqlx: SELECT 1 {us:.1} µs, empty write transaction {tx:.1} µs");
+            rate(n, t0.elapsed())
+        }
+        (Workload::Ping, false, _) => {
+            let (select, transaction) = match &sut.concrete {
+                Concrete::Sqlite(st) => ping_sea_orm(st, n).await?,
+                Concrete::Mysql(st) => ping_sea_orm(st, n).await?,
+                Concrete::Memory(_) => return Err("no SQL on memory".into()),
+            };
+            println!(
+                "SeaORM: SELECT 1 {select:.1} µs, empty write transaction (the dialect's \
+                 begin_write, commit) {transaction:.1} µs"
+            );
+            1e6 / transaction
+        }
+        (_, true, None) => return Err("the memory store has no floor".into()),
+    };
+    println!(
+        "{} {workload:?} {}: {r:.0}/s",
+        sut.label,
+        if floor_side { "floor" } else { "taskrow" }
+    );
+    Ok(())
+}
+
+/// Mean µs of `SELECT 1` through SeaORM, and of an empty write transaction begun as the store
+/// begins its own.
+async fn ping_sea_orm<D: Dialect>(store: &SqlStore<D>, n: usize) -> BoxResult<(f64, f64)> {
+    use taskrow_sql::sea_orm::ConnectionTrait;
+    let db = store.connection();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        db.execute_unprepared("SELECT 1").await?;
+    }
+    let select = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        store.dialect().begin_write(db).await?.commit().await?;
+    }
+    Ok((select, t0.elapsed().as_secs_f64() * 1e6 / n as f64))
+}

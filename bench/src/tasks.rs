@@ -16,17 +16,32 @@ pub fn wall_us() -> i64 {
 }
 
 /// What handlers (taskrow's and the floor's) report: runs counted, pickup latencies.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     done: AtomicU64,
+    /// The count a waiter waits for: runs wake it only on reaching it, so a drain does not
+    /// pay for a wake-up per task.
+    target: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
     notify: Notify,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            done: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            latencies_us: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+        }
+    }
 }
 
 impl Stats {
     /// Forgets everything counted so far.
     pub fn reset(&self) {
         self.done.store(0, Ordering::SeqCst);
+        self.target.store(u64::MAX, Ordering::SeqCst);
         self.latencies_us
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -35,8 +50,10 @@ impl Stats {
 
     /// Counts one run.
     pub fn ran(&self) {
-        self.done.fetch_add(1, Ordering::SeqCst);
-        self.notify.notify_one();
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        if done >= self.target.load(Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
     }
 
     /// Counts one run of a task enqueued at `sent_us` (wall clock), started now.
@@ -57,6 +74,7 @@ impl Stats {
     /// Waits until `count` runs have been counted; `false` after `timeout`.
     pub async fn wait_for(&self, count: u64, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
+        self.target.store(count, Ordering::SeqCst);
         loop {
             if self.done() >= count {
                 return true;
