@@ -6,6 +6,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
@@ -154,6 +155,57 @@ impl<D: Dialect> SqlStore<D> {
     /// Maps a database error to taskrow's error, as this store's operations do.
     pub fn map_db_error(&self, e: sea_orm::DbErr) -> Error {
         self.error(Fail::Db(e))
+    }
+
+    /// Fails a claimed row that cannot be read (a value out of range, written by hand or by
+    /// another version): state failed with the reason, and a log row saying so, guarded by the
+    /// claim's version. An operator fixes the row and resets it.
+    async fn fail_unreadable(
+        &self,
+        row: task::Model,
+        e: &Error,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let reason = bound_error(&format!(
+            "claimed but cannot be run: {e}; fix the row, then reset the task"
+        ));
+        tracing::error!(id = row.id, code = %row.code, error = %e, "taskrow: a claimed task row cannot be read; failing it");
+        let log = task_log::ActiveModel {
+            id: NotSet,
+            task_id: Set(row.id),
+            code: Set(row.code.clone()),
+            task_type: Set(row.task_type.clone()),
+            attempt: Set(row.attempts),
+            started_at: Set(sql(now)),
+            duration_ms: Set(0),
+            outcome: Set(Outcome::Failed.code()),
+            error: Set(Some(reason.clone())),
+            worker: Set(worker.to_owned()),
+        };
+        let (reason, log) = (&reason, &log);
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r = async {
+                let n = guarded_update(row.id, row.version, now)
+                    .filter(task::Column::State.eq(TaskState::Running.code()))
+                    .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
+                    .col_expr(task::Column::RunAt, null_time())
+                    .col_expr(task::Column::LastError, Expr::value(reason.clone()))
+                    .exec(&*txn)
+                    .await?
+                    .rows_affected;
+                if n == 1 {
+                    task_log::Entity::insert(log.clone())
+                        .exec_without_returning(&*txn)
+                        .await?;
+                }
+                Ok(())
+            }
+            .await;
+            end(txn, r).await
+        })
+        .await
     }
 
     /// Maps a failure to taskrow's error.
@@ -753,7 +805,16 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         let rows = self
             .retrying(|| async move { Ok(self.dialect.claim(&self.db, req, now, until).await?) })
             .await?;
-        rows.into_iter().map(task::Model::into_record).collect()
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row.clone().into_record() {
+                Ok(r) => claimed.push(r),
+                // One unreadable row must not hold back the batch it was claimed with (nor
+                // come back with it after every lease expiry): fail it on its own.
+                Err(e) => self.fail_unreadable(row, &e, &req.worker, now).await?,
+            }
+        }
+        Ok(claimed)
     }
 
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
