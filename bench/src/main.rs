@@ -64,6 +64,10 @@ struct Cli {
     /// Claims timed per table size in the scale workload (default 200; 20 with --quick).
     #[arg(long)]
     claim_samples: Option<usize>,
+    /// Runs of each throughput workload (enqueue, drain), taskrow and floor alternating; the
+    /// best run counts (default 3; 1 with --quick).
+    #[arg(long)]
+    repeat: Option<usize>,
     /// Poll interval of the poller pickup measurement, in milliseconds.
     #[arg(long, default_value_t = 50)]
     poll_ms: u64,
@@ -134,6 +138,7 @@ pub struct Settings {
     pub samples: usize,
     pub claim_samples: usize,
     pub poll: Duration,
+    pub repeat: usize,
     pub phases: Phases,
 }
 
@@ -149,6 +154,7 @@ impl Settings {
             samples: n,
             claim_samples: n,
             poll: Duration::from_millis(50),
+            repeat: 1,
             phases: Phases {
                 enqueue: false,
                 drain: false,
@@ -175,6 +181,7 @@ impl Settings {
             samples: cli.samples.unwrap_or(if q { 20 } else { 200 }),
             claim_samples: cli.claim_samples.unwrap_or(if q { 20 } else { 200 }),
             poll: Duration::from_millis(cli.poll_ms),
+            repeat: cli.repeat.unwrap_or(if q { 1 } else { 3 }),
             phases: match &cli.phases {
                 None => Phases {
                     enqueue: true,
@@ -193,8 +200,10 @@ impl Settings {
         if s.n == 0 || s.concurrency == 0 || s.batch == 0 || s.floor_batch == 0 {
             return Err("--n, --concurrency, --batch and --floor-batch must be at least 1".into());
         }
-        if s.samples == 0 || s.claim_samples == 0 || s.poll.is_zero() {
-            return Err("--samples, --claim-samples and --poll-ms must be at least 1".into());
+        if s.samples == 0 || s.claim_samples == 0 || s.poll.is_zero() || s.repeat == 0 {
+            return Err(
+                "--samples, --claim-samples, --poll-ms and --repeat must be at least 1".into(),
+            );
         }
         Ok(s)
     }
@@ -416,7 +425,7 @@ async fn main() -> ExitCode {
     };
     eprintln!(
         "taskrow-bench: n={} concurrency={} batch={} floor claims of {} ({} claimers) \
-         scale rows {:?} samples={} claim samples={} poll={} ms{}{}",
+         scale rows {:?} samples={} claim samples={} poll={} ms repeat={}{}{}",
         s.n,
         s.concurrency,
         s.batch,
@@ -426,6 +435,7 @@ async fn main() -> ExitCode {
         s.samples,
         s.claim_samples,
         s.poll.as_millis(),
+        s.repeat,
         if cli.quick { " (quick)" } else { "" },
         if cfg!(debug_assertions) {
             " — a debug build: run with --release for real numbers"
@@ -443,12 +453,15 @@ async fn main() -> ExitCode {
         "Rates are tasks per second; \"taskrow vs floor\" is taskrow ÷ floor for rates \
          (1.00 = as fast as plain SQL) and taskrow's time as a multiple of the floor's for \
          latencies. n={}, C={}, enqueue batches of {}, floor drain: {} claimers taking {} rows \
-         per claim. Total {:.0} s.",
+         per claim; enqueue and drain rates are the best of {} runs, taskrow and floor \
+         alternating; claim latencies alternate taskrow and floor claims on one table. \
+         Total {:.0} s.",
         s.n,
         s.concurrency,
         s.batch,
         s.concurrency,
         s.floor_batch,
+        s.repeat,
         t0.elapsed().as_secs_f64()
     );
     if ok {
