@@ -10,6 +10,7 @@
 //! MariaDB/MySQL runs when `TASKROW_MYSQL_URL` names a server (a fresh database is made and
 //! dropped at the end); otherwise it is skipped.
 
+mod counting;
 mod floor;
 mod report;
 mod run;
@@ -115,6 +116,9 @@ enum Child {
         concurrency: usize,
         #[arg(long, default_value_t = 32)]
         floor_batch: usize,
+        /// Count taskrow's claims and result writes, and the tasks in them.
+        #[arg(long)]
+        count: bool,
     },
 }
 
@@ -315,9 +319,8 @@ async fn profile(
     kind: Kind,
     workload: run::Workload,
     floor_side: bool,
-    n: usize,
-    c: usize,
-    floor_batch: usize,
+    (n, c, floor_batch): (usize, usize, usize),
+    count: bool,
 ) -> BoxResult<()> {
     match kind {
         Kind::Memory => {
@@ -327,7 +330,7 @@ async fn profile(
                 None,
                 None,
             );
-            run::profile(&mut sut, workload, floor_side, n, c, floor_batch).await
+            run::profile(&mut sut, workload, floor_side, n, c, floor_batch, count).await
         }
         Kind::Sqlite => {
             let (store, dir) = taskrow_sqlite::testing::temp_store().await;
@@ -342,7 +345,7 @@ async fn profile(
                 Some(floor),
                 Some(url),
             );
-            run::profile(&mut sut, workload, floor_side, n, c, floor_batch).await
+            run::profile(&mut sut, workload, floor_side, n, c, floor_batch, count).await
         }
         Kind::Mysql => {
             let (store, db) = taskrow_mysql::testing::fresh_store()
@@ -355,7 +358,7 @@ async fn profile(
                 Some(floor),
                 Some(db.url.clone()),
             );
-            let r = run::profile(&mut sut, workload, floor_side, n, c, floor_batch).await;
+            let r = run::profile(&mut sut, workload, floor_side, n, c, floor_batch, count).await;
             db.drop_database().await;
             r
         }
@@ -405,9 +408,17 @@ async fn main() -> ExitCode {
         n,
         concurrency,
         floor_batch,
+        count,
     }) = &cli.command
     {
-        let r = profile(*kind, *workload, *floor, *n, *concurrency, *floor_batch).await;
+        let r = profile(
+            *kind,
+            *workload,
+            *floor,
+            (*n, *concurrency, *floor_batch),
+            *count,
+        )
+        .await;
         return match r {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -53,6 +53,8 @@ pub struct Sut {
     pub floor: Option<Floor>,
     pub url: Option<String>,
     pub stats: Arc<Stats>,
+    /// When set, taskrow's calls go through this counting wrapper (`profile --count`).
+    pub counting: Option<Arc<crate::counting::Counting>>,
 }
 
 impl Sut {
@@ -69,10 +71,18 @@ impl Sut {
             floor,
             url,
             stats: Arc::new(Stats::default()),
+            counting: None,
         }
     }
 
     fn store(&self) -> Arc<dyn TaskStore> {
+        if let Some(c) = &self.counting {
+            return c.clone();
+        }
+        self.bare_store()
+    }
+
+    fn bare_store(&self) -> Arc<dyn TaskStore> {
         match &self.concrete {
             Concrete::Memory(s) => Arc::new(s.clone()),
             Concrete::Sqlite(s) => Arc::new(s.clone()),
@@ -1018,8 +1028,12 @@ pub async fn profile(
     n: usize,
     c: usize,
     floor_batch: usize,
+    count: bool,
 ) -> BoxResult<()> {
     sut.reset().await?;
+    if count {
+        sut.counting = Some(Arc::new(crate::counting::Counting::new(sut.bare_store())));
+    }
     let floor = sut.floor.clone();
     let r = match (workload, floor_side, &floor) {
         (Workload::None, _, _) => {
@@ -1146,6 +1160,9 @@ pub async fn profile(
         sut.label,
         if floor_side { "floor" } else { "taskrow" }
     );
+    if let Some(c) = &sut.counting {
+        println!("  {}", c.summary());
+    }
     Ok(())
 }
 
