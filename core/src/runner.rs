@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::clock::{Clock, add};
 use crate::context::{Data, Shutdown, TaskContext};
 use crate::error::TaskErrorKind;
 use crate::policy::failure_result;
-use crate::record::{Lease, Outcome, TaskRecord};
+use crate::record::{Outcome, TaskRecord};
 use crate::retry::Jitter;
 use crate::store::{Finish, FinishResult, FinishStatus, TaskStore};
 use crate::task::from_row;
@@ -57,11 +57,6 @@ async fn fired(mut rx: watch::Receiver<bool>) {
     }
 }
 
-struct LeaseCell {
-    lease: Lease,
-    done: bool,
-}
-
 /// Runs a claimed task once and returns the finish to write. Never panics because of the
 /// handler, never waits past the timeout, never holds the task while sleeping for a retry.
 pub(crate) async fn execute(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
@@ -72,20 +67,13 @@ pub(crate) async fn execute(env: &Env, task: &TaskRecord, stops: &Stops) -> Fini
 async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
     let started_at = env.clock.now();
     let started = Instant::now();
-    let cell = Arc::new(Mutex::new(LeaseCell {
-        lease: task.lease(),
-        done: false,
-    }));
+    // The lease this run holds; heartbeats replace it (each extension bumps the version).
+    let mut lease = task.lease();
 
     let result: Result<(), (TaskErrorKind, String)> = match from_row(&task.task_type, &task.payload)
     {
         Err(e) => Err((TaskErrorKind::Retry, e.to_string())),
         Ok(handler) => {
-            let heartbeat = env.heartbeat.map(|every| {
-                let env = env.clone();
-                let cell = cell.clone();
-                tokio::spawn(heartbeat_loop(env, cell, every))
-            });
             let ctx = TaskContext {
                 id: task.id,
                 code: task.code.clone(),
@@ -98,6 +86,7 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
                 data: env.data.clone(),
             };
             let timeout = task.timeout.unwrap_or(env.default_timeout);
+            // Spawned so that a panic is caught as a JoinError and the handler can be aborted.
             let mut run = tokio::spawn(
                 async move {
                     handler
@@ -107,39 +96,55 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
                 }
                 .in_current_span(),
             );
-            let out = tokio::select! {
-                joined = &mut run => match joined {
-                    Ok(r) => r,
-                    Err(e) if e.is_panic() => Err((TaskErrorKind::Retry, format!("the handler panicked: {}", panic_message(e.into_panic())))),
-                    Err(e) => Err((TaskErrorKind::Retry, format!("the handler was cancelled: {e}"))),
-                },
-                _ = tokio::time::sleep(timeout) => {
-                    run.abort();
-                    Err((TaskErrorKind::Retry, format!(
-                        "timed out after {} ms: the handler did not complete (blocking code belongs in tokio::task::spawn_blocking; raise the task's timeout if it is merely slow)",
-                        timeout.as_millis()
-                    )))
+            let deadline = tokio::time::sleep(timeout);
+            let hard_stop = fired(stops.hard_stop.clone());
+            tokio::pin!(deadline, hard_stop);
+            // Heartbeats run in this loop, between the handler's progress, rather than in a
+            // task of their own: the lease stays a local value and no run spawns twice.
+            let beat = env.heartbeat.unwrap_or(Duration::MAX);
+            let mut next_beat = tokio::time::Instant::now().checked_add(beat);
+            let mut beating = env.heartbeat.is_some();
+            loop {
+                let heartbeat = async {
+                    match next_beat {
+                        Some(t) if beating => tokio::time::sleep_until(t).await,
+                        _ => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    joined = &mut run => break match joined {
+                        Ok(r) => r,
+                        Err(e) if e.is_panic() => Err((TaskErrorKind::Retry, format!("the handler panicked: {}", panic_message(e.into_panic())))),
+                        Err(e) => Err((TaskErrorKind::Retry, format!("the handler was cancelled: {e}"))),
+                    },
+                    _ = &mut deadline => {
+                        run.abort();
+                        break Err((TaskErrorKind::Retry, format!(
+                            "timed out after {} ms: the handler did not complete (blocking code belongs in tokio::task::spawn_blocking; raise the task's timeout if it is merely slow)",
+                            timeout.as_millis()
+                        )));
+                    }
+                    _ = &mut hard_stop => {
+                        run.abort();
+                        break Err((TaskErrorKind::RetryAfter(Duration::ZERO), "interrupted: the worker shut down before the handler finished; it will run again".to_owned()));
+                    }
+                    _ = heartbeat => {
+                        next_beat = tokio::time::Instant::now().checked_add(beat);
+                        let now = env.clock.now();
+                        match env.store.extend_lease(lease, add(now, env.lease), now).await {
+                            Ok(new) => lease = new,
+                            Err(crate::Error::LeaseLost { .. }) => {
+                                warn!(id = lease.id, "lease lost while the task runs: another worker may run it");
+                                beating = false;
+                            }
+                            Err(e) => warn!(id = lease.id, error = %e, "heartbeat failed; will try again"),
+                        }
+                    }
                 }
-                _ = fired(stops.hard_stop.clone()) => {
-                    run.abort();
-                    Err((TaskErrorKind::RetryAfter(Duration::ZERO), "interrupted: the worker shut down before the handler finished; it will run again".to_owned()))
-                }
-            };
-            if let Some(h) = heartbeat {
-                // Take the lease cell first so a heartbeat in flight completes and its new
-                // version is kept; then stop the loop.
-                cell.lock().await.done = true;
-                h.abort();
             }
-            out
         }
     };
 
-    let lease = {
-        let mut c = cell.lock().await;
-        c.done = true;
-        c.lease
-    };
     let now = env.clock.now();
     let duration_ms = started.elapsed().as_millis() as i64;
     let finish_result = match result {
@@ -163,32 +168,6 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
         duration_ms,
         finish_result,
     )
-}
-
-async fn heartbeat_loop(env: Env, cell: Arc<Mutex<LeaseCell>>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let mut c = cell.lock().await;
-        if c.done {
-            return;
-        }
-        let now = env.clock.now();
-        match env
-            .store
-            .extend_lease(c.lease, add(now, env.lease), now)
-            .await
-        {
-            Ok(new) => c.lease = new,
-            Err(crate::Error::LeaseLost { .. }) => {
-                warn!(
-                    id = c.lease.id,
-                    "lease lost while the task runs: another worker may run it"
-                );
-                return;
-            }
-            Err(e) => warn!(id = c.lease.id, error = %e, "heartbeat failed; will try again"),
-        }
-    }
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
