@@ -1,6 +1,7 @@
 //! The worker: claims due tasks in batches, runs them with a concurrency limit, writes their
 //! results in batches, keeps long tasks' leases alive, and shuts down gracefully.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tracing::{info, warn};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::record::Outcome;
+use crate::record::TaskRecord;
 use crate::runner::{Env, RunReport, Stops, execute, execute_and_finish, finish_with_retry};
 use crate::store::{ClaimRequest, Finish, FinishStatus};
 
@@ -58,8 +60,12 @@ impl WorkerBuilder {
         self.concurrency = n;
         self
     }
-    /// Most tasks per claim (default: the concurrency). A claim never takes more than the
-    /// free slots, so nothing waits leased in a local queue.
+    /// How many tasks to claim ahead of the free slots (default: the concurrency). The worker
+    /// claims when no claimed task is waiting, enough to fill its free slots plus this many,
+    /// so a fast drain claims in batches. Waiting tasks hold their leases; one that waited past
+    /// half its lease has it extended before it starts, and shutdown hands waiting tasks back
+    /// without using an attempt. Raise it for many short tasks; keep it small for long ones,
+    /// so that other workers get a share.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
         self
@@ -261,8 +267,9 @@ impl Worker {
     }
 
     async fn main_loop(self, stops: Stops) -> ShutdownReport {
-        let slots = Arc::new(Semaphore::new(self.cfg.concurrency));
-        let batch = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
+        let concurrency = self.cfg.concurrency;
+        let ahead = self.cfg.batch_size.unwrap_or(concurrency);
+        let slots = Arc::new(Semaphore::new(concurrency));
         let mut wake = self.cfg.client.wake_receiver();
         let mut shutdown = stops.shutdown.clone();
         let (fin_tx, fin_rx) = mpsc::unbounded_channel::<(Finish, OwnedSemaphorePermit)>();
@@ -273,81 +280,101 @@ impl Worker {
             stops.hard_stop.clone(),
         ));
         let mut running: JoinSet<bool> = JoinSet::new();
+        // Claimed tasks waiting for a slot, oldest due first.
+        let mut waiting: VecDeque<TaskRecord> = VecDeque::new();
+        // The last claim found fewer due tasks than it asked for.
+        let mut drained = false;
         let mut backoff = Duration::from_millis(100);
-        info!(worker = %self.env.worker, concurrency = self.cfg.concurrency, "taskrow worker started");
+        info!(worker = %self.env.worker, concurrency, "taskrow worker started");
 
-        let mut report = ShutdownReport::default();
-        'outer: loop {
-            // Reap finished executions without waiting.
-            while let Some(r) = running.try_join_next() {
-                report.count(r);
-            }
-            // One free slot at least, then as many more as are free, up to the batch size.
-            let first = tokio::select! {
-                biased;
-                _ = shutdown.wait_for(|s| *s) => break 'outer,
-                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
-            if *shutdown.borrow() {
-                break 'outer;
-            }
-            let mut permits = vec![first];
-            while permits.len() < batch {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-            let asked = permits.len();
-            wake.borrow_and_update();
-            let claimed = match self.env.store.claim(&self.claim_request(asked)).await {
-                Ok(c) => {
-                    backoff = Duration::from_millis(100);
-                    c
-                }
-                Err(e) => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming tasks failed; backing off");
-                    drop(permits);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.wait_for(|s| *s) => break 'outer,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    continue;
-                }
-            };
-            let got = claimed.len();
-            for task in claimed {
-                let permit = permits
-                    .pop()
-                    .expect("claimed no more than the permits held");
+        let start =
+            |running: &mut JoinSet<bool>, task: TaskRecord, permit: OwnedSemaphorePermit| {
                 let env = self.env.clone();
                 let stops = stops.clone();
                 let fin_tx = fin_tx.clone();
                 running.spawn(async move {
                     if *stops.shutdown.borrow() {
                         // Claimed but not started: hand it back without using an attempt.
-                        release(&env, &task).await;
+                        release(&env, &[task]).await;
                         return false;
                     }
+                    let Some(task) = refresh_lease(&env, task).await else {
+                        return false;
+                    };
                     let finish = execute(&env, &task, &stops).await;
                     let _ = fin_tx.send((finish, permit));
                     true
                 });
+            };
+
+        let mut report = ShutdownReport::default();
+        'outer: loop {
+            while let Some(r) = running.try_join_next() {
+                report.count(r);
             }
-            drop(permits);
-            if got < asked {
+            if *shutdown.borrow() {
+                break 'outer;
+            }
+            // Start what the free slots allow.
+            while !waiting.is_empty() {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let task = waiting.pop_front().expect("not empty");
+                start(&mut running, task, permit);
+            }
+            // Claim when nothing waits: enough to fill the free slots and `ahead` more, so a
+            // fast drain claims in batches instead of one slot at a time.
+            if waiting.is_empty() && !drained {
+                let busy = concurrency - slots.available_permits();
+                let want = concurrency + ahead - busy;
+                wake.borrow_and_update();
+                match self.env.store.claim(&self.claim_request(want)).await {
+                    Ok(claimed) => {
+                        backoff = Duration::from_millis(100);
+                        drained = claimed.len() < want;
+                        waiting.extend(claimed);
+                        continue 'outer;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming tasks failed; backing off");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.wait_for(|s| *s) => break 'outer,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue 'outer;
+                    }
+                }
+            }
+            if waiting.is_empty() {
                 // Drained: wait for an enqueue here, the poll interval, or shutdown.
                 tokio::select! {
                     _ = wake.changed() => {}
                     _ = tokio::time::sleep(self.cfg.poll_interval) => {}
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                 }
+                drained = false;
+            } else {
+                // Every slot is busy: wait for one.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                    permit = slots.clone().acquire_owned() => {
+                        let task = waiting.pop_front().expect("not empty");
+                        start(&mut running, task, permit.expect("semaphore never closed"));
+                    }
+                }
             }
         }
 
-        // Shutdown: no more claims; wait for running tasks up to the deadline (the handle
-        // fires the hard stop then, and interrupted runs are finished as retries).
+        // Shutdown: no more claims; hand back what waits, then wait for running tasks up to
+        // the deadline (the handle fires the hard stop then, and interrupted runs are finished
+        // as retries).
+        if !waiting.is_empty() {
+            report.released += waiting.len() as u64;
+            release(&self.env, waiting.make_contiguous()).await;
+        }
         while let Some(r) = running.join_next().await {
             report.count(r);
         }
@@ -360,21 +387,53 @@ impl Worker {
     }
 }
 
-async fn release(env: &Env, task: &crate::TaskRecord) {
+/// Makes sure a task that waited for a slot still holds its lease with time to spare: past
+/// half its lease, it is extended (guarded by version) before the run starts. `None` if the
+/// lease was lost meanwhile (another worker has the task).
+async fn refresh_lease(env: &Env, mut task: TaskRecord) -> Option<TaskRecord> {
+    let now = env.clock.now();
+    let expires = task.lease_expires_at?;
+    if expires - now > chrono::TimeDelta::from_std(env.lease / 2).unwrap_or(chrono::TimeDelta::MAX)
+    {
+        return Some(task);
+    }
+    let until = crate::clock::add(now, env.lease);
+    match env.store.extend_lease(task.lease(), until, now).await {
+        Ok(lease) => {
+            task.version = lease.version;
+            task.lease_expires_at = Some(until);
+            Some(task)
+        }
+        Err(Error::LeaseLost { .. }) => {
+            warn!(
+                id = task.id,
+                "a claimed task lost its lease while waiting for a slot; skipped"
+            );
+            None
+        }
+        Err(e) => {
+            warn!(id = task.id, error = %e, "could not extend a waiting task's lease; running it anyway");
+            Some(task)
+        }
+    }
+}
+
+async fn release(env: &Env, tasks: &[TaskRecord]) {
+    let leases: Vec<_> = tasks.iter().map(TaskRecord::lease).collect();
     let mut delay = Duration::from_millis(50);
     for _ in 0..5 {
-        match env.store.release(&[task.lease()], env.clock.now()).await {
+        match env.store.release(&leases, env.clock.now()).await {
             Ok(_) => return,
             Err(e) => {
-                warn!(id = task.id, error = %e, "releasing an unstarted task failed; retrying");
+                warn!(count = leases.len(), error = %e, "releasing unstarted tasks failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
         }
     }
     warn!(
-        id = task.id,
-        "could not release an unstarted task: it will run again once its lease expires"
+        count = leases.len(),
+        "could not release unstarted tasks: they run again once their leases expire"
     );
 }
 

@@ -198,6 +198,7 @@ macro_rules! store_conformance {
                     limits_by_biz_type_and_task_type,
                     run_now_runs_and_refuses,
                     bad_settings_fail_at_build,
+                    claimed_ahead_task_refreshes_its_lease,
                 }
             }
         }

@@ -506,16 +506,42 @@ pub async fn shutdown_signals_and_leaves_nothing_leased(store: Arc<dyn TaskStore
         async move { p.active.load(Ordering::SeqCst) == 2 }
     })
     .await;
-    for i in 0..3 {
-        c.enqueue(
-            &Work::default(),
-            EnqueueOptions::new().code(format!("later{i}")),
-        )
-        .await
-        .unwrap();
-    }
+    // One batch, one wake-up: the worker's claim sees all three.
+    let later = Work::default();
+    let batch: Vec<(&dyn Task, EnqueueOptions)> = (0..3)
+        .map(|i| {
+            (
+                &later as &dyn Task,
+                EnqueueOptions::new().code(format!("later{i}")),
+            )
+        })
+        .collect();
+    c.enqueue_batch(batch).await.unwrap();
+    // Both slots are busy, so the worker claims ahead: two `later` tasks wait, leased.
+    eventually(
+        "tasks claimed ahead of the busy slots",
+        Duration::from_secs(10),
+        || {
+            let s = store.clone();
+            async move {
+                let running = taskrow::TaskFilter::all()
+                    .states([TaskState::Running])
+                    .code_prefix("later");
+                s.list(&running, &taskrow::Page::first(10))
+                    .await
+                    .unwrap()
+                    .len()
+                    == 2
+            }
+        },
+    )
+    .await;
     let report = w.shutdown().await;
     assert_eq!(report.finished, 2);
+    assert_eq!(
+        report.released, 2,
+        "the claimed-ahead tasks are handed back"
+    );
     for i in 0..2 {
         assert_eq!(
             logs(&store, &format!("s{i}")).await[0].outcome,
@@ -724,4 +750,86 @@ pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
         c.worker().poll_interval(Duration::ZERO).build(),
         Err(Error::Config(_))
     ));
+}
+
+/// A task claimed ahead of a busy slot keeps its lease: if it waited past half the lease, the
+/// lease is extended (guarded by version) before the run starts, so no other claim could have
+/// taken it meanwhile.
+pub async fn claimed_ahead_task_refreshes_its_lease(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let clock = ManualClock::new(t0());
+    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    let work = Work {
+        millis: 400,
+        ..Work::default()
+    };
+    let batch: Vec<(&dyn Task, EnqueueOptions)> = vec![
+        (&work, EnqueueOptions::new().code("first")),
+        (&work, EnqueueOptions::new().code("second")),
+    ];
+    c.enqueue_batch(batch).await.unwrap();
+    let w = c
+        .worker()
+        .concurrency(1)
+        .batch_size(1)
+        .lease(Duration::from_secs(10))
+        .heartbeat(None)
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually(
+        "both claimed, the first running",
+        Duration::from_secs(10),
+        || {
+            let (s, p) = (store.clone(), probe.clone());
+            async move {
+                p.active.load(Ordering::SeqCst) == 1
+                    && get(&s, "second").await.state == TaskState::Running
+            }
+        },
+    )
+    .await;
+    let second = get(&store, "second").await;
+    assert_eq!(
+        second.lease_expires_at,
+        Some(t0() + chrono::TimeDelta::seconds(10))
+    );
+    clock.advance(Duration::from_secs(8));
+    // When its slot frees (real time), the second has waited 8 s of its 10 s lease: the
+    // worker extends the lease to t0+18 s before starting it.
+    eventually(
+        "the second task's lease extended",
+        Duration::from_secs(10),
+        || {
+            let s = store.clone();
+            async move {
+                match s.get(&"second".into()).await {
+                    Ok(t) => t.lease_expires_at == Some(t0() + chrono::TimeDelta::seconds(18)),
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    // A claim past the original expiry finds nothing: the lease holds.
+    clock.advance(Duration::from_secs(3));
+    let req = taskrow::ClaimRequest::new(
+        "thief",
+        10,
+        Duration::from_secs(60),
+        t0() + chrono::TimeDelta::seconds(11),
+    );
+    assert!(store.claim(&req).await.unwrap().is_empty());
+    eventually("the second task's run", Duration::from_secs(10), || {
+        let s = store.clone();
+        async move { logs(&s, "second").await.len() == 1 }
+    })
+    .await;
+    w.shutdown().await;
+    let l = logs(&store, "second").await;
+    assert_eq!(
+        l[0].outcome,
+        Outcome::Succeeded,
+        "its lease held: the result was applied"
+    );
 }
