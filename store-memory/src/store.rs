@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: the whole [`TaskStore`] contract, kept in a map behind a mutex.
+//! [`MemoryStore`]: the whole [`TaskStore`] contract, kept in a map behind a mutex, with a
+//! due index beside it so that a claim costs what it takes, not the size of the table.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -14,6 +15,10 @@ use taskrow::{
     OnSuccess, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter, TaskLog,
     TaskRecord, TaskRef, TaskState, TaskStore,
 };
+
+use self::table::Table;
+
+mod table;
 
 /// A [`TaskStore`] that keeps tasks and logs in memory.
 ///
@@ -37,7 +42,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    tasks: BTreeMap<i64, TaskRecord>,
+    tasks: Table,
     codes: HashMap<String, i64>,
     logs: Vec<TaskLog>,
     next_task_id: i64,
@@ -47,7 +52,7 @@ struct Inner {
 impl Default for Inner {
     fn default() -> Self {
         Self {
-            tasks: BTreeMap::new(),
+            tasks: Table::default(),
             codes: HashMap::new(),
             logs: Vec::new(),
             next_task_id: 1,
@@ -79,16 +84,6 @@ impl fmt::Debug for MemoryStore {
             Err(_) => d.field("tasks", &"<locked>"),
         };
         d.finish()
-    }
-}
-
-/// When a claim could take `r`: a pending task's next run time, or an expired-or-not running
-/// task's lease expiry. `None` for other states.
-fn due_at(r: &TaskRecord) -> Option<DateTime<Utc>> {
-    match r.state {
-        TaskState::Pending => r.next_run_at,
-        TaskState::Running => r.lease_expires_at,
-        _ => None,
     }
 }
 
@@ -138,19 +133,26 @@ fn holds(r: &TaskRecord, lease: &Lease) -> bool {
 impl Inner {
     fn id_of(&self, target: &TaskRef) -> Result<i64> {
         let id = match target {
-            TaskRef::Id(id) => self.tasks.contains_key(id).then_some(*id),
+            TaskRef::Id(id) => self.tasks.contains(*id).then_some(*id),
             TaskRef::Code(code) => self.codes.get(code).copied(),
         };
         id.ok_or_else(|| Error::NotFound(target.clone()))
     }
 
-    fn get_mut(&mut self, target: &TaskRef) -> Result<&mut TaskRecord> {
-        let id = self.id_of(target)?;
-        Ok(self.tasks.get_mut(&id).expect("id_of found it"))
+    fn get(&self, id: i64) -> &TaskRecord {
+        self.tasks.get(id).expect("the caller found the row")
     }
 
-    fn guarded(&mut self, lease: &Lease) -> Option<&mut TaskRecord> {
-        self.tasks.get_mut(&lease.id).filter(|r| holds(r, lease))
+    /// Changes the task `target` names with `f`, or fails with [`Error::NotFound`].
+    fn update<T>(&mut self, target: &TaskRef, f: impl FnOnce(&mut TaskRecord) -> T) -> Result<T> {
+        let id = self.id_of(target)?;
+        Ok(self.tasks.update(id, f))
+    }
+
+    /// Changes the task with `f` if `lease` still holds it; `None` (nothing changed) if not.
+    fn guarded<T>(&mut self, lease: &Lease, f: impl FnOnce(&mut TaskRecord) -> T) -> Option<T> {
+        self.tasks.get(lease.id).filter(|r| holds(r, lease))?;
+        Some(self.tasks.update(lease.id, f))
     }
 
     /// Inserts a validated task whose code is known to be free.
@@ -159,12 +161,12 @@ impl Inner {
         self.next_task_id += 1;
         let record = TaskRecord::inserted(id, new);
         self.codes.insert(record.code.clone(), id);
-        self.tasks.insert(id, record.clone());
+        self.tasks.insert(record.clone());
         record
     }
 
     fn remove(&mut self, id: i64) -> Option<TaskRecord> {
-        let r = self.tasks.remove(&id)?;
+        let r = self.tasks.remove(id)?;
         self.codes.remove(&r.code);
         Some(r)
     }
@@ -209,7 +211,7 @@ impl TaskStore for MemoryStore {
         validate(&task)?;
         let mut inner = self.lock();
         if let Some(id) = inner.codes.get(&task.code) {
-            return Ok((inner.tasks[id].clone(), false));
+            return Ok((inner.get(*id).clone(), false));
         }
         Ok((inner.insert_unchecked(task), true))
     }
@@ -217,23 +219,25 @@ impl TaskStore for MemoryStore {
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
-        let mut due: Vec<(DateTime<Utc>, i64)> = inner
+        // The due index yields the due tasks oldest first, so the walk stops after `limit`
+        // matches: its cost is what it takes plus the due tasks the filters skip.
+        let picked: Vec<i64> = inner
             .tasks
-            .values()
+            .due_by(now)
             .filter(|r| {
                 (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
                     && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
             })
-            .filter_map(|r| due_at(r).filter(|&d| d <= now).map(|d| (d, r.id)))
+            .take(req.limit)
+            .map(|r| r.id)
             .collect();
-        due.sort_unstable();
-        due.truncate(req.limit);
-        let claimed = due
+        let claimed = picked
             .into_iter()
-            .map(|(_, id)| {
-                let r = inner.tasks.get_mut(&id).expect("listed above");
-                take(r, &req.worker, req.lease, now);
-                r.clone()
+            .map(|id| {
+                inner.tasks.update(id, |r| {
+                    take(r, &req.worker, req.lease, now);
+                    r.clone()
+                })
             })
             .collect();
         Ok(claimed)
@@ -242,10 +246,11 @@ impl TaskStore for MemoryStore {
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
-        let r = inner.get_mut(target)?;
-        r.check_claim_one(req.only_pending, now)?;
-        take(r, &req.worker, req.lease, now);
-        Ok(r.clone())
+        inner.update(target, |r| {
+            r.check_claim_one(req.only_pending, now)?;
+            take(r, &req.worker, req.lease, now);
+            Ok(r.clone())
+        })?
     }
 
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
@@ -255,31 +260,33 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock();
         let mut answers = Vec::with_capacity(batch.len());
         for (f, end) in batch.iter().zip(ends) {
-            let Some(r) = inner.guarded(&f.lease) else {
+            let applied = inner.guarded(&f.lease, |r| {
+                r.version += 1;
+                r.updated_at = now;
+                r.lease_expires_at = None;
+                r.next_run_at = None;
+                match end {
+                    End::Succeeded => {
+                        r.state = TaskState::Succeeded;
+                        r.on_success == OnSuccess::Delete
+                    }
+                    End::Retry { at, error } => {
+                        r.state = TaskState::Pending;
+                        r.next_run_at = Some(at);
+                        r.last_error = Some(error);
+                        false
+                    }
+                    End::Failed { error } => {
+                        r.state = TaskState::Failed;
+                        r.last_error = Some(error);
+                        false
+                    }
+                }
+            });
+            let Some(delete) = applied else {
                 inner.push_log(f, false);
                 answers.push(FinishStatus::LeaseLost);
                 continue;
-            };
-            r.version += 1;
-            r.updated_at = now;
-            r.lease_expires_at = None;
-            r.next_run_at = None;
-            let delete = match end {
-                End::Succeeded => {
-                    r.state = TaskState::Succeeded;
-                    r.on_success == OnSuccess::Delete
-                }
-                End::Retry { at, error } => {
-                    r.state = TaskState::Pending;
-                    r.next_run_at = Some(at);
-                    r.last_error = Some(error);
-                    false
-                }
-                End::Failed { error } => {
-                    r.state = TaskState::Failed;
-                    r.last_error = Some(error);
-                    false
-                }
             };
             if delete {
                 inner.remove(f.lease.id);
@@ -295,17 +302,19 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock();
         let answers = leases
             .iter()
-            .map(|lease| match inner.guarded(lease) {
-                Some(r) => {
+            .map(|lease| {
+                let released = inner.guarded(lease, |r| {
                     r.state = TaskState::Pending;
                     r.next_run_at = Some(now);
                     r.attempts = r.attempts.saturating_sub(1);
                     r.lease_expires_at = None;
                     r.version += 1;
                     r.updated_at = now;
-                    FinishStatus::Applied
+                });
+                match released {
+                    Some(()) => FinishStatus::Applied,
+                    None => FinishStatus::LeaseLost,
                 }
-                None => FinishStatus::LeaseLost,
             })
             .collect();
         Ok(answers)
@@ -318,19 +327,20 @@ impl TaskStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Lease> {
         let mut inner = self.lock();
-        let r = inner
-            .guarded(&lease)
-            .ok_or(Error::LeaseLost { id: lease.id })?;
-        r.lease_expires_at = Some(truncate_micros(until));
-        r.version += 1;
-        r.updated_at = truncate_micros(now);
-        Ok(r.lease())
+        inner
+            .guarded(&lease, |r| {
+                r.lease_expires_at = Some(truncate_micros(until));
+                r.version += 1;
+                r.updated_at = truncate_micros(now);
+                r.lease()
+            })
+            .ok_or(Error::LeaseLost { id: lease.id })
     }
 
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
         let inner = self.lock();
         let id = inner.id_of(target)?;
-        Ok(inner.tasks[&id].clone())
+        Ok(inner.get(id).clone())
     }
 
     async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
@@ -338,8 +348,7 @@ impl TaskStore for MemoryStore {
         let from = page.after_id.map_or(i64::MIN, |id| id.saturating_add(1));
         Ok(inner
             .tasks
-            .range(from..)
-            .map(|(_, r)| r)
+            .starting_at(from)
             .filter(|r| filter.matches(r))
             .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
             .cloned()
@@ -389,24 +398,17 @@ impl TaskStore for MemoryStore {
             r.updated_at = now;
         };
         match target {
-            ResetTarget::One(t) => {
-                let r = inner.get_mut(t)?;
+            ResetTarget::One(t) => inner.update(t, |r| {
                 r.check_reset(now)?;
                 rerun(r);
                 Ok(1)
-            }
-            ResetTarget::Matching(filter) => {
-                let mut n = 0;
-                for r in inner.tasks.values_mut() {
-                    if matches!(r.state, TaskState::Failed | TaskState::Cancelled)
-                        && filter.matches(r)
-                    {
-                        rerun(r);
-                        n += 1;
-                    }
-                }
-                Ok(n)
-            }
+            })?,
+            ResetTarget::Matching(filter) => Ok(inner.tasks.update_matching(
+                |r| {
+                    matches!(r.state, TaskState::Failed | TaskState::Cancelled) && filter.matches(r)
+                },
+                rerun,
+            )),
             other => Err(Error::InvalidInput(format!(
                 "taskrow-memory cannot reset {other:?}: update taskrow-memory"
             ))),
@@ -416,23 +418,23 @@ impl TaskStore for MemoryStore {
     async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
         let now = truncate_micros(now);
         let mut inner = self.lock();
-        let r = inner.get_mut(target)?;
-        if !r.check_cancel(now)? {
-            return Ok(r.clone());
-        }
-        r.state = TaskState::Cancelled;
-        r.next_run_at = None;
-        r.lease_expires_at = None;
-        r.version += 1;
-        r.updated_at = now;
-        Ok(r.clone())
+        inner.update(target, |r| {
+            if r.check_cancel(now)? {
+                r.state = TaskState::Cancelled;
+                r.next_run_at = None;
+                r.lease_expires_at = None;
+                r.version += 1;
+                r.updated_at = now;
+            }
+            Ok(r.clone())
+        })?
     }
 
     async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
         let now = truncate_micros(now);
         let mut inner = self.lock();
         let id = inner.id_of(target)?;
-        inner.tasks[&id].check_delete(now)?;
+        inner.get(id).check_delete(now)?;
         Ok(inner.remove(id).expect("id_of found it"))
     }
 
