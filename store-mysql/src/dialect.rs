@@ -4,15 +4,40 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx;
 use sea_orm::sqlx::mysql::MySqlDatabaseError;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr, IsolationLevel, RuntimeErr, TransactionTrait};
+use std::sync::Arc;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, RuntimeErr, Statement,
+    TransactionTrait,
+};
 use taskrow::{ClaimRequest, Error, Result};
 use taskrow_sql::entity::task;
-use taskrow_sql::{Dialect, ErrorKind, WriteTxn};
+use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
+use tokio::sync::OnceCell;
 
 /// MySQL's and MariaDB's side of the store.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct MysqlDialect;
+pub struct MysqlDialect {
+    /// What the server can do, asked once (MariaDB has `DELETE … RETURNING`, MySQL does not).
+    capabilities: Arc<OnceCell<Capabilities>>,
+}
+
+impl MysqlDialect {
+    /// This dialect, taking the server to have `caps` instead of asking it: for a server that
+    /// names itself oddly, or to run a MariaDB server the way taskrow runs MySQL 8
+    /// (`Capabilities::NONE`: a statement per item where MariaDB could group them).
+    pub fn assuming(mut self, caps: Capabilities) -> Self {
+        self.capabilities = Arc::new(OnceCell::new_with(Some(caps)));
+        self
+    }
+}
+
+/// What a server of this `VERSION()` can do: MariaDB (which names itself in its version)
+/// deletes with `RETURNING` since 10.0; MySQL has no `RETURNING`; neither updates with it.
+pub(crate) fn capabilities_of(version: &str) -> Capabilities {
+    Capabilities::NONE.delete_returning(version.to_ascii_lowercase().contains("mariadb"))
+}
 
 #[async_trait]
 impl Dialect for MysqlDialect {
@@ -24,7 +49,7 @@ impl Dialect for MysqlDialect {
 
     fn for_connection(db: &DatabaseConnection) -> Result<Self> {
         match db.get_database_backend() {
-            DbBackend::MySql => Ok(Self),
+            DbBackend::MySql => Ok(Self::default()),
             other => Err(Error::Config(format!(
                 "MysqlStore needs a MySQL connection, not {other:?}: use the store for that database"
             ))),
@@ -38,6 +63,23 @@ impl Dialect for MysqlDialect {
             .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
             .await?;
         Ok(WriteTxn::new(txn, None))
+    }
+
+    async fn capabilities(&self, db: &DatabaseConnection) -> Result<Capabilities, DbErr> {
+        self.capabilities
+            .get_or_try_init(|| async {
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::MySql,
+                        "SELECT CAST(VERSION() AS CHAR) AS v",
+                    ))
+                    .await?
+                    .ok_or_else(|| DbErr::Custom("SELECT VERSION() returned no row".into()))?;
+                let version: String = row.try_get("", "v")?;
+                Ok(capabilities_of(&version))
+            })
+            .await
+            .copied()
     }
 
     async fn claim(
@@ -86,5 +128,25 @@ fn kind_of(number: u16) -> ErrorKind {
         // connection during query.
         1040 | 1053 | 1927 | 2006 | 2013 => ErrorKind::Connection,
         _ => ErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mariadb_deletes_with_returning_and_mysql_does_not() {
+        for (version, delete) in [
+            ("10.11.19-MariaDB-0+deb12u1", true),
+            ("11.4.2-MariaDB", true),
+            ("5.5.5-10.6.12-MariaDB-log", true),
+            ("8.0.36", false),
+            ("8.4.0-commercial", false),
+        ] {
+            let caps = capabilities_of(version);
+            assert_eq!(caps.delete_returning, delete, "{version}");
+            assert!(!caps.update_returning, "{version}");
+        }
     }
 }

@@ -7,11 +7,18 @@
 
 use sea_orm::{ConnectionTrait, Database};
 
+use taskrow_sql::Capabilities;
+
 use crate::MysqlStore;
 
 /// The environment variable naming the test server: `mysql://user:password@host:port`, with or
 /// without a database (each test makes its own).
 pub const URL_VAR: &str = "TASKROW_MYSQL_URL";
+
+/// Set to `none` to run the stores of [`fresh_store`] as on MySQL 8 whatever the server is
+/// (no `DELETE … RETURNING`: a statement per item in result writes), e.g.
+/// `TASKROW_MYSQL_CAPABILITIES=none cargo test -p taskrow-tests --test conformance mysql::`.
+pub const CAPABILITIES_VAR: &str = "TASKROW_MYSQL_CAPABILITIES";
 
 /// The test server's URL, from [`URL_VAR`], if set and not empty.
 pub fn server_url() -> Option<String> {
@@ -118,9 +125,15 @@ pub async fn fresh_database() -> Option<FreshDatabase> {
 /// If the server cannot be reached, or the migrations fail.
 pub async fn fresh_store() -> Option<(MysqlStore, FreshDatabase)> {
     let db = fresh_database().await?;
-    let store = MysqlStore::connect_and_migrate(&db.url)
+    let mut store = MysqlStore::connect_and_migrate(&db.url)
         .await
         .unwrap_or_else(|e| panic!("cannot open a test MySQL store on {}: {e}", db.name));
+    if std::env::var(CAPABILITIES_VAR).is_ok_and(|v| v == "none") {
+        store = MysqlStore::from_parts(
+            store.connection().clone(),
+            store.dialect().clone().assuming(Capabilities::NONE),
+        );
+    }
     Some((store, db))
 }
 

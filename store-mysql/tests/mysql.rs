@@ -14,7 +14,7 @@ use taskrow::{Error, TaskRef, TaskStore};
 use taskrow_migration::Migrator;
 use taskrow_mysql::{MysqlDialect, MysqlStore, testing};
 use taskrow_sql::entity::{task, task_log};
-use taskrow_sql::{Dialect, ErrorKind};
+use taskrow_sql::{Capabilities, Dialect, ErrorKind};
 
 use shared::*;
 
@@ -292,6 +292,25 @@ async fn concurrent_claims_take_each_task_once_on_mariadb() {
     }
     concurrent_claims_take_each_task_once(stores, 3, 600).await;
     fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn big_mixed_finish_batches() {
+    // MariaDB groups the deletes; as on MySQL 8, every item is its own statement.
+    for caps in [None, Some(Capabilities::NONE)] {
+        let Some((store, fresh)) = testing::fresh_store().await else {
+            return;
+        };
+        let store = match caps {
+            None => store,
+            Some(caps) => MysqlStore::from_parts(
+                store.connection().clone(),
+                store.dialect().clone().assuming(caps),
+            ),
+        };
+        big_mixed_finish_batches_apply_per_item(&store).await;
+        fresh.drop_database().await;
+    }
 }
 
 #[tokio::test]

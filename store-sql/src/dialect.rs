@@ -49,6 +49,39 @@ impl ErrorKind {
     }
 }
 
+/// What a database can do beyond the SQL every dialect shares. [`crate::SqlStore`] takes the
+/// shorter way where the database offers one, and a statement per row where it does not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `DELETE … RETURNING id`: SQLite 3.35+, MariaDB 10.0+; not MySQL. A result write then
+    /// deletes all of a batch's successes with one statement and learns which were deleted.
+    pub delete_returning: bool,
+    /// `UPDATE … RETURNING id`: SQLite 3.35+; not MySQL or MariaDB. A result write then applies
+    /// all of a batch's failures (and retries, and kept successes) with one statement each.
+    pub update_returning: bool,
+}
+
+impl Capabilities {
+    /// Neither: every guarded write of a batch is its own statement.
+    pub const NONE: Self = Self {
+        delete_returning: false,
+        update_returning: false,
+    };
+
+    /// With `DELETE … RETURNING` or without.
+    pub const fn delete_returning(mut self, yes: bool) -> Self {
+        self.delete_returning = yes;
+        self
+    }
+
+    /// With `UPDATE … RETURNING` or without.
+    pub const fn update_returning(mut self, yes: bool) -> Self {
+        self.update_returning = yes;
+        self
+    }
+}
+
 /// A transaction for read-then-write work, begun by [`Dialect::begin_write`]. It holds what
 /// the dialect needs held until it ends (SQLite: the store's one-writer lock). Dereferences
 /// to the [`DatabaseTransaction`], which implements [`sea_orm::ConnectionTrait`].
@@ -132,8 +165,29 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
     /// for another database.
     fn for_connection(db: &DatabaseConnection) -> Result<Self>;
 
+    /// The dialect for a pool that [`Dialect::connect`] opened: it may count on how `connect`
+    /// set the sessions up (MySQL: `READ COMMITTED` for the session). By default,
+    /// [`Dialect::for_connection`].
+    fn for_own_connection(db: &DatabaseConnection) -> Result<Self> {
+        Self::for_connection(db)
+    }
+
     /// Begins a transaction for work that reads, then writes.
     async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr>;
+
+    /// What the store's writes outside a transaction hold while they run (single statements in
+    /// autocommit: the single insert, the SQLite claim): SQLite's one-writer lock, so that they
+    /// never meet "database is locked" from the store's own writers. `None` by default.
+    async fn write_lock(&self) -> Option<OwnedMutexGuard<()>> {
+        None
+    }
+
+    /// What the database behind `db` can do ([`Capabilities`]). It may ask the server once
+    /// (MySQL or MariaDB) and keep the answer. None by default.
+    async fn capabilities(&self, db: &DatabaseConnection) -> Result<Capabilities, DbErr> {
+        let _ = db;
+        Ok(Capabilities::NONE)
+    }
 
     /// The batch claim of [`taskrow::TaskStore::claim`]: takes up to `req.limit` due tasks
     /// (oldest due first, `run_at` then id) and returns their rows after the claim, in that

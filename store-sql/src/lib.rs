@@ -18,7 +18,7 @@ pub mod time;
 pub mod transaction;
 pub mod url;
 
-pub use dialect::{Dialect, ErrorKind, WriteTxn};
+pub use dialect::{Capabilities, Dialect, ErrorKind, WriteTxn};
 pub use store::{INSERT_CHUNK_BYTES, INSERT_CHUNK_ROWS, SqlStore};
 pub use transaction::{Committed, DEFAULT_DISPATCH_DELAY, Dispatched, TaskTransaction};
 

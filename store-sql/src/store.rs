@@ -7,10 +7,10 @@ use std::future::Future;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, SimpleExpr};
+use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 use taskrow::clock::add;
@@ -22,7 +22,7 @@ use taskrow::{
     TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 
-use crate::dialect::{Dialect, ErrorKind, WriteTxn, contention_backoff};
+use crate::dialect::{Capabilities, Dialect, ErrorKind, WriteTxn, contention_backoff};
 use crate::entity::{task, task_log};
 use crate::time::{sql, stored};
 
@@ -107,7 +107,9 @@ impl<D: Dialect> SqlStore<D> {
     /// Opens a pool for `url` as the dialect tunes it (see [`Dialect::connect`]). The tables
     /// must exist: run [`SqlStore::migrate`], or use [`SqlStore::connect_and_migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::from_connection(D::connect(url).await?)
+        let db = D::connect(url).await?;
+        let dialect = D::for_own_connection(&db)?;
+        Ok(Self::from_parts(db, dialect))
     }
 
     /// [`SqlStore::connect`], then [`SqlStore::migrate`].
@@ -327,6 +329,123 @@ fn null_time() -> SimpleExpr {
     Expr::value(Option::<chrono::NaiveDateTime>::None)
 }
 
+/// Most items in one grouped statement of a result write. Each item adds a term to an `OR`
+/// (and a `WHEN` to a `CASE`), and SQLite refuses expressions deeper than 1,000.
+const GROUP_ROWS: usize = 100;
+
+/// `(id = ? AND version = ?) OR …`: the rows still under these leases.
+fn leases_condition<'a>(leases: impl Iterator<Item = &'a Lease>) -> Condition {
+    leases.fold(Condition::any(), |c, l| {
+        c.add(
+            Condition::all()
+                .add(task::Column::Id.eq(l.id))
+                .add(task::Column::Version.eq(l.version)),
+        )
+    })
+}
+
+/// [`lease_update`] of many leases at once: `UPDATE … SET version = version + 1, updated_at
+/// = now … WHERE state = running AND ((id = ? AND version = ?) OR …)`.
+fn leases_update<'a>(
+    leases: impl Iterator<Item = &'a Lease>,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<task::Entity> {
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::Version,
+            Expr::col(task::Column::Version).add(1),
+        )
+        .col_expr(task::Column::UpdatedAt, Expr::value(sql(now)))
+        .filter(task::Column::State.eq(TaskState::Running.code()))
+        .filter(leases_condition(leases))
+}
+
+/// `CASE WHEN id = ? THEN ? … END`: a value per row of a grouped update.
+fn by_id(values: impl Iterator<Item = (i64, SimpleExpr)>) -> SimpleExpr {
+    let mut case = CaseStatement::new();
+    for (id, v) in values {
+        case = case.case(task::Column::Id.eq(id), v);
+    }
+    case.into()
+}
+
+/// Runs a grouped `DELETE` or `UPDATE` with `RETURNING id` (on a dialect whose
+/// [`Capabilities`] have it) and returns the ids it changed.
+async fn returning_ids(txn: &WriteTxn, mut stmt: Statement) -> Result<HashSet<i64>, DbErr> {
+    // sea-query renders no `RETURNING` for MySQL, whose MariaDB flavour has `DELETE …
+    // RETURNING`; the statements here end with their `WHERE`, so it is appended.
+    stmt.sql.push_str(" RETURNING id");
+    txn.query_all_raw(stmt)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64>("", "id"))
+        .collect()
+}
+
+/// Sets `applied` for the items of `chunk`: applied when `done` has their task.
+fn mark(applied: &mut [Option<bool>], batch: &[Finish], chunk: &[usize], done: &HashSet<i64>) {
+    for &i in chunk {
+        applied[i] = Some(done.contains(&batch[i].lease.id));
+    }
+}
+
+/// One result, applied by its own guarded statements: whether it was. `delete_tried`: a
+/// grouped delete already had its chance at a success (and did not take it).
+async fn finish_one(
+    txn: &WriteTxn,
+    f: &Finish,
+    end: &End,
+    now: DateTime<Utc>,
+    delete_tried: bool,
+) -> Result<bool, DbErr> {
+    Ok(match end {
+        End::Succeeded => {
+            let deleted = !delete_tried
+                && task::Entity::delete_many()
+                    .filter(task::Column::Id.eq(f.lease.id))
+                    .filter(task::Column::Version.eq(f.lease.version))
+                    .filter(task::Column::State.eq(TaskState::Running.code()))
+                    .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
+                    .exec(&**txn)
+                    .await?
+                    .rows_affected
+                    == 1;
+            deleted
+                || lease_update(&f.lease, now)
+                    .filter(task::Column::OnSuccess.ne(OnSuccess::Delete.code()))
+                    .col_expr(
+                        task::Column::State,
+                        Expr::value(TaskState::Succeeded.code()),
+                    )
+                    .col_expr(task::Column::RunAt, null_time())
+                    .exec(&**txn)
+                    .await?
+                    .rows_affected
+                    == 1
+        }
+        End::Retry { at, error } => {
+            lease_update(&f.lease, now)
+                .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
+                .col_expr(task::Column::RunAt, Expr::value(sql(*at)))
+                .col_expr(task::Column::LastError, Expr::value(error.clone()))
+                .exec(&**txn)
+                .await?
+                .rows_affected
+                == 1
+        }
+        End::Failed { error } => {
+            lease_update(&f.lease, now)
+                .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
+                .col_expr(task::Column::RunAt, null_time())
+                .col_expr(task::Column::LastError, Expr::value(error.clone()))
+                .exec(&**txn)
+                .await?
+                .rows_affected
+                == 1
+        }
+    })
+}
+
 /// What a finish does to its task, read from [`FinishResult`] (non-exhaustive) up front so a
 /// batch is refused whole.
 enum End {
@@ -487,59 +606,35 @@ impl<D: Dialect> SqlStore<D> {
         Err(lost_races())
     }
 
+    /// Applies a batch of results: grouped statements where the dialect's [`Capabilities`]
+    /// say which rows they changed, one guarded statement per item for the rest. Answers and
+    /// log rows follow the batch's order.
     async fn finish_in(
         &self,
         txn: &WriteTxn,
         batch: &[Finish],
         ends: &[End],
         now: DateTime<Utc>,
+        caps: Capabilities,
     ) -> Step<Vec<FinishStatus>> {
+        // Per item: applied or not, once known.
+        let mut applied: Vec<Option<bool>> = vec![None; batch.len()];
+        // A grouped statement names each task once; a batch naming a task twice (the first
+        // finish may apply, the later ones then find the version moved on) goes item by item,
+        // in order.
+        let mut seen = HashSet::with_capacity(batch.len());
+        let grouped = batch.iter().all(|f| seen.insert(f.lease.id));
+        let deletes_tried = grouped && caps.delete_returning;
+        if grouped {
+            self.finish_grouped(txn, batch, ends, now, caps, &mut applied)
+                .await?;
+        }
         let mut answers = Vec::with_capacity(batch.len());
         let mut logs = Vec::with_capacity(batch.len());
-        for (f, end) in batch.iter().zip(ends) {
-            let applied = match end {
-                End::Succeeded => {
-                    let deleted = task::Entity::delete_many()
-                        .filter(task::Column::Id.eq(f.lease.id))
-                        .filter(task::Column::Version.eq(f.lease.version))
-                        .filter(task::Column::State.eq(TaskState::Running.code()))
-                        .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
-                        .exec(&**txn)
-                        .await?
-                        .rows_affected;
-                    deleted == 1
-                        || lease_update(&f.lease, now)
-                            .filter(task::Column::OnSuccess.ne(OnSuccess::Delete.code()))
-                            .col_expr(
-                                task::Column::State,
-                                Expr::value(TaskState::Succeeded.code()),
-                            )
-                            .col_expr(task::Column::RunAt, null_time())
-                            .exec(&**txn)
-                            .await?
-                            .rows_affected
-                            == 1
-                }
-                End::Retry { at, error } => {
-                    lease_update(&f.lease, now)
-                        .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
-                        .col_expr(task::Column::RunAt, Expr::value(sql(*at)))
-                        .col_expr(task::Column::LastError, Expr::value(error.clone()))
-                        .exec(&**txn)
-                        .await?
-                        .rows_affected
-                        == 1
-                }
-                End::Failed { error } => {
-                    lease_update(&f.lease, now)
-                        .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
-                        .col_expr(task::Column::RunAt, null_time())
-                        .col_expr(task::Column::LastError, Expr::value(error.clone()))
-                        .exec(&**txn)
-                        .await?
-                        .rows_affected
-                        == 1
-                }
+        for ((f, end), applied) in batch.iter().zip(ends).zip(applied) {
+            let applied = match applied {
+                Some(a) => a,
+                None => finish_one(txn, f, end, now, deletes_tried).await?,
             };
             if applied {
                 logs.push(task_log::Model::insert_for(f, f.outcome(), f.error()));
@@ -560,6 +655,111 @@ impl<D: Dialect> SqlStore<D> {
                 .await?;
         }
         Ok(answers)
+    }
+
+    /// The grouped statements of [`SqlStore::finish_in`], for a batch naming each task once:
+    /// with `DELETE … RETURNING`, one delete of the successes (of tasks deleted on success);
+    /// with `UPDATE … RETURNING` too, one update each for the other successes, the failures and
+    /// the retries. Sets `applied` for every item they decide.
+    async fn finish_grouped(
+        &self,
+        txn: &WriteTxn,
+        batch: &[Finish],
+        ends: &[End],
+        now: DateTime<Utc>,
+        caps: Capabilities,
+        applied: &mut [Option<bool>],
+    ) -> Step<()> {
+        if !caps.delete_returning {
+            return Ok(());
+        }
+        let backend = txn.get_database_backend();
+        let of = |pick: fn(&End) -> bool| -> Vec<usize> {
+            (0..batch.len()).filter(|&i| pick(&ends[i])).collect()
+        };
+        let successes = of(|e| matches!(e, End::Succeeded));
+        for chunk in successes.chunks(GROUP_ROWS) {
+            let q = task::Entity::delete_many()
+                .filter(task::Column::State.eq(TaskState::Running.code()))
+                .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
+                .filter(leases_condition(chunk.iter().map(|&i| &batch[i].lease)));
+            let done = returning_ids(txn, q.build(backend)).await?;
+            for &i in chunk {
+                if done.contains(&batch[i].lease.id) {
+                    applied[i] = Some(true);
+                }
+            }
+        }
+        if !caps.update_returning {
+            return Ok(());
+        }
+        // Successes not deleted: kept as succeeded, or lease lost.
+        let kept: Vec<usize> = successes
+            .into_iter()
+            .filter(|&i| applied[i].is_none())
+            .collect();
+        for chunk in kept.chunks(GROUP_ROWS) {
+            let q = leases_update(chunk.iter().map(|&i| &batch[i].lease), now)
+                .filter(task::Column::OnSuccess.ne(OnSuccess::Delete.code()))
+                .col_expr(
+                    task::Column::State,
+                    Expr::value(TaskState::Succeeded.code()),
+                )
+                .col_expr(task::Column::RunAt, null_time());
+            mark(
+                applied,
+                batch,
+                chunk,
+                &returning_ids(txn, q.build(backend)).await?,
+            );
+        }
+        for chunk in of(|e| matches!(e, End::Failed { .. })).chunks(GROUP_ROWS) {
+            let q = leases_update(chunk.iter().map(|&i| &batch[i].lease), now)
+                .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
+                .col_expr(task::Column::RunAt, null_time())
+                .col_expr(
+                    task::Column::LastError,
+                    by_id(chunk.iter().map(|&i| match &ends[i] {
+                        End::Failed { error } => (batch[i].lease.id, Expr::value(error.clone())),
+                        _ => unreachable!("picked failures only"),
+                    })),
+                );
+            mark(
+                applied,
+                batch,
+                chunk,
+                &returning_ids(txn, q.build(backend)).await?,
+            );
+        }
+        for chunk in of(|e| matches!(e, End::Retry { .. })).chunks(GROUP_ROWS) {
+            let retry = |i: usize| match &ends[i] {
+                End::Retry { at, error } => (batch[i].lease.id, *at, error),
+                _ => unreachable!("picked retries only"),
+            };
+            let q = leases_update(chunk.iter().map(|&i| &batch[i].lease), now)
+                .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
+                .col_expr(
+                    task::Column::RunAt,
+                    by_id(chunk.iter().map(|&i| {
+                        let (id, at, _) = retry(i);
+                        (id, Expr::value(sql(at)))
+                    })),
+                )
+                .col_expr(
+                    task::Column::LastError,
+                    by_id(chunk.iter().map(|&i| {
+                        let (id, _, error) = retry(i);
+                        (id, Expr::value(error.clone()))
+                    })),
+                );
+            mark(
+                applied,
+                batch,
+                chunk,
+                &returning_ids(txn, q.build(backend)).await?,
+            );
+        }
+        Ok(())
     }
 
     async fn release_in(
@@ -832,10 +1032,15 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             return Ok(Vec::new());
         }
         let now = stored(now);
+        let caps = self
+            .dialect
+            .capabilities(&self.db)
+            .await
+            .map_err(|e| self.map_db_error(e))?;
         let (batch, ends) = (&batch[..], &ends[..]);
         self.retrying(|| async move {
             let txn = self.begin().await?;
-            let r = self.finish_in(&txn, batch, ends, now).await;
+            let r = self.finish_in(&txn, batch, ends, now, caps).await;
             end(txn, r).await
         })
         .await

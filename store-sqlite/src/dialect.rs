@@ -11,8 +11,8 @@ use sea_orm::{
 };
 use taskrow::{ClaimRequest, Error, Result};
 use taskrow_sql::entity::task;
-use taskrow_sql::{Dialect, ErrorKind, WriteTxn};
-use tokio::sync::Mutex;
+use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// SQLite's side of the store: the one-writer lock of a pool, and how SQLite says things.
 #[derive(Debug, Clone, Default)]
@@ -45,14 +45,25 @@ impl Dialect for SqliteDialect {
     }
 
     async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
-        let writer = self.writer.clone().lock_owned().await;
+        let writer = self.write_lock().await;
         let txn = db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })
             .await?;
-        Ok(WriteTxn::new(txn, Some(writer)))
+        Ok(WriteTxn::new(txn, writer))
+    }
+
+    async fn write_lock(&self) -> Option<OwnedMutexGuard<()>> {
+        Some(self.writer.clone().lock_owned().await)
+    }
+
+    /// SQLite has had `RETURNING` since 3.35 (2021); the bundled one is newer.
+    async fn capabilities(&self, _db: &DatabaseConnection) -> Result<Capabilities, DbErr> {
+        Ok(Capabilities::NONE
+            .delete_returning(true)
+            .update_returning(true))
     }
 
     async fn claim(

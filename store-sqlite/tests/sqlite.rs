@@ -205,6 +205,12 @@ async fn concurrent_claims_on_a_wal_file_take_each_task_once() {
 }
 
 #[tokio::test]
+async fn big_mixed_finish_batches() {
+    let (store, _dir) = testing::temp_store().await;
+    big_mixed_finish_batches_apply_per_item(&store).await;
+}
+
+#[tokio::test]
 async fn claims_come_oldest_due_first() {
     let (store, _dir) = testing::temp_store().await;
     claims_oldest_due_first(&store).await;

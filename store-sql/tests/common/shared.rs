@@ -10,8 +10,8 @@ use sea_orm::sea_query::{Alias, ColumnDef, Table};
 use sea_orm::{ConnectionTrait, EntityTrait, Iterable, Statement, TransactionTrait};
 use taskrow::chrono::{DateTime, TimeDelta, Utc};
 use taskrow::{
-    ClaimOne, ClaimRequest, EnqueueOptions, Error, Finish, FinishResult, NewTask, Task,
-    TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait, typetag,
+    ClaimOne, ClaimRequest, EnqueueOptions, Error, Finish, FinishResult, FinishStatus, NewTask,
+    Outcome, Task, TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait, typetag,
 };
 use taskrow_sql::entity::{task, task_log};
 use taskrow_sql::{Dialect, SqlStore};
@@ -414,6 +414,186 @@ pub async fn claim_one_has_one_winner<D: Dialect>(store: &SqlStore<D>) {
         }
     }
     assert_eq!(won, 1);
+}
+
+/// A result batch bigger than one grouped statement, of every kind of result in a scattered
+/// order — deletes, kept successes, retries and failures each with their own time and error,
+/// stale leases of each kind — is applied item by item: each answer, row and log row (in
+/// batch order) is the one its own item calls for. Then a batch naming tasks twice: the first
+/// finish of each applies, the later ones are lease lost.
+pub async fn big_mixed_finish_batches_apply_per_item<D: Dialect>(store: &SqlStore<D>) {
+    let now = t0();
+    let lease = Duration::from_secs(60);
+    let n = 260;
+    for i in 0..n {
+        let mut opts = EnqueueOptions::new().code(format!("t{i:03}"));
+        if i % 6 == 1 {
+            opts = opts.keep_on_success();
+        }
+        store
+            .insert(opts.build(&Ping { n: i }, now).unwrap())
+            .await
+            .unwrap();
+    }
+    let claimed = store
+        .claim(&ClaimRequest::new("w", 1000, lease, now))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), n as usize);
+    let at = |i: usize| now + TimeDelta::seconds(100 + i as i64);
+    // Kind by i % 6: 0 success (deleted), 1 success (kept), 2 retry, 3 failure, 4 and 5 a stale
+    // lease (success, and retry or failure).
+    let result = |i: usize| match i % 6 {
+        0 | 1 | 4 => FinishResult::Succeeded,
+        2 => FinishResult::Retry {
+            at: at(i),
+            error: format!("retry {i}"),
+        },
+        3 | 5 if i % 12 == 5 => FinishResult::Retry {
+            at: at(i),
+            error: format!("stale retry {i}"),
+        },
+        _ => FinishResult::Failed {
+            error: format!("failure {i}"),
+        },
+    };
+    // Scattered: odd positions first, then even ones backwards.
+    let order: Vec<usize> = (0..n as usize)
+        .filter(|i| i % 2 == 1)
+        .chain((0..n as usize).filter(|i| i % 2 == 0).rev())
+        .collect();
+    let batch: Vec<Finish> = order
+        .iter()
+        .map(|&i| {
+            let r = &claimed[i];
+            let mut l = r.lease();
+            if i % 6 >= 4 {
+                l.version -= 1;
+            }
+            Finish::new(r, l, "w", now, 7, result(i))
+        })
+        .collect();
+    let later = now + TimeDelta::seconds(1);
+    let answers = store.finish(batch, later).await.unwrap();
+    let mut logs = store.logs(&taskrow::LogFilter::default()).await.unwrap();
+    assert_eq!(logs.len(), n as usize);
+    for (k, &i) in order.iter().enumerate() {
+        let before = &claimed[i];
+        let stale = i % 6 >= 4;
+        let expected = if stale {
+            FinishStatus::LeaseLost
+        } else {
+            FinishStatus::Applied
+        };
+        assert_eq!(answers[k], expected, "item {k} (task {i})");
+        let log = &logs[k];
+        assert_eq!(
+            (log.task_id, log.code.as_str()),
+            (before.id, before.code.as_str())
+        );
+        let row = store.get(&TaskRef::Id(before.id)).await;
+        if stale {
+            assert_eq!(log.outcome, Outcome::LeaseLost, "task {i}");
+            assert_eq!(row.unwrap(), *before, "task {i} must be unchanged");
+            continue;
+        }
+        match i % 6 {
+            0 => {
+                assert_eq!(log.outcome, Outcome::Succeeded);
+                assert!(matches!(row, Err(Error::NotFound(_))), "task {i}: {row:?}");
+            }
+            1 => {
+                assert_eq!(log.outcome, Outcome::Succeeded);
+                let row = row.unwrap();
+                assert_eq!(row.state, TaskState::Succeeded);
+                assert_eq!((row.next_run_at, row.lease_expires_at), (None, None));
+                assert_eq!((row.version, row.updated_at), (before.version + 1, later));
+            }
+            2 => {
+                assert_eq!(log.outcome, Outcome::Retrying);
+                let error = format!("retry {i}");
+                assert_eq!(log.error.as_deref(), Some(error.as_str()));
+                let row = row.unwrap();
+                assert_eq!(row.state, TaskState::Pending);
+                assert_eq!(row.next_run_at, Some(at(i)), "task {i}");
+                assert_eq!(row.last_error.as_deref(), Some(error.as_str()));
+                assert_eq!((row.version, row.updated_at), (before.version + 1, later));
+                assert_eq!(row.attempts, before.attempts);
+            }
+            _ => {
+                assert_eq!(log.outcome, Outcome::Failed);
+                let error = format!("failure {i}");
+                let row = row.unwrap();
+                assert_eq!(row.state, TaskState::Failed);
+                assert_eq!(row.next_run_at, None);
+                assert_eq!(row.last_error.as_deref(), Some(error.as_str()), "task {i}");
+                assert_eq!((row.version, row.updated_at), (before.version + 1, later));
+            }
+        }
+    }
+
+    // The same task twice in one batch.
+    store
+        .purge(
+            &taskrow::Purge::before(later + TimeDelta::seconds(1))
+                .states([TaskState::Succeeded, TaskState::Failed]),
+        )
+        .await
+        .unwrap();
+    for code in ["twice-a", "twice-b"] {
+        store.insert(new_task(code, now)).await.unwrap();
+    }
+    let mut claimed = store
+        .claim(&ClaimRequest::new("w", 10, lease, now).task_types(["store_sql_test.ping"]))
+        .await
+        .unwrap();
+    claimed.retain(|r| r.code.starts_with("twice-"));
+    assert_eq!(claimed.len(), 2);
+    let (a, b) = (&claimed[0], &claimed[1]);
+    let batch = vec![
+        Finish::new(a, a.lease(), "w", now, 1, FinishResult::Succeeded),
+        Finish::new(
+            b,
+            b.lease(),
+            "w",
+            now,
+            1,
+            FinishResult::Failed { error: "x".into() },
+        ),
+        Finish::new(a, a.lease(), "w", now, 1, FinishResult::Succeeded),
+        Finish::new(b, b.lease(), "w", now, 1, FinishResult::Succeeded),
+    ];
+    assert_eq!(
+        store.finish(batch, later).await.unwrap(),
+        [
+            FinishStatus::Applied,
+            FinishStatus::Applied,
+            FinishStatus::LeaseLost,
+            FinishStatus::LeaseLost,
+        ]
+    );
+    assert!(store.get(&TaskRef::Id(a.id)).await.is_err());
+    assert_eq!(
+        store.get(&TaskRef::Id(b.id)).await.unwrap().state,
+        TaskState::Failed
+    );
+    logs = store
+        .logs(&taskrow::LogFilter::default().since(now))
+        .await
+        .unwrap();
+    let tail: Vec<(&str, Outcome)> = logs[logs.len() - 4..]
+        .iter()
+        .map(|l| (l.code.as_str(), l.outcome))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("twice-a", Outcome::Succeeded),
+            ("twice-b", Outcome::Failed),
+            ("twice-a", Outcome::LeaseLost),
+            ("twice-b", Outcome::LeaseLost),
+        ]
+    );
 }
 
 /// A user's own table and migrator next to taskrow's: each keeps its own history.
