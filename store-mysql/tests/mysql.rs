@@ -313,6 +313,15 @@ async fn big_mixed_finish_batches() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_single_inserts() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    concurrent_single_inserts_race_cleanly(&store).await;
+    fresh.drop_database().await;
+}
+
 #[tokio::test]
 async fn claims_come_oldest_due_first() {
     let Some((store, fresh)) = testing::fresh_store().await else {

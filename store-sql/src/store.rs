@@ -40,9 +40,10 @@ const OPTIMISTIC_TRIES: u32 = 8;
 /// The store crates name it: `taskrow_sqlite::SqliteStore` is `SqlStore<SqliteDialect>`,
 /// `taskrow_mysql::MysqlStore` is `SqlStore<MysqlDialect>`. Clones share the pool.
 ///
-/// Every write runs in one transaction begun by the dialect; lock contention (SQLite busy,
-/// MySQL deadlocks and lock-wait timeouts) is retried a few times inside the store before it
-/// surfaces as a transient [`Error::Backend`].
+/// Every write of more than one statement runs in one transaction begun by the dialect; a
+/// write of one statement (the single insert) runs on its own, in autocommit. Lock contention
+/// (SQLite busy, MySQL deadlocks and lock-wait timeouts) is retried a few times inside the
+/// store before it surfaces as a transient [`Error::Backend`].
 pub struct SqlStore<D> {
     db: DatabaseConnection,
     dialect: std::sync::Arc<D>,
@@ -944,10 +945,11 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
     async fn insert(&self, task: NewTask) -> Result<TaskRecord> {
         validate(&task)?;
         let task = &task;
+        // One statement is atomic on its own: an autocommit `INSERT`, no transaction around
+        // it (on SQLite under the store's writer lock, as every write of the store).
         self.retrying(|| async move {
-            let txn = self.begin().await?;
-            let r = insert_row(&*self.dialect, &*txn, task).await;
-            end(txn, r).await
+            let _writer = self.dialect.write_lock().await;
+            insert_row(&*self.dialect, &self.db, task).await
         })
         .await
     }

@@ -210,6 +210,13 @@ async fn big_mixed_finish_batches() {
     big_mixed_finish_batches_apply_per_item(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_single_inserts() {
+    let (store, _dir) = testing::temp_store().await;
+    concurrent_single_inserts_race_cleanly(&store).await;
+    concurrent_single_inserts_race_cleanly(&testing::memory_store().await).await;
+}
+
 #[tokio::test]
 async fn claims_come_oldest_due_first() {
     let (store, _dir) = testing::temp_store().await;

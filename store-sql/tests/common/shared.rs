@@ -596,6 +596,60 @@ pub async fn big_mixed_finish_batches_apply_per_item<D: Dialect>(store: &SqlStor
     );
 }
 
+/// Single inserts from many tasks at once, two for every code, beside a claimer: each code is
+/// inserted once and its twin refused with `DuplicateCode`; nothing else fails (no "database
+/// is locked", no deadlock).
+pub async fn concurrent_single_inserts_race_cleanly<D: Dialect>(store: &SqlStore<D>) {
+    let store = Arc::new(store.clone());
+    let codes = 200;
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let store = Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            let (mut won, mut refused) = (0, 0);
+            // Writers w and w + 4 insert the same codes.
+            for i in (w % 4..codes).step_by(4) {
+                match store.insert(new_task(&format!("c{i}"), t0())).await {
+                    Ok(_) => won += 1,
+                    Err(Error::DuplicateCode(c)) => {
+                        assert_eq!(c, format!("c{i}"));
+                        refused += 1;
+                    }
+                    Err(e) => panic!("insert c{i}: {e:?}"),
+                }
+            }
+            (won, refused)
+        }));
+    }
+    let claimer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut claimed = 0;
+            for _ in 0..50 {
+                claimed += store
+                    .claim(&ClaimRequest::new("w", 8, Duration::from_secs(60), t0()))
+                    .await
+                    .expect("claim")
+                    .len();
+            }
+            claimed
+        })
+    };
+    let (mut won, mut refused) = (0, 0);
+    for h in handles {
+        let (w, r) = h.await.unwrap();
+        won += w;
+        refused += r;
+    }
+    claimer.await.unwrap();
+    assert_eq!((won, refused), (codes, codes));
+    let all = store
+        .list(&taskrow::TaskFilter::all(), &taskrow::Page::first(1000))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), codes);
+}
+
 /// A user's own table and migrator next to taskrow's: each keeps its own history.
 pub struct AppMigrator;
 
