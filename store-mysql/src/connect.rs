@@ -22,7 +22,12 @@ fn bad_url(url: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Opens the pool for `url`, which must name a database.
+/// What every connection of a pool taskrow opens runs first: the store's transactions are
+/// `READ COMMITTED` (see `MysqlDialect::begin_write`).
+pub const SESSION_ISOLATION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
+/// Opens the pool for `url`, which must name a database; every connection's session is
+/// [`SESSION_ISOLATION`].
 pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
         return Err(bad_url(
@@ -51,6 +56,14 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     let pool = MySqlPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Once per connection, so that the store's transactions are a plain `BEGIN` (see
+        // `MysqlDialect::begin_write`).
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql(SESSION_ISOLATION).execute(conn).await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(unreachable)?;

@@ -19,6 +19,9 @@ use tokio::sync::OnceCell;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct MysqlDialect {
+    /// The pool's sessions are `READ COMMITTED` already (a pool `connect` opened), so a
+    /// transaction needs no `SET TRANSACTION` before its `BEGIN`.
+    session_read_committed: bool,
     /// What the server can do, asked once (MariaDB has `DELETE … RETURNING`, MySQL does not).
     capabilities: Arc<OnceCell<Capabilities>>,
 }
@@ -56,9 +59,23 @@ impl Dialect for MysqlDialect {
         }
     }
 
+    /// A pool `connect` opened: every session was set to `READ COMMITTED` when it connected.
+    fn for_own_connection(db: &DatabaseConnection) -> Result<Self> {
+        Ok(Self {
+            session_read_committed: true,
+            ..Self::for_connection(db)?
+        })
+    }
+
     /// `READ COMMITTED`: a guarded update sees the latest committed version, and takes no gap
-    /// locks that would make writers wait for each other.
+    /// locks that would make writers wait for each other. On a pool `connect` opened the
+    /// sessions are so already, and this is a plain `BEGIN`; on a pool opened elsewhere (whose
+    /// sessions may be anything, or changed by the application) `SET TRANSACTION ISOLATION
+    /// LEVEL READ COMMITTED` goes before each `BEGIN`, one more round trip.
     async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
+        if self.session_read_committed {
+            return WriteTxn::begin(db, None).await;
+        }
         let txn = db
             .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
             .await?;

@@ -5,7 +5,10 @@
 //!   (MySQL has no `UPDATE … RETURNING`). Concurrent claimers skip each other's rows instead of
 //!   waiting (see `claim.rs`).
 //! - **Writes** run in `READ COMMITTED` transactions guarded by the row version (the optimistic
-//!   lock). Deadlocks (1213) and lock-wait timeouts (1205) are retried a few times inside the
+//!   lock). A pool the store opens sets every session to `READ COMMITTED` once, when it
+//!   connects, and begins plain transactions; on a pool handed in through
+//!   [`MysqlStore::from_connection`] each transaction sets its own level first (one more round
+//!   trip). Deadlocks (1213) and lock-wait timeouts (1205) are retried a few times inside the
 //!   store; an error that surfaces says whether it is transient.
 //! - **Times** are `DATETIME(6)` in UTC (the driver sets the session time zone to UTC).
 //! - **Text** is `utf8mb4` with the binary collation, so codes compare exactly.
@@ -25,7 +28,7 @@ mod connect;
 mod dialect;
 pub mod testing;
 
-pub use connect::{ACQUIRE_TIMEOUT, POOL_SIZE};
+pub use connect::{ACQUIRE_TIMEOUT, POOL_SIZE, SESSION_ISOLATION};
 pub use dialect::MysqlDialect;
 pub use taskrow_sql::{SqlStore, entity};
 
@@ -33,7 +36,8 @@ pub use taskrow_sql::{SqlStore, entity};
 ///
 /// Open it with [`MysqlStore::connect`] (`mysql://user:password@host:3306/database`),
 /// [`MysqlStore::connect_and_migrate`], or [`MysqlStore::from_connection`] for a pool you
-/// opened yourself (your application's SeaORM connection, say).
+/// opened yourself (your application's SeaORM connection, say). On a pool it opened, do not
+/// change the sessions' isolation level: the store's transactions count on `READ COMMITTED`.
 pub type MysqlStore = SqlStore<MysqlDialect>;
 
 /// Opens a store on `url` ([`SqlStore::connect`]).

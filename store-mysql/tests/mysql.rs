@@ -322,6 +322,73 @@ async fn concurrent_single_inserts() {
     fresh.drop_database().await;
 }
 
+/// The isolation level of the transaction `txn` runs (once it has read an InnoDB table).
+async fn trx_isolation(txn: &impl ConnectionTrait) -> String {
+    txn.query_one_raw(Statement::from_string(
+        txn.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM taskrow_task",
+    ))
+    .await
+    .unwrap();
+    // The server refreshes `innodb_trx` at most every 100 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    txn.query_one_raw(Statement::from_string(
+        txn.get_database_backend(),
+        "SELECT CAST(trx_isolation_level AS CHAR) AS level FROM information_schema.innodb_trx \
+         WHERE trx_mysql_thread_id = CONNECTION_ID()",
+    ))
+    .await
+    .unwrap()
+    .expect("the transaction shows in innodb_trx")
+    .try_get::<String>("", "level")
+    .unwrap()
+}
+
+/// The store's write transactions are `READ COMMITTED`: on its own pool because every session
+/// is set so when it connects (and the transaction is a plain `BEGIN`), on a pool opened
+/// elsewhere because each transaction sets it.
+#[tokio::test]
+async fn write_transactions_read_committed() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let own = store.dialect();
+    let txn = own.begin_write(store.connection()).await.unwrap();
+    assert_eq!(trx_isolation(&*txn).await, "READ COMMITTED");
+    txn.rollback().await.unwrap();
+    // The session itself is READ COMMITTED, outside any transaction too.
+    let level = rows(
+        store.connection(),
+        "SELECT CAST(@@SESSION.tx_isolation AS CHAR) AS l",
+    )
+    .await[0]
+        .try_get::<String>("", "l")
+        .unwrap();
+    assert_eq!(level, "READ-COMMITTED");
+
+    let elsewhere =
+        MysqlStore::from_connection(Database::connect(&fresh.url).await.unwrap()).unwrap();
+    let txn = elsewhere
+        .dialect()
+        .begin_write(elsewhere.connection())
+        .await
+        .unwrap();
+    assert_eq!(trx_isolation(&*txn).await, "READ COMMITTED");
+    txn.rollback().await.unwrap();
+    let level = rows(
+        elsewhere.connection(),
+        "SELECT CAST(@@SESSION.tx_isolation AS CHAR) AS l",
+    )
+    .await[0]
+        .try_get::<String>("", "l")
+        .unwrap();
+    assert_eq!(
+        level, "REPEATABLE-READ",
+        "a pool opened elsewhere keeps its own level"
+    );
+    fresh.drop_database().await;
+}
+
 #[tokio::test]
 async fn claims_come_oldest_due_first() {
     let Some((store, fresh)) = testing::fresh_store().await else {
