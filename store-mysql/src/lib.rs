@@ -1,9 +1,9 @@
 //! taskrow on MySQL and MariaDB: [`MysqlStore`].
 //!
-//! - **The claim** is a short `READ COMMITTED` transaction: select the due ids
-//!   `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, mark them claimed, read them back
-//!   (MySQL has no `UPDATE … RETURNING`). Concurrent claimers skip each other's rows instead of
-//!   waiting (see `claim.rs`).
+//! - **The claim** is a short `READ COMMITTED` transaction: select the due rows
+//!   `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, mark them claimed (MySQL has no
+//!   `UPDATE … RETURNING`: the locked rows are updated in memory the same way). Concurrent
+//!   claimers skip each other's rows instead of waiting (see `claim.rs`).
 //! - **Writes** run in `READ COMMITTED` transactions guarded by the row version (the optimistic
 //!   lock). A pool the store opens sets every session to `READ COMMITTED` once, when it
 //!   connects, and begins plain transactions; on a pool handed in through

@@ -390,6 +390,15 @@ async fn write_transactions_read_committed() {
 }
 
 #[tokio::test]
+async fn claimed_rows_are_stored_rows() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    claimed_rows_are_the_stored_rows(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
 async fn claims_come_oldest_due_first() {
     let Some((store, fresh)) = testing::fresh_store().await else {
         return;

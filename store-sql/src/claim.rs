@@ -41,6 +41,37 @@ pub fn due_ids(req: &ClaimRequest, now: DateTime<Utc>) -> Select<task::Entity> {
         .limit(u64::try_from(req.limit).unwrap_or(u64::MAX))
 }
 
+/// `SELECT * … WHERE <due> ORDER BY run_at, id LIMIT <limit>`: the rows a claim takes, oldest
+/// due first, whole (for a dialect that cannot return them from its `UPDATE` and locks them in
+/// this read instead); a dialect adds its row locking.
+pub fn due_rows(req: &ClaimRequest, now: DateTime<Utc>) -> Select<task::Entity> {
+    task::Entity::find()
+        .filter(due_condition(req, now))
+        .order_by_asc(Column::RunAt)
+        .order_by_asc(Column::Id)
+        .limit(u64::try_from(req.limit).unwrap_or(u64::MAX))
+}
+
+/// `row` as [`mark_claimed`] leaves it: running, one more attempt and version, the lease owner
+/// `worker`, `run_at` the lease expiry `until`, updated `now`. For a row locked since it was
+/// read, so that the `UPDATE` saw the same values.
+pub fn as_claimed(
+    row: task::Model,
+    worker: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> task::Model {
+    task::Model {
+        state: TaskState::Running.code(),
+        attempts: row.attempts.saturating_add(1),
+        version: row.version + 1,
+        lease_owner: Some(worker.to_owned()),
+        run_at: Some(sql(until)),
+        updated_at: sql(now),
+        ..row
+    }
+}
+
 /// `UPDATE … SET state = running, attempts + 1, version + 1, lease owner, lease expiry
 /// WHERE id IN (<ids>)`: the claim of rows the caller has made sure it may take.
 pub fn mark_claimed(

@@ -218,6 +218,12 @@ async fn concurrent_single_inserts() {
 }
 
 #[tokio::test]
+async fn claimed_rows_are_stored_rows() {
+    let (store, _dir) = testing::temp_store().await;
+    claimed_rows_are_the_stored_rows(&store).await;
+}
+
+#[tokio::test]
 async fn claims_come_oldest_due_first() {
     let (store, _dir) = testing::temp_store().await;
     claims_oldest_due_first(&store).await;

@@ -650,6 +650,78 @@ pub async fn concurrent_single_inserts_race_cleanly<D: Dialect>(store: &SqlStore
     assert_eq!(all.len(), codes);
 }
 
+/// The rows a claim returns are the rows as stored after it, every field: for tasks with every
+/// option set, a retried one (with its last error) and a reclaim of an expired lease.
+pub async fn claimed_rows_are_the_stored_rows<D: Dialect>(store: &SqlStore<D>) {
+    let now = t0();
+    let lease = Duration::from_secs(60);
+    for i in 0..5u32 {
+        let opts = EnqueueOptions::new()
+            .code(format!("full-{i}"))
+            .name(format!("name {i}"))
+            .description("a description")
+            .biz_type("billing")
+            .max_attempts(3 + i)
+            .timeout(Duration::from_millis(1500))
+            .keep_on_success()
+            .run_at(now - TimeDelta::microseconds(i64::from(i) * 7));
+        store
+            .insert(opts.build(&Ping { n: i }, now).unwrap())
+            .await
+            .unwrap();
+    }
+    let check = |claimed: Vec<taskrow::TaskRecord>| async move {
+        assert!(!claimed.is_empty());
+        for r in claimed {
+            assert_eq!(store.get(&TaskRef::Id(r.id)).await.unwrap(), r);
+        }
+    };
+    let first = store
+        .claim(&ClaimRequest::new("w1", 2, lease, now))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    check(first.clone()).await;
+    let retried = &first[0];
+    let at = now + TimeDelta::seconds(5);
+    store
+        .finish(
+            vec![Finish::new(
+                retried,
+                retried.lease(),
+                "w1",
+                now,
+                3,
+                FinishResult::Retry {
+                    at,
+                    error: "try again".into(),
+                },
+            )],
+            now,
+        )
+        .await
+        .unwrap();
+    // The rest now; then, past every lease, the retried task (with its last error), the
+    // expired lease and the rest again.
+    check(
+        store
+            .claim(&ClaimRequest::new("w2", 10, lease, now))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let later = now + lease + TimeDelta::seconds(1);
+    let again = store
+        .claim(&ClaimRequest::new("w3", 10, lease, later))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 5);
+    let r = again.iter().find(|r| r.id == retried.id).unwrap();
+    assert_eq!(r.last_error.as_deref(), Some("try again"));
+    assert_eq!((r.attempts, r.version), (2, 3));
+    check(again).await;
+}
+
 /// A user's own table and migrator next to taskrow's: each keeps its own history.
 pub struct AppMigrator;
 
