@@ -22,6 +22,11 @@ fn bad_url(url: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is used again; one used more recently
+/// is handed out as it is (a connection that broke meanwhile fails that call with a transient
+/// error, and is dropped from the pool).
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// What every connection of a pool taskrow opens runs first: the store's transactions are
 /// `READ COMMITTED` (see `MysqlDialect::begin_write`).
 pub const SESSION_ISOLATION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
@@ -58,6 +63,18 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // Once per connection, so that the store's transactions are a plain `BEGIN` (see
         // `MysqlDialect::begin_write`).
+        // sqlx pings every connection before handing it out: a round trip before every store
+        // call. Ping only one that sat idle long enough to have been dropped (a server
+        // restart, `wait_timeout`, a proxy); a failed ping discards it and takes another.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::raw_sql(SESSION_ISOLATION).execute(conn).await?;

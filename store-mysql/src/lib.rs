@@ -28,7 +28,7 @@ mod connect;
 mod dialect;
 pub mod testing;
 
-pub use connect::{ACQUIRE_TIMEOUT, POOL_SIZE, SESSION_ISOLATION};
+pub use connect::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE, SESSION_ISOLATION};
 pub use dialect::MysqlDialect;
 pub use taskrow_sql::{SqlStore, entity};
 

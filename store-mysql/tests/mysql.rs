@@ -398,6 +398,51 @@ async fn claimed_rows_are_stored_rows() {
     fresh.drop_database().await;
 }
 
+/// Connections the server dropped while they sat idle in the pool (a restart, `wait_timeout`)
+/// are pinged when next taken, found dead and replaced: the store's calls go through.
+#[tokio::test]
+async fn connections_dropped_while_idle_are_replaced() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    store.insert(new_task("before", t0())).await.unwrap();
+    let admin = Database::connect(testing::server_url().unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows(
+        &admin,
+        &format!(
+            "SELECT id FROM information_schema.processlist WHERE db = '{}'",
+            fresh.name
+        ),
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get::<i64>("", "id").unwrap())
+    .collect();
+    assert!(!ids.is_empty());
+    for id in ids {
+        admin
+            .execute_unprepared(&format!("KILL CONNECTION {id}"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(taskrow_mysql::PING_AFTER_IDLE + std::time::Duration::from_millis(200))
+        .await;
+    for i in 0..5 {
+        store
+            .insert(new_task(&format!("after-{i}"), t0()))
+            .await
+            .expect("a dropped idle connection is replaced");
+    }
+    assert_eq!(
+        store.get(&TaskRef::from("before")).await.unwrap().code,
+        "before"
+    );
+    let _ = admin.close().await;
+    fresh.drop_database().await;
+}
+
 #[tokio::test]
 async fn claims_come_oldest_due_first() {
     let Some((store, fresh)) = testing::fresh_store().await else {

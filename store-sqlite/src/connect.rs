@@ -54,6 +54,10 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     } else {
         SqlitePoolOptions::new().max_connections(POOL_SIZE)
     };
+    // No `SELECT`-less ping before every use of a pooled connection (sqlx's default): a SQLite
+    // connection is a file handle on a thread of this process, with no other end to hang up,
+    // and the ping is one more round trip to that thread on every store call.
+    let pool = pool.test_before_acquire(false);
     let options = if in_memory(url) {
         options
     } else {
