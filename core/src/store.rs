@@ -65,6 +65,8 @@ pub struct ClaimRequest {
     pub biz_types: Vec<String>,
     /// Only tasks of these type names (all when empty).
     pub task_types: Vec<String>,
+    /// Never these task ids (a worker's own running tasks, whose leases may have expired).
+    pub exclude_ids: Vec<i64>,
 }
 
 impl ClaimRequest {
@@ -82,6 +84,7 @@ impl ClaimRequest {
             now,
             biz_types: Vec::new(),
             task_types: Vec::new(),
+            exclude_ids: Vec::new(),
         }
     }
     /// Only tasks of these biz types.
@@ -92,6 +95,11 @@ impl ClaimRequest {
     /// Only tasks of these type names.
     pub fn task_types(mut self, t: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.task_types = t.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Never these task ids.
+    pub fn exclude_ids(mut self, ids: impl IntoIterator<Item = i64>) -> Self {
+        self.exclude_ids = ids.into_iter().collect();
         self
     }
 }
@@ -497,7 +505,7 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)>;
 
     /// Claims up to `req.limit` due tasks (see the contract), oldest due first, limited to
-    /// `req.biz_types` / `req.task_types` when given. Each claimed task becomes running with
+    /// `req.biz_types` / `req.task_types` when given, never one of `req.exclude_ids`. Each claimed task becomes running with
     /// `attempts + 1`, `version + 1`, lease owner `req.worker` and lease expiry
     /// `req.now + req.lease`. Returns the claimed rows as they are after the claim.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>>;

@@ -1,7 +1,7 @@
 //! The worker: claims due tasks in batches, runs them with a concurrency limit, writes their
 //! results in batches, keeps long tasks' leases alive, and shuts down gracefully.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,7 +279,11 @@ impl Worker {
             self.cfg.finish_batch,
             stops.hard_stop.clone(),
         ));
-        let mut running: JoinSet<bool> = JoinSet::new();
+        let mut running: JoinSet<(i64, bool)> = JoinSet::new();
+        // Ids of the tasks this worker runs: its claims exclude them, so a task whose lease
+        // expired under a slow run here is left to other workers, never queued behind or
+        // run beside its own earlier run.
+        let mut active: HashSet<i64> = HashSet::new();
         // Claimed tasks waiting for a slot, oldest due first.
         let mut waiting: VecDeque<TaskRecord> = VecDeque::new();
         // The last claim found fewer due tasks than it asked for.
@@ -288,29 +292,33 @@ impl Worker {
         info!(worker = %self.env.worker, concurrency, "taskrow worker started");
 
         let start =
-            |running: &mut JoinSet<bool>, task: TaskRecord, permit: OwnedSemaphorePermit| {
+            |running: &mut JoinSet<(i64, bool)>, task: TaskRecord, permit: OwnedSemaphorePermit| {
                 let env = self.env.clone();
                 let stops = stops.clone();
                 let fin_tx = fin_tx.clone();
+                let id = task.id;
                 running.spawn(async move {
-                    if *stops.shutdown.borrow() {
-                        // Claimed but not started: hand it back without using an attempt.
-                        release(&env, &[task]).await;
-                        return false;
-                    }
-                    let Some(task) = refresh_lease(&env, task).await else {
-                        return false;
+                    let started = async {
+                        if *stops.shutdown.borrow() {
+                            // Claimed but not started: hand it back without using an attempt.
+                            release(&env, &[task]).await;
+                            return false;
+                        }
+                        let Some(task) = refresh_lease(&env, task).await else {
+                            return false;
+                        };
+                        let finish = execute(&env, &task, &stops).await;
+                        let _ = fin_tx.send((finish, permit));
+                        true
                     };
-                    let finish = execute(&env, &task, &stops).await;
-                    let _ = fin_tx.send((finish, permit));
-                    true
+                    (id, started.await)
                 });
             };
 
         let mut report = ShutdownReport::default();
         'outer: loop {
             while let Some(r) = running.try_join_next() {
-                report.count(r);
+                report.count(r, &mut active);
             }
             if *shutdown.borrow() {
                 break 'outer;
@@ -321,6 +329,7 @@ impl Worker {
                     break;
                 };
                 let task = waiting.pop_front().expect("not empty");
+                active.insert(task.id);
                 start(&mut running, task, permit);
             }
             // Claim when nothing waits: enough to fill the free slots and `ahead` more, so a
@@ -329,7 +338,8 @@ impl Worker {
                 let busy = concurrency - slots.available_permits();
                 let want = concurrency + ahead - busy;
                 wake.borrow_and_update();
-                match self.env.store.claim(&self.claim_request(want)).await {
+                let req = self.claim_request(want).exclude_ids(active.iter().copied());
+                match self.env.store.claim(&req).await {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(100);
                         drained = claimed.len() < want;
@@ -356,14 +366,11 @@ impl Worker {
                 }
                 drained = false;
             } else {
-                // Every slot is busy: wait for one.
+                // Every slot is busy: wait for one (the loop's top starts the task).
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
-                    permit = slots.clone().acquire_owned() => {
-                        let task = waiting.pop_front().expect("not empty");
-                        start(&mut running, task, permit.expect("semaphore never closed"));
-                    }
+                    permit = slots.clone().acquire_owned() => drop(permit),
                 }
             }
         }
@@ -376,7 +383,7 @@ impl Worker {
             release(&self.env, waiting.make_contiguous()).await;
         }
         while let Some(r) = running.join_next().await {
-            report.count(r);
+            report.count(r, &mut active);
         }
         drop(fin_tx);
         if let Err(e) = finisher.await {
@@ -491,10 +498,20 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    fn count(&mut self, r: std::result::Result<bool, tokio::task::JoinError>) {
+    fn count(
+        &mut self,
+        r: std::result::Result<(i64, bool), tokio::task::JoinError>,
+        active: &mut HashSet<i64>,
+    ) {
         match r {
-            Ok(true) => self.finished += 1,
-            Ok(false) => self.released += 1,
+            Ok((id, started)) => {
+                active.remove(&id);
+                if started {
+                    self.finished += 1;
+                } else {
+                    self.released += 1;
+                }
+            }
             Err(e) => warn!(error = %e, "an execution task failed"),
         }
     }

@@ -227,6 +227,7 @@ impl TaskStore for MemoryStore {
             .filter(|r| {
                 (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
                     && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
+                    && !req.exclude_ids.contains(&r.id)
             })
             .take(req.limit)
             .map(|r| r.id)

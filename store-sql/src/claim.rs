@@ -15,7 +15,7 @@ use crate::time::sql;
 
 /// The rows a claim at `now` may take: pending tasks due by `now` and running tasks whose
 /// lease expired by then (finished rows have a `NULL` `run_at`), of the requested biz types and
-/// task types.
+/// task types, but none of the excluded ids.
 pub fn due_condition(req: &ClaimRequest, now: DateTime<Utc>) -> Condition {
     let mut c = Condition::all()
         .add(Column::RunAt.lte(sql(now)))
@@ -25,6 +25,9 @@ pub fn due_condition(req: &ClaimRequest, now: DateTime<Utc>) -> Condition {
     }
     if !req.task_types.is_empty() {
         c = c.add(Column::TaskType.is_in(req.task_types.iter().cloned()));
+    }
+    if !req.exclude_ids.is_empty() {
+        c = c.add(Column::Id.is_not_in(req.exclude_ids.iter().copied()));
     }
     c
 }

@@ -79,6 +79,7 @@ macro_rules! store_conformance {
                     skips_live_lease,
                     reclaims_expired_lease,
                     skips_finished_tasks,
+                    skips_excluded_ids,
                     concurrent_claimers_take_each_task_once,
                 }
                 claim_one {

@@ -174,6 +174,20 @@ pub async fn reclaims_expired_lease(store: Arc<dyn TaskStore>) {
     assert_eq!(get(s, "a").await, *second);
 }
 
+/// Excluded ids are never claimed, even when due (a worker's own slow runs whose leases
+/// expired); the others are.
+pub async fn skips_excluded_ids(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let a = insert(s, "a", t0()).await;
+    insert(s, "b", t0()).await;
+    let first = claim(s, "w1", 10, t0()).await;
+    assert_eq!(first.len(), 2);
+    let expiry = plus(t0(), LEASE);
+    let req = ClaimRequest::new("w1", 10, LEASE, expiry).exclude_ids([a.id]);
+    assert_eq!(super::sorted_codes(&claim_req(s, &req).await), strings(["b"]));
+    assert_eq!(get(s, "a").await, first.into_iter().find(|t| t.id == a.id).unwrap());
+}
+
 /// Failed, cancelled and succeeded tasks are never claimed, however late.
 pub async fn skips_finished_tasks(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
