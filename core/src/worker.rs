@@ -97,7 +97,8 @@ impl WorkerBuilder {
         self.shutdown_timeout = d;
         self
     }
-    /// Most results written in one transaction (default 128).
+    /// Most results written in one transaction (default 128). A run frees its slot when it
+    /// ends; its result then waits (at most twice this many) for the writer.
     pub fn finish_batch(mut self, n: usize) -> Self {
         self.finish_batch = n;
         self
@@ -272,7 +273,10 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut wake = self.cfg.client.wake_receiver();
         let mut shutdown = stops.shutdown.clone();
-        let (fin_tx, fin_rx) = mpsc::unbounded_channel::<(Finish, OwnedSemaphorePermit)>();
+        // Results wait here for the writer. A slot is freed when its run ends, not when its result
+        // is written, so results gather into larger batches; the bound keeps the backlog (whose
+        // tasks are still leased) short.
+        let (fin_tx, fin_rx) = mpsc::channel::<Finish>(self.cfg.finish_batch.saturating_mul(2));
         let finisher = tokio::spawn(finisher(
             self.env.clone(),
             fin_rx,
@@ -308,7 +312,8 @@ impl Worker {
                             return false;
                         };
                         let finish = execute(&env, &task, &stops).await;
-                        let _ = fin_tx.send((finish, permit));
+                        drop(permit);
+                        let _ = fin_tx.send(finish).await;
                         true
                     };
                     (id, started.await)
@@ -448,15 +453,14 @@ async fn release(env: &Env, tasks: &[TaskRecord]) {
 /// in the next one, so a fast drain is not one commit per task.
 async fn finisher(
     env: Env,
-    mut rx: mpsc::UnboundedReceiver<(Finish, OwnedSemaphorePermit)>,
+    mut rx: mpsc::Receiver<Finish>,
     max: usize,
     hard_stop: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(max);
     let mut giving_up = false;
     while rx.recv_many(&mut batch, max).await > 0 {
-        let (finishes, permits): (Vec<Finish>, Vec<OwnedSemaphorePermit>) =
-            std::mem::take(&mut batch).into_iter().unzip();
+        let finishes = std::mem::take(&mut batch);
         while !giving_up {
             match finish_with_retry(&env, finishes.clone()).await {
                 Ok(statuses) => {
@@ -483,7 +487,6 @@ async fn finisher(
                 }
             }
         }
-        drop(permits);
     }
 }
 

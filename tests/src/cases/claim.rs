@@ -184,8 +184,14 @@ pub async fn skips_excluded_ids(store: Arc<dyn TaskStore>) {
     assert_eq!(first.len(), 2);
     let expiry = plus(t0(), LEASE);
     let req = ClaimRequest::new("w1", 10, LEASE, expiry).exclude_ids([a.id]);
-    assert_eq!(super::sorted_codes(&claim_req(s, &req).await), strings(["b"]));
-    assert_eq!(get(s, "a").await, first.into_iter().find(|t| t.id == a.id).unwrap());
+    assert_eq!(
+        super::sorted_codes(&claim_req(s, &req).await),
+        strings(["b"])
+    );
+    assert_eq!(
+        get(s, "a").await,
+        first.into_iter().find(|t| t.id == a.id).unwrap()
+    );
 }
 
 /// Failed, cancelled and succeeded tasks are never claimed, however late.
