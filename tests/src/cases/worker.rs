@@ -498,6 +498,7 @@ pub async fn shutdown_signals_and_leaves_nothing_leased(store: Arc<dyn TaskStore
     let w = c
         .worker()
         .concurrency(2)
+        .batch_size(2)
         .poll_interval(Duration::from_millis(10))
         .start()
         .unwrap();
