@@ -208,9 +208,9 @@ impl Finish {
     }
 }
 
-/// What a finished run does to its task.
+/// What a finished run does to its task. Exhaustive on purpose: every store must apply every
+/// variant, so a new one is a breaking change that each store's `match` points out.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum FinishResult {
     /// Success: delete the row, or keep it as succeeded ([`crate::OnSuccess`]).
     Succeeded,
@@ -226,6 +226,24 @@ pub enum FinishResult {
         /// The error (bounded).
         error: String,
     },
+}
+
+impl FinishResult {
+    /// The result as a store keeps it: the error bounded to
+    /// [`crate::record::MAX_ERROR_CHARS`], the retry time in whole microseconds. Stores apply
+    /// this, not the raw value, so they all keep the same text and time.
+    pub fn normalized(&self) -> Self {
+        match self {
+            Self::Succeeded => Self::Succeeded,
+            Self::Retry { at, error } => Self::Retry {
+                at: crate::clock::truncate_micros(*at),
+                error: crate::record::bound_error(error),
+            },
+            Self::Failed { error } => Self::Failed {
+                error: crate::record::bound_error(error),
+            },
+        }
+    }
 }
 
 /// Whether a guarded write took effect.

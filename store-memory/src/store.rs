@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
 use taskrow::options::validate;
-use taskrow::record::bound_error;
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
     OnSuccess, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter, TaskLog,
@@ -96,33 +95,6 @@ fn take(r: &mut TaskRecord, worker: &str, lease: std::time::Duration, now: DateT
     r.lease_expires_at = Some(truncate_micros(add(now, lease)));
     r.next_run_at = None;
     r.updated_at = now;
-}
-
-/// What a finish does to its task, read from [`FinishResult`] (which is non-exhaustive).
-enum End {
-    Succeeded,
-    Retry { at: DateTime<Utc>, error: String },
-    Failed { error: String },
-}
-
-impl End {
-    fn of(f: &Finish) -> Result<Self> {
-        Ok(match &f.result {
-            FinishResult::Succeeded => End::Succeeded,
-            FinishResult::Retry { at, error } => End::Retry {
-                at: truncate_micros(*at),
-                error: bound_error(error),
-            },
-            FinishResult::Failed { error } => End::Failed {
-                error: bound_error(error),
-            },
-            other => {
-                return Err(Error::InvalidInput(format!(
-                    "taskrow-memory cannot apply the finish result {other:?}: update taskrow-memory"
-                )));
-            }
-        })
-    }
 }
 
 /// Whether a guarded write naming `lease` may change `r`.
@@ -257,7 +229,10 @@ impl TaskStore for MemoryStore {
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
         let now = truncate_micros(now);
         // Read every result before changing anything, so the batch stays all-or-nothing.
-        let ends = batch.iter().map(End::of).collect::<Result<Vec<_>>>()?;
+        let ends = batch
+            .iter()
+            .map(|f| f.result.normalized())
+            .collect::<Vec<_>>();
         let mut inner = self.lock();
         let mut answers = Vec::with_capacity(batch.len());
         for (f, end) in batch.iter().zip(ends) {
@@ -267,17 +242,17 @@ impl TaskStore for MemoryStore {
                 r.lease_expires_at = None;
                 r.next_run_at = None;
                 match end {
-                    End::Succeeded => {
+                    FinishResult::Succeeded => {
                         r.state = TaskState::Succeeded;
                         r.on_success == OnSuccess::Delete
                     }
-                    End::Retry { at, error } => {
+                    FinishResult::Retry { at, error } => {
                         r.state = TaskState::Pending;
                         r.next_run_at = Some(at);
                         r.last_error = Some(error);
                         false
                     }
-                    End::Failed { error } => {
+                    FinishResult::Failed { error } => {
                         r.state = TaskState::Failed;
                         r.last_error = Some(error);
                         false

@@ -395,12 +395,12 @@ fn mark(applied: &mut [Option<bool>], batch: &[Finish], chunk: &[usize], done: &
 async fn finish_one(
     txn: &WriteTxn,
     f: &Finish,
-    end: &End,
+    end: &FinishResult,
     now: DateTime<Utc>,
     delete_tried: bool,
 ) -> Result<bool, DbErr> {
     Ok(match end {
-        End::Succeeded => {
+        FinishResult::Succeeded => {
             let deleted = !delete_tried
                 && task::Entity::delete_many()
                     .filter(task::Column::Id.eq(f.lease.id))
@@ -424,7 +424,7 @@ async fn finish_one(
                     .rows_affected
                     == 1
         }
-        End::Retry { at, error } => {
+        FinishResult::Retry { at, error } => {
             lease_update(&f.lease, now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
                 .col_expr(task::Column::RunAt, Expr::value(sql(*at)))
@@ -434,7 +434,7 @@ async fn finish_one(
                 .rows_affected
                 == 1
         }
-        End::Failed { error } => {
+        FinishResult::Failed { error } => {
             lease_update(&f.lease, now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
                 .col_expr(task::Column::RunAt, null_time())
@@ -445,34 +445,6 @@ async fn finish_one(
                 == 1
         }
     })
-}
-
-/// What a finish does to its task, read from [`FinishResult`] (non-exhaustive) up front so a
-/// batch is refused whole.
-enum End {
-    Succeeded,
-    Retry { at: DateTime<Utc>, error: String },
-    Failed { error: String },
-}
-
-impl End {
-    fn of(f: &Finish) -> Result<Self> {
-        Ok(match &f.result {
-            FinishResult::Succeeded => End::Succeeded,
-            FinishResult::Retry { at, error } => End::Retry {
-                at: stored(*at),
-                error: bound_error(error),
-            },
-            FinishResult::Failed { error } => End::Failed {
-                error: bound_error(error),
-            },
-            other => {
-                return Err(Error::InvalidInput(format!(
-                    "taskrow-sql cannot apply the finish result {other:?}: update taskrow-sql"
-                )));
-            }
-        })
-    }
 }
 
 /// The condition of a [`TaskFilter`].
@@ -614,7 +586,7 @@ impl<D: Dialect> SqlStore<D> {
         &self,
         txn: &WriteTxn,
         batch: &[Finish],
-        ends: &[End],
+        ends: &[FinishResult],
         now: DateTime<Utc>,
         caps: Capabilities,
     ) -> Step<Vec<FinishStatus>> {
@@ -666,7 +638,7 @@ impl<D: Dialect> SqlStore<D> {
         &self,
         txn: &WriteTxn,
         batch: &[Finish],
-        ends: &[End],
+        ends: &[FinishResult],
         now: DateTime<Utc>,
         caps: Capabilities,
         applied: &mut [Option<bool>],
@@ -675,10 +647,10 @@ impl<D: Dialect> SqlStore<D> {
             return Ok(());
         }
         let backend = txn.get_database_backend();
-        let of = |pick: fn(&End) -> bool| -> Vec<usize> {
+        let of = |pick: fn(&FinishResult) -> bool| -> Vec<usize> {
             (0..batch.len()).filter(|&i| pick(&ends[i])).collect()
         };
-        let successes = of(|e| matches!(e, End::Succeeded));
+        let successes = of(|e| matches!(e, FinishResult::Succeeded));
         for chunk in successes.chunks(GROUP_ROWS) {
             let q = task::Entity::delete_many()
                 .filter(task::Column::State.eq(TaskState::Running.code()))
@@ -714,14 +686,16 @@ impl<D: Dialect> SqlStore<D> {
                 &returning_ids(txn, q.build(backend)).await?,
             );
         }
-        for chunk in of(|e| matches!(e, End::Failed { .. })).chunks(GROUP_ROWS) {
+        for chunk in of(|e| matches!(e, FinishResult::Failed { .. })).chunks(GROUP_ROWS) {
             let q = leases_update(chunk.iter().map(|&i| &batch[i].lease), now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Failed.code()))
                 .col_expr(task::Column::RunAt, null_time())
                 .col_expr(
                     task::Column::LastError,
                     by_id(chunk.iter().map(|&i| match &ends[i] {
-                        End::Failed { error } => (batch[i].lease.id, Expr::value(error.clone())),
+                        FinishResult::Failed { error } => {
+                            (batch[i].lease.id, Expr::value(error.clone()))
+                        }
                         _ => unreachable!("picked failures only"),
                     })),
                 );
@@ -732,9 +706,9 @@ impl<D: Dialect> SqlStore<D> {
                 &returning_ids(txn, q.build(backend)).await?,
             );
         }
-        for chunk in of(|e| matches!(e, End::Retry { .. })).chunks(GROUP_ROWS) {
+        for chunk in of(|e| matches!(e, FinishResult::Retry { .. })).chunks(GROUP_ROWS) {
             let retry = |i: usize| match &ends[i] {
-                End::Retry { at, error } => (batch[i].lease.id, *at, error),
+                FinishResult::Retry { at, error } => (batch[i].lease.id, *at, error),
                 _ => unreachable!("picked retries only"),
             };
             let q = leases_update(chunk.iter().map(|&i| &batch[i].lease), now)
@@ -1029,7 +1003,10 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
     }
 
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
-        let ends = batch.iter().map(End::of).collect::<Result<Vec<_>>>()?;
+        let ends = batch
+            .iter()
+            .map(|f| f.result.normalized())
+            .collect::<Vec<_>>();
         if batch.is_empty() {
             return Ok(Vec::new());
         }
