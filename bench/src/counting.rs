@@ -84,8 +84,11 @@ impl TaskStore for Counting {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Lease> {
+    ) -> Result<()> {
         self.inner.extend_lease(lease, until, now).await
+    }
+    async fn check_schema(&self) -> Result<()> {
+        self.inner.check_schema().await
     }
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
         self.inner.get(target).await

@@ -89,6 +89,11 @@ pub(crate) async fn execute(
         url
     };
     let db = open(&url).await.map_err(|e| explain_open(e, &url))?;
+    if !matches!(cli.command, Command::Migrate { .. }) {
+        // Every other command reads and writes the tables as this version knows them: an older
+        // or newer schema is named before a query fails on a missing column.
+        db.store.check_schema().await.map_err(explain_schema)?;
+    }
     let now = SystemClock.now();
     match cli.command {
         Command::Migrate { action } => migrate(&db, &url, action, io).await,
@@ -123,6 +128,16 @@ fn explain_open(e: Error, url: &str) -> CliError {
         ))
     } else {
         e.into()
+    }
+}
+
+/// A schema this version does not know, with the command that fixes an older one.
+fn explain_schema(e: Error) -> CliError {
+    match e {
+        Error::Schema(m) if m.contains("has not run") => {
+            CliError(format!("schema mismatch: {m}; here: `taskrow migrate up`"))
+        }
+        e => e.into(),
     }
 }
 
@@ -793,6 +808,12 @@ fn write_report(r: &RunReport, io: &mut Io<'_>) -> Result<()> {
             "{head}: another worker took the task over while it ran; this run's result was not \
              applied"
         )?,
+        Outcome::Interrupted => writeln!(
+            io.out,
+            "{head}: {}; it runs again",
+            r.error.as_deref().unwrap_or("-")
+        )?,
+        _ => writeln!(io.out, "{head}: {}", r.error.as_deref().unwrap_or("-"))?,
     }
     Ok(())
 }

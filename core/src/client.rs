@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
@@ -11,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::options::EnqueueOptions;
 use crate::record::TaskRecord;
 use crate::retry::Jitter;
-use crate::runner::{Env, RunReport, Stops, execute_and_finish};
+use crate::runner::{Claimed, Env, RunReport, Stops, execute_and_finish};
 use crate::store::{ClaimOne, TaskRef, TaskStore};
 use crate::task::Task;
 use crate::worker::WorkerBuilder;
@@ -130,6 +132,17 @@ impl ClientBuilder {
     }
 }
 
+/// Awaits a spawned run; a run that panicked outside the handler (a bug in taskrow or a
+/// store) becomes an error instead of a panic in the caller.
+async fn join_run<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    handle.await.unwrap_or_else(|e| {
+        Err(Error::backend(
+            false,
+            format!("the run's tokio task ended without a result: {e}"),
+        ))
+    })
+}
+
 /// `host-pid-random`: unique per process, readable in log rows.
 pub fn default_worker_id() -> String {
     let host = std::env::var("HOSTNAME")
@@ -229,47 +242,66 @@ impl Client {
         Ok(n)
     }
 
-    /// Runs one task now in the caller, due or not (seed 003's `execute?code=…`), and returns
-    /// how it ended. Runs pending and failed tasks; refuses a task running under a live lease
+    /// Runs one task now, due or not (seed 003's `execute?code=…`), and returns how it ended.
+    /// Runs pending and failed tasks; refuses a task running under a live lease
     /// ([`Error::Running`]), a cancelled one ([`Error::Cancelled`]) and a succeeded one
     /// ([`Error::Succeeded`]).
+    ///
+    /// The claim, the run, its heartbeats, timeout and finish run on a tokio task of their
+    /// own: dropping the returned future (a client that disconnects, a `timeout` around it)
+    /// does not orphan the handler — the run goes on with its full upkeep and its result is
+    /// recorded; only the report is lost (read it from the log).
     pub async fn run_now(&self, target: impl Into<TaskRef>) -> Result<RunReport> {
         let target = target.into();
-        let now = self.inner.clock.now();
-        let rec = self
-            .inner
-            .store
-            .claim_one(
-                &target,
-                &ClaimOne::new(self.inner.id.clone(), self.inner.lease, now),
-            )
-            .await?;
-        execute_and_finish(&self.env(), &rec, &Stops::never()).await
+        let client = self.clone();
+        join_run(tokio::spawn(async move {
+            let sent = Instant::now();
+            let now = client.inner.clock.now();
+            let task = client
+                .inner
+                .store
+                .claim_one(
+                    &target,
+                    &ClaimOne::new(client.inner.id.clone(), client.inner.lease, now),
+                )
+                .await?;
+            execute_and_finish(&client.env(), &Claimed { task, sent }, &Stops::never()).await
+        }))
+        .await
     }
 
     /// Immediate dispatch, awaited (seed 000's thread_way 2): runs a task that was just
-    /// committed, in the caller, unless a worker has taken it already. Returns the run's report,
-    /// or `None` when the task was no longer pending (a worker claimed it, or it is gone) — the
-    /// worker's run then stands, so the task never runs twice at once.
+    /// committed, unless a worker has taken it already. Returns the run's report, or `None`
+    /// when the task was no longer pending (a worker claimed it, or it is gone) — the worker's
+    /// run then stands, so the task never runs twice at once.
     ///
-    /// Call it only after the transaction that inserted the task has committed; the
+    /// Like [`Client::run_now`], the run goes on with its full upkeep if the returned future
+    /// is dropped. Call it only after the transaction that inserted the task has committed; the
     /// transaction helpers in `taskrow-sql` make that order the only one available.
     pub async fn run_committed(&self, id: i64) -> Result<Option<RunReport>> {
-        let now = self.inner.clock.now();
-        let claim = ClaimOne::new(self.inner.id.clone(), self.inner.lease, now).only_pending();
-        match self.inner.store.claim_one(&TaskRef::Id(id), &claim).await {
-            Ok(rec) => execute_and_finish(&self.env(), &rec, &Stops::never())
-                .await
-                .map(Some),
-            Err(
-                Error::Running { .. }
-                | Error::NotFound(_)
-                | Error::Succeeded(_)
-                | Error::Cancelled(_)
-                | Error::WrongState { .. },
-            ) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let client = self.clone();
+        join_run(tokio::spawn(async move {
+            let sent = Instant::now();
+            let now = client.inner.clock.now();
+            let claim =
+                ClaimOne::new(client.inner.id.clone(), client.inner.lease, now).only_pending();
+            match client.inner.store.claim_one(&TaskRef::Id(id), &claim).await {
+                Ok(task) => {
+                    execute_and_finish(&client.env(), &Claimed { task, sent }, &Stops::never())
+                        .await
+                        .map(Some)
+                }
+                Err(
+                    Error::Running { .. }
+                    | Error::NotFound(_)
+                    | Error::Succeeded(_)
+                    | Error::Cancelled(_)
+                    | Error::WrongState { .. },
+                ) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .await
     }
 
     /// Immediate dispatch, spawned (seed 000's thread_way 1): like
@@ -284,6 +316,13 @@ impl Client {
             }
             r
         })
+    }
+
+    /// Checks that the store's schema is the one this version knows
+    /// ([`TaskStore::check_schema`]); workers do it before their first claim. Call it at
+    /// start-up to fail early.
+    pub async fn check_schema(&self) -> Result<()> {
+        self.inner.store.check_schema().await
     }
 
     /// The execution environment for run-now and dispatch.

@@ -63,7 +63,9 @@ impl fmt::Debug for Data {
 #[error("no data of type `{0}` is registered: add it with Client::builder(..).data(value)")]
 pub struct MissingData(pub &'static str);
 
-/// Tells running tasks that their worker is shutting down.
+/// Tells a running task to stop: its worker is shutting down, or its lease could not be
+/// confirmed and is about to end (the run is aborted shortly after; see the crate's README,
+/// *A run never outlives its lease*).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     rx: watch::Receiver<bool>,
@@ -145,11 +147,13 @@ impl TaskContext {
     pub fn worker(&self) -> &str {
         &self.worker
     }
-    /// The shutdown signal.
+    /// The stop signal: fires when the worker shuts down, or when this run's lease could not
+    /// be confirmed and is about to end. Select on it to wind a long task down; a run that
+    /// ignores it is aborted at the shutdown deadline or before its lease ends.
     pub fn shutdown(&self) -> &Shutdown {
         &self.shutdown
     }
-    /// Whether the worker is shutting down.
+    /// Whether the run has been told to stop (shutdown, or a lease about to be lost).
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_shutting_down()
     }

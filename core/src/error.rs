@@ -73,6 +73,11 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// The database's schema is not the one this version of taskrow knows: older (a migration
+    /// has not run) or newer (a later taskrow migrated it).
+    #[error("schema mismatch: {0}")]
+    Schema(String),
+
     /// A setting that cannot work (concurrency 0, a lease shorter than the heartbeat …).
     #[error("invalid configuration: {0}")]
     Config(String),

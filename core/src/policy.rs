@@ -34,3 +34,27 @@ pub fn failure_result(
         error,
     }
 }
+
+/// The finish for a run of `task` stopped from outside before it ended (the worker shut down,
+/// or the run's lease could not be confirmed in time): not the handler's failure, so the
+/// attempt is given back and the task is due again at `now` — up to
+/// [`crate::record::MAX_INTERRUPTIONS`] times. Past that bound an interruption counts as a
+/// failed attempt, so that a task interrupted on every deploy still ends.
+pub fn interruption_result(
+    task: &TaskRecord,
+    reason: &str,
+    now: DateTime<Utc>,
+    jitter: &Jitter,
+) -> FinishResult {
+    if task.interruptions < crate::record::MAX_INTERRUPTIONS || task.max_attempts.is_none() {
+        return FinishResult::Interrupted {
+            at: truncate_micros(now),
+            error: bound_error(&format!("interrupted: {reason}; it will run again")),
+        };
+    }
+    let message = format!(
+        "interrupted: {reason}; interrupted {} times before, so this run counts as a failed attempt",
+        task.interruptions
+    );
+    failure_result(task, TaskErrorKind::Retry, &message, now, jitter)
+}

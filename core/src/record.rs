@@ -239,10 +239,36 @@ pub struct TaskRecord {
     pub last_error: Option<String>,
     /// Bumped by every claim and update.
     pub version: i64,
+    /// The fencing token of the last claim: set by every claim, unchanged by heartbeats and
+    /// kept after the run ends (`None` before the first claim). Finishes and lease extensions
+    /// are accepted only with the current claim's token.
+    #[serde(default)]
+    pub claim_token: Option<i64>,
+    /// When the last claim was made (`None` before the first claim).
+    #[serde(default)]
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// Runs interrupted from outside (a shutdown, a lease that could not be kept) whose attempt
+    /// was given back. Past [`MAX_INTERRUPTIONS`] an interruption counts as a failed attempt, so
+    /// that a task interrupted by every deploy still ends.
+    #[serde(default)]
+    pub interruptions: u32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// How many interruptions (shutdowns, lost leases) give their attempt back; later ones count as
+/// failed attempts.
+pub const MAX_INTERRUPTIONS: u32 = 3;
+
+/// A new random fencing token for a claim: non-zero, unrelated to any earlier one, so that a
+/// `(task id, claim token)` pair never repeats, even where a database reuses a deleted row's id.
+pub fn new_claim_token() -> i64 {
+    use std::hash::{BuildHasher, RandomState};
+    let seed = uuid::Uuid::now_v7().as_u128();
+    let h = RandomState::new().hash_one(seed) as i64;
+    if h == 0 { 1 } else { h }
 }
 
 impl TaskRecord {
@@ -269,6 +295,9 @@ impl TaskRecord {
             lease_owner: None,
             last_error: None,
             version: 0,
+            claim_token: None,
+            claimed_at: None,
+            interruptions: 0,
             created_at: new.created_at,
             updated_at: new.created_at,
         }
@@ -278,8 +307,14 @@ impl TaskRecord {
     pub fn lease(&self) -> Lease {
         Lease {
             id: self.id,
-            version: self.version,
+            token: self.claim_token.unwrap_or(0),
         }
+    }
+
+    /// Whether the task is running under a lease that expired by `now`: its worker is presumed
+    /// lost, and the next claim settles that run ([`TaskLog::worker_lost`]).
+    pub fn lease_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.state == TaskState::Running && self.lease_expires_at.is_some_and(|t| t <= now)
     }
 
     /// The refusal for a task running under a live lease ([`crate::Error::Running`]).
@@ -350,19 +385,23 @@ impl TaskRecord {
     }
 }
 
-/// Proof of a claim: the row and the version the claim (or the last lease extension) left.
-/// Every guarded write names it; a write whose version no longer matches is refused as lease lost.
+/// Proof of a claim: the row and the claim's fencing token. Every finish, lease extension and
+/// release names it; a write whose token is no longer the row's (another claim took the task)
+/// is refused as lease lost. Heartbeats leave the token as it is, so a write retried after a
+/// lost reply still holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Lease {
     /// Row id.
     pub id: i64,
-    /// Row version at claim or extension.
-    pub version: i64,
+    /// The claim's fencing token ([`TaskRecord::claim_token`]).
+    pub token: i64,
 }
 
-/// How one execution ended, as logged.
+/// How one execution ended, as logged. Every run leaves exactly one log row, keyed by its
+/// task and claim token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// 1: the handler succeeded.
     Succeeded,
@@ -372,16 +411,35 @@ pub enum Outcome {
     Failed,
     /// 4: the run ended after another claimant took the task; its result was not applied.
     LeaseLost,
+    /// 5: the run was stopped from outside before it ended (the worker shut down, or its lease
+    /// could not be confirmed in time); the task runs again and, up to [`MAX_INTERRUPTIONS`],
+    /// the attempt is given back.
+    Interrupted,
+    /// 6: no result came back: the worker's lease expired (it crashed, was killed, or lost the
+    /// database). Written by whoever settles the task next (a claim, reset, cancel or delete).
+    WorkerLost,
 }
 
 impl Outcome {
-    /// The stored code (1 to 4).
+    /// Every outcome, in code order.
+    pub const ALL: [Outcome; 6] = [
+        Self::Succeeded,
+        Self::Retrying,
+        Self::Failed,
+        Self::LeaseLost,
+        Self::Interrupted,
+        Self::WorkerLost,
+    ];
+
+    /// The stored code (1 to 6).
     pub fn code(self) -> i16 {
         match self {
             Self::Succeeded => 1,
             Self::Retrying => 2,
             Self::Failed => 3,
             Self::LeaseLost => 4,
+            Self::Interrupted => 5,
+            Self::WorkerLost => 6,
         }
     }
     /// The value for a stored code.
@@ -391,17 +449,37 @@ impl Outcome {
             2 => Some(Self::Retrying),
             3 => Some(Self::Failed),
             4 => Some(Self::LeaseLost),
+            5 => Some(Self::Interrupted),
+            6 => Some(Self::WorkerLost),
             _ => None,
         }
     }
-    /// The lower-case name (`succeeded`, `retrying`, `failed`, `lease_lost`).
+    /// The lower-case name (`succeeded`, `retrying`, `failed`, `lease_lost`, `interrupted`,
+    /// `worker_lost`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Succeeded => "succeeded",
             Self::Retrying => "retrying",
             Self::Failed => "failed",
             Self::LeaseLost => "lease_lost",
+            Self::Interrupted => "interrupted",
+            Self::WorkerLost => "worker_lost",
         }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str().eq_ignore_ascii_case(s) || o.code().to_string() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown outcome `{s}`: use succeeded, retrying, failed, lease_lost, \
+                     interrupted or worker_lost"
+                )
+            })
     }
 }
 
@@ -434,6 +512,10 @@ pub struct TaskLog {
     pub error: Option<String>,
     /// The worker that ran it.
     pub worker: String,
+    /// The claim this run held (`None` on rows written before claim tokens existed). A task
+    /// has at most one log row per claim token.
+    #[serde(default)]
+    pub claim_token: Option<i64>,
 }
 
 impl TaskLog {
@@ -456,6 +538,51 @@ impl TaskLog {
             outcome,
             error,
             worker: finish.worker.clone(),
+            claim_token: Some(finish.lease.token),
         }
+    }
+
+    /// The log row of a run whose worker was lost: `task` as it is found running under a lease
+    /// that expired by `now`, about to be reclaimed (or failed, when `last` says it was its
+    /// last attempt). The run is dated from its claim; its duration is how long its lease was
+    /// held.
+    pub fn worker_lost(id: i64, task: &TaskRecord, now: DateTime<Utc>, last: bool) -> Self {
+        let expired = task.lease_expires_at.unwrap_or(now);
+        let started = task.claimed_at.unwrap_or(expired);
+        let owner = task.lease_owner.clone().unwrap_or_default();
+        let error = format!(
+            "worker lost: no result came back from `{owner}`, whose lease expired at {expired} \
+             (the process crashed, was killed, or lost the database; a task it had claimed \
+             ahead of a free slot may not have started){}",
+            if last {
+                "; that was the last attempt, so the task failed"
+            } else {
+                "; the task runs again"
+            }
+        );
+        Self {
+            id,
+            task_id: task.id,
+            code: task.code.clone(),
+            task_type: task.task_type.clone(),
+            attempt: task.attempts,
+            started_at: started,
+            duration_ms: (expired - started).num_milliseconds().max(0),
+            outcome: Outcome::WorkerLost,
+            error: Some(bound_error(&error)),
+            worker: owner,
+            claim_token: task.claim_token,
+        }
+    }
+
+    /// The error kept on a task failed because its worker was lost during its last attempt.
+    pub fn worker_lost_failure(task: &TaskRecord) -> String {
+        format!(
+            "the worker was lost during the last attempt ({} of {}): `{}` stopped renewing its \
+             lease; reset the task to run it again",
+            task.attempts,
+            task.max_attempts.unwrap_or(task.attempts),
+            task.lease_owner.as_deref().unwrap_or("?")
+        )
     }
 }

@@ -1,16 +1,28 @@
-//! One execution of one claimed task: load, run with timeout and panic capture, heartbeat,
-//! and the finish that records it. Shared by the worker, run-now and immediate dispatch.
+//! One execution of one claimed task: load, run with timeout and panic capture, keep its
+//! lease, and the finish that records it. Shared by the worker, run-now and immediate dispatch.
+//!
+//! # The run's deadline
+//!
+//! A run never outlives its lease. The runner knows, on the monotonic clock, when the lease it
+//! last confirmed ends: the send time of the claim (or of the last confirmed extension) plus
+//! the lease. Heartbeats extend it; each heartbeat call is bounded by that deadline, and a
+//! failed one is tried again quickly. When the lease comes within a safety margin
+//! ([`lease_margin`]) of its end unconfirmed, the handler is told through
+//! [`TaskContext::shutdown`]; at half the margin it is aborted, and the run is finished as
+//! interrupted. A heartbeat answered `LeaseLost` (another claim holds the task) stops the run
+//! at once. With heartbeats off, the lease is a hard limit on the run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::clock::{Clock, add};
 use crate::context::{Data, Shutdown, TaskContext};
 use crate::error::TaskErrorKind;
-use crate::policy::failure_result;
+use crate::policy::{failure_result, interruption_result};
 use crate::record::{Outcome, TaskRecord};
 use crate::retry::Jitter;
 use crate::store::{Finish, FinishResult, FinishStatus, TaskStore};
@@ -49,6 +61,31 @@ impl Stops {
     }
 }
 
+/// A task as claimed, with the monotonic time the claim was sent: the lease it holds ends no
+/// earlier than `sent + lease` by the database's reckoning, so the run counts from there.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub task: TaskRecord,
+    pub sent: Instant,
+}
+
+/// The safety margin before a lease's end: the handler is told to stop when this much of the
+/// lease is left unconfirmed, and aborted at half of it. A fifth of the lease, at most 10 s.
+pub(crate) fn lease_margin(lease: Duration) -> Duration {
+    (lease / 5).min(Duration::from_secs(10))
+}
+
+/// How long after a confirmation the next heartbeat is sent: the heartbeat setting, but early
+/// enough that a beat (and a retry or two) fits before the handler would be told to stop.
+pub(crate) fn beat_interval(heartbeat: Duration, lease: Duration) -> Duration {
+    heartbeat.min((lease - lease_margin(lease)) / 2)
+}
+
+/// How soon a failed heartbeat is tried again.
+fn beat_retry(heartbeat: Duration) -> Duration {
+    (heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
 async fn fired(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {
@@ -57,23 +94,35 @@ async fn fired(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// Runs a claimed task once and returns the finish to write. Never panics because of the
-/// handler, never waits past the timeout, never holds the task while sleeping for a retry.
-pub(crate) async fn execute(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
-    let span = info_span!("taskrow.execute", id = task.id, code = %task.code, task_type = %task.task_type, attempt = task.attempts);
-    execute_inner(env, task, stops).instrument(span).await
+/// Why a run ended without the handler's own result.
+enum Stopped {
+    /// The handler's result, or its failure.
+    Ran(Result<(), (TaskErrorKind, String)>),
+    /// Stopped from outside: shutdown past its deadline, or a lease that could not be kept.
+    Interrupted(String),
 }
 
-async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
+/// Runs a claimed task once and returns the finish to write. Never panics because of the
+/// handler, never waits past the timeout or the lease, never holds the task while sleeping for
+/// a retry.
+pub(crate) async fn execute(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
+    let task = &claimed.task;
+    let span = info_span!("taskrow.execute", id = task.id, code = %task.code, task_type = %task.task_type, attempt = task.attempts);
+    execute_inner(env, claimed, stops).instrument(span).await
+}
+
+async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
+    let task = &claimed.task;
     let started_at = env.clock.now();
     let started = Instant::now();
-    // The lease this run holds; heartbeats replace it (each extension bumps the version).
-    let mut lease = task.lease();
+    let lease = task.lease();
 
-    let result: Result<(), (TaskErrorKind, String)> = match from_row(&task.task_type, &task.payload)
-    {
-        Err(e) => Err((TaskErrorKind::Retry, e.to_string())),
+    let ended = match from_row(&task.task_type, &task.payload) {
+        Err(e) => Stopped::Ran(Err((TaskErrorKind::Retry, e.to_string()))),
         Ok(handler) => {
+            // The handler's stop signal: the worker's shutdown, or a lease that can no longer
+            // be confirmed.
+            let (stop_tx, stop_rx) = watch::channel(false);
             let ctx = TaskContext {
                 id: task.id,
                 code: task.code.clone(),
@@ -82,7 +131,7 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
                 attempt: task.attempts,
                 max_attempts: task.max_attempts,
                 worker: env.worker.clone(),
-                shutdown: Shutdown::new(stops.shutdown.clone()),
+                shutdown: Shutdown::new(stop_rx),
                 data: env.data.clone(),
             };
             let timeout = task.timeout.unwrap_or(env.default_timeout);
@@ -98,46 +147,94 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
             );
             let deadline = tokio::time::sleep(timeout);
             let hard_stop = fired(stops.hard_stop.clone());
-            tokio::pin!(deadline, hard_stop);
+            let shutdown = fired(stops.shutdown.clone());
+            tokio::pin!(deadline, hard_stop, shutdown);
+            let margin = lease_margin(env.lease);
+            // The end of the lease last confirmed, on the monotonic clock.
+            let mut lease_end = claimed.sent + env.lease;
+            let mut signalled = false;
+            let mut shutdown_seen = false;
+            let mut last_beat_error: Option<String> = None;
             // Heartbeats run in this loop, between the handler's progress, rather than in a
-            // task of their own: the lease stays a local value and no run spawns twice.
-            let beat = env.heartbeat.unwrap_or(Duration::MAX);
-            let mut next_beat = tokio::time::Instant::now().checked_add(beat);
-            let mut beating = env.heartbeat.is_some();
+            // task of their own: no run spawns twice, and every beat is bounded by the lease.
+            let every = env.heartbeat.map(|h| beat_interval(h, env.lease));
+            let mut next_beat = every.map(|h| claimed.sent + h);
             loop {
-                let heartbeat = async {
+                let signal_at = lease_end - margin;
+                let abort_at = lease_end - margin / 2;
+                let beat = async {
                     match next_beat {
-                        Some(t) if beating => tokio::time::sleep_until(t).await,
-                        _ => std::future::pending().await,
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
                     }
                 };
                 tokio::select! {
-                    joined = &mut run => break match joined {
+                    joined = &mut run => break Stopped::Ran(match joined {
                         Ok(r) => r,
                         Err(e) if e.is_panic() => Err((TaskErrorKind::Retry, format!("the handler panicked: {}", panic_message(e.into_panic())))),
                         Err(e) => Err((TaskErrorKind::Retry, format!("the handler was cancelled: {e}"))),
-                    },
+                    }),
                     _ = &mut deadline => {
                         run.abort();
-                        break Err((TaskErrorKind::Retry, format!(
+                        break Stopped::Ran(Err((TaskErrorKind::Retry, format!(
                             "timed out after {} ms: the handler did not complete (blocking code belongs in tokio::task::spawn_blocking; raise the task's timeout if it is merely slow)",
                             timeout.as_millis()
-                        )));
+                        ))));
                     }
                     _ = &mut hard_stop => {
                         run.abort();
-                        break Err((TaskErrorKind::RetryAfter(Duration::ZERO), "interrupted: the worker shut down before the handler finished; it will run again".to_owned()));
+                        break Stopped::Interrupted("the worker shut down before the handler finished".to_owned());
                     }
-                    _ = heartbeat => {
-                        next_beat = tokio::time::Instant::now().checked_add(beat);
+                    _ = &mut shutdown, if !shutdown_seen => {
+                        shutdown_seen = true;
+                        let _ = stop_tx.send(true);
+                    }
+                    _ = tokio::time::sleep_until(signal_at), if !signalled => {
+                        signalled = true;
+                        warn!(id = lease.id, "the lease could not be confirmed and is about to end: telling the handler to stop");
+                        let _ = stop_tx.send(true);
+                    }
+                    _ = tokio::time::sleep_until(abort_at) => {
+                        run.abort();
+                        let why = match &last_beat_error {
+                            Some(e) => format!("its lease could not be confirmed before it ended (last heartbeat error: {e}), so it was stopped to keep another worker from running it at the same time"),
+                            None if env.heartbeat.is_none() => format!("it ran as long as its lease ({} ms) allows with heartbeats off, so it was stopped; enable heartbeats or lengthen the lease", env.lease.as_millis()),
+                            None => "its lease could not be confirmed before it ended, so it was stopped".to_owned(),
+                        };
+                        warn!(id = lease.id, "{why}");
+                        break Stopped::Interrupted(why);
+                    }
+                    _ = beat => {
+                        let heartbeat = every.expect("beats only with a heartbeat");
+                        let sent = Instant::now();
                         let now = env.clock.now();
-                        match env.store.extend_lease(lease, add(now, env.lease), now).await {
-                            Ok(new) => lease = new,
-                            Err(crate::Error::LeaseLost { .. }) => {
-                                warn!(id = lease.id, "lease lost while the task runs: another worker may run it");
-                                beating = false;
+                        let call = env.store.extend_lease(lease, add(now, env.lease), now);
+                        // Bounded by the lease: a beat that answers after the run must be
+                        // aborted is worth nothing.
+                        let answer = tokio::time::timeout_at(abort_at.max(sent + Duration::from_millis(1)), call).await;
+                        match answer {
+                            Ok(Ok(())) => {
+                                lease_end = sent + env.lease;
+                                last_beat_error = None;
+                                next_beat = Some(sent + heartbeat);
                             }
-                            Err(e) => warn!(id = lease.id, error = %e, "heartbeat failed; will try again"),
+                            Ok(Err(crate::Error::LeaseLost { .. })) => {
+                                // Another claim holds the task: stop at once.
+                                let _ = stop_tx.send(true);
+                                run.abort();
+                                warn!(id = lease.id, "lease lost while the task runs: stopped");
+                                break Stopped::Interrupted("its lease was lost to another claim while it ran, so it was stopped".to_owned());
+                            }
+                            Ok(Err(e)) => {
+                                warn!(id = lease.id, error = %e, "heartbeat failed; trying again");
+                                last_beat_error = Some(e.to_string());
+                                next_beat = Some(Instant::now() + beat_retry(heartbeat));
+                            }
+                            Err(_) => {
+                                warn!(id = lease.id, "heartbeat timed out; trying again");
+                                last_beat_error = Some("the store did not answer in time".to_owned());
+                                next_beat = Some(Instant::now() + beat_retry(heartbeat));
+                            }
                         }
                     }
                 }
@@ -147,9 +244,12 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
 
     let now = env.clock.now();
     let duration_ms = started.elapsed().as_millis() as i64;
-    let finish_result = match result {
-        Ok(()) => FinishResult::Succeeded,
-        Err((kind, message)) => failure_result(task, kind, &message, now, &env.jitter),
+    let finish_result = match ended {
+        Stopped::Ran(Ok(())) => FinishResult::Succeeded,
+        Stopped::Ran(Err((kind, message))) => {
+            failure_result(task, kind, &message, now, &env.jitter)
+        }
+        Stopped::Interrupted(reason) => interruption_result(task, &reason, now, &env.jitter),
     };
     match &finish_result {
         FinishResult::Succeeded => debug!(duration_ms, "task succeeded"),
@@ -158,6 +258,9 @@ async fn execute_inner(env: &Env, task: &TaskRecord, stops: &Stops) -> Finish {
         }
         FinishResult::Failed { error } => {
             error!(duration_ms, error = %error, "task failed for good")
+        }
+        FinishResult::Interrupted { error, .. } => {
+            warn!(duration_ms, error = %error, "run interrupted")
         }
     }
     Finish::new(
@@ -226,15 +329,15 @@ impl RunReport {
     }
 }
 
-/// Runs `task` and writes its finish at once (run-now, dispatch, drains in tests).
+/// Runs `claimed` and writes its finish at once (run-now, dispatch, drains in tests).
 pub(crate) async fn execute_and_finish(
     env: &Env,
-    task: &TaskRecord,
+    claimed: &Claimed,
     stops: &Stops,
 ) -> crate::Result<RunReport> {
-    let finish = execute(env, task, stops).await;
+    let finish = execute(env, claimed, stops).await;
     let status = finish_with_retry(env, vec![finish.clone()]).await?;
-    Ok(RunReport::new(task, &finish, status[0]))
+    Ok(RunReport::new(&claimed.task, &finish, status[0]))
 }
 
 /// Writes finishes, retrying transient errors a few times.

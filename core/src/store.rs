@@ -186,6 +186,7 @@ impl Finish {
             FinishResult::Succeeded => Outcome::Succeeded,
             FinishResult::Retry { .. } => Outcome::Retrying,
             FinishResult::Failed { .. } => Outcome::Failed,
+            FinishResult::Interrupted { .. } => Outcome::Interrupted,
         }
     }
 
@@ -193,17 +194,24 @@ impl Finish {
     pub fn error(&self) -> Option<&str> {
         match &self.result {
             FinishResult::Succeeded => None,
-            FinishResult::Retry { error, .. } | FinishResult::Failed { error } => Some(error),
+            FinishResult::Retry { error, .. }
+            | FinishResult::Failed { error }
+            | FinishResult::Interrupted { error, .. } => Some(error),
         }
     }
 
     /// The error logged when the finish is refused as lease lost.
     pub fn lease_lost_error(&self) -> String {
-        match self.error() {
-            None => "lease lost: the run succeeded but another claim had taken the task; result not applied".to_owned(),
-            Some(e) => crate::record::bound_error(&format!(
-                "lease lost: the run failed ({e}) after another claim had taken the task; result not applied"
+        match &self.result {
+            FinishResult::Succeeded => "lease lost: the run succeeded but another claim had taken the task; result not applied".to_owned(),
+            FinishResult::Interrupted { error, .. } => crate::record::bound_error(&format!(
+                "lease lost: the run was stopped ({error}) and another claim had taken the task meanwhile"
             )),
+            FinishResult::Retry { error, .. } | FinishResult::Failed { error } => {
+                crate::record::bound_error(&format!(
+                    "lease lost: the run failed ({error}) after another claim had taken the task; result not applied"
+                ))
+            }
         }
     }
 }
@@ -226,6 +234,16 @@ pub enum FinishResult {
         /// The error (bounded).
         error: String,
     },
+    /// The run was stopped from outside (shutdown, a lease that could not be kept): pending
+    /// again, due at `at`, `error` kept as last error, the attempt given back (`attempts − 1`)
+    /// and `interruptions + 1`. The runner sends it only while
+    /// [`crate::record::MAX_INTERRUPTIONS`] allows; later interruptions are failed attempts.
+    Interrupted {
+        /// Next run time.
+        at: DateTime<Utc>,
+        /// Why the run was stopped (bounded).
+        error: String,
+    },
 }
 
 impl FinishResult {
@@ -242,6 +260,10 @@ impl FinishResult {
             Self::Failed { error } => Self::Failed {
                 error: crate::record::bound_error(error),
             },
+            Self::Interrupted { at, error } => Self::Interrupted {
+                at: crate::clock::truncate_micros(*at),
+                error: crate::record::bound_error(error),
+            },
         }
     }
 }
@@ -249,9 +271,10 @@ impl FinishResult {
 /// Whether a guarded write took effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishStatus {
-    /// The write was applied.
+    /// The write was applied (now, or by an earlier try of the same finish whose reply was
+    /// lost).
     Applied,
-    /// The lease had been replaced: the task was not changed.
+    /// Another claim had taken the task: the task was not changed.
     LeaseLost,
 }
 
@@ -491,17 +514,32 @@ pub struct PurgeReport {
 ///   [`crate::Error::InvalidInput`], so a row altered after [`crate::EnqueueOptions::build`]
 ///   is refused the same way by every store. Codes compare exactly (case and trailing spaces
 ///   count); a code prefix filter is literal (no wildcards).
-/// - **Versions**: every claim and every update of a row bumps its `version` by one. A guarded
-///   write names a [`Lease`] (id + version) and takes effect only if the version still matches;
-///   otherwise it is refused as lease lost and changes nothing on the task.
+/// - **Versions**: every claim and every update of a row bumps its `version` by one (the
+///   optimistic lock of read-decide-write operations).
+/// - **Fencing**: every claim sets a new random `claim_token` (and `claimed_at`); heartbeats
+///   leave it alone. A finish, lease extension or release names a [`Lease`] (id + token) and
+///   takes effect only while the task is running under that token; otherwise it is refused as
+///   lease lost and changes nothing on the task.
+/// - **Idempotent finish**: a finish retried after an unknown outcome (the reply lost after
+///   COMMIT) recognises its own earlier result by the log row of its `(task id, claim token)`
+///   and answers [`FinishStatus::Applied`] again without a second log row, also when success
+///   deleted the row. A lease extension retried the same way simply succeeds again.
 /// - **Attempts** are counted at claim ([`TaskStore::claim`], [`TaskStore::claim_one`]), so a
-///   run that kills its worker still uses an attempt. [`TaskStore::release`] gives it back.
+///   run that kills its worker still uses an attempt. [`TaskStore::release`] and an
+///   [`FinishResult::Interrupted`] finish give it back.
+/// - **Lost workers**: a running task whose lease expired is settled by the next claim that
+///   reaches it: its last run is logged as [`Outcome::WorkerLost`] (under that run's claim
+///   token); then, if attempts are left, it is claimed again, and if that was its last attempt,
+///   it becomes failed ([`TaskLog::worker_lost_failure`]) and is not returned. So no claim ever
+///   starts a run past `max_attempts`. Reset, cancel and delete of such a task log the lost run
+///   the same way.
 /// - **Never twice at once**: of any number of concurrent claimants, at most one gets a given
 ///   task while its lease is live.
 /// - **Nothing lost**: a row leaves the table only by a successful finish with
 ///   [`crate::OnSuccess::Delete`], by [`TaskStore::delete`] or by [`TaskStore::purge`].
 /// - **Logs**: [`TaskStore::finish`] writes one log row per execution, in the same transaction
-///   as the task change, including refused (lease-lost) ones.
+///   as the task change, including refused (lease-lost) ones; a refused finish whose run was
+///   already logged as worker lost turns that row into its lease-lost row (one row per run).
 /// - **Errors**: a duplicate code is [`crate::Error::DuplicateCode`]; a missing task
 ///   [`crate::Error::NotFound`]; refusals are [`crate::Error::Running`],
 ///   [`crate::Error::Cancelled`], [`crate::Error::Succeeded`], [`crate::Error::WrongState`];
@@ -523,38 +561,50 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)>;
 
     /// Claims up to `req.limit` due tasks (see the contract), oldest due first, limited to
-    /// `req.biz_types` / `req.task_types` when given, never one of `req.exclude_ids`. Each claimed task becomes running with
-    /// `attempts + 1`, `version + 1`, lease owner `req.worker` and lease expiry
-    /// `req.now + req.lease`. Returns the claimed rows as they are after the claim.
+    /// `req.biz_types` / `req.task_types` when given, never one of `req.exclude_ids`. Each
+    /// claimed task becomes running with `attempts + 1`, `version + 1`, a new claim token,
+    /// `claimed_at = req.now`, lease owner `req.worker` and lease expiry `req.now + req.lease`.
+    /// Expired leases met on the way are settled first (see *Lost workers*); one at its last
+    /// attempt is failed instead of claimed and does not count against `req.limit`'s result.
+    /// Returns the claimed rows as they are after the claim.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>>;
 
     /// Claims one task for run-now, due or not, with the seed's optimistic lock (an update
-    /// guarded by the version read). Claimable: pending, failed (unless `only_pending`), and
-    /// running under an expired lease. Refused: running under a live lease
+    /// guarded by the version read), like [`TaskStore::claim`] sets it (new claim token).
+    /// Claimable: pending, failed (unless `only_pending`), and running under an expired lease
+    /// (its lost run is logged first; run-now, an operator's decision, runs it even past its
+    /// last attempt, while `only_pending` fails it as a claim would and answers
+    /// [`crate::Error::WrongState`]). Refused: running under a live lease
     /// ([`crate::Error::Running`]), cancelled ([`crate::Error::Cancelled`]), succeeded
     /// ([`crate::Error::Succeeded`]), failed when `only_pending` ([`crate::Error::WrongState`]).
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord>;
 
     /// Applies a batch of finished runs in one transaction and answers per item, in order.
-    /// An item whose lease still matches is applied (success deletes or keeps per
-    /// `on_success`; retry makes it pending, due at `at`, with `last_error`; failed makes it
-    /// failed with `last_error`; each clears the lease expiry and bumps the version) and logged
-    /// with its outcome. An item whose lease no longer matches changes nothing on the task, is
-    /// logged as [`Outcome::LeaseLost`] and answered [`FinishStatus::LeaseLost`].
+    /// An item whose task still runs under its claim token is applied (success deletes or
+    /// keeps per `on_success`; retry makes it pending, due at `at`, with `last_error`; failed
+    /// makes it failed with `last_error`; interrupted makes it pending, due at `at`, with
+    /// `last_error`, `attempts − 1` and `interruptions + 1`; each clears the lease expiry and
+    /// bumps the version) and logged with its outcome and claim token. An item whose run is
+    /// logged already under its token with its own outcome (a retry after a lost reply) is
+    /// answered [`FinishStatus::Applied`] and changes nothing. Any other item changes nothing
+    /// on the task, is logged as [`Outcome::LeaseLost`] (replacing a
+    /// [`Outcome::WorkerLost`] row of the same run) and answered [`FinishStatus::LeaseLost`].
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>>;
 
     /// Hands claimed tasks that never started back: pending, due `now`, attempts − 1, lease
-    /// cleared, version + 1. No log row (nothing ran). Answers per lease, in order.
+    /// cleared, version + 1, guarded by the claim token. No log row (nothing ran). Answers per
+    /// lease, in order.
     async fn release(&self, leases: &[Lease], now: DateTime<Utc>) -> Result<Vec<FinishStatus>>;
 
-    /// Extends a live claim's lease to `until` (a heartbeat), bumping the version. Returns the
-    /// new lease, or [`crate::Error::LeaseLost`] if the lease no longer matches.
+    /// Extends a claim's lease to `until` (a heartbeat), bumping the version but keeping the
+    /// claim token, so the same call may be repeated after a lost reply.
+    /// [`crate::Error::LeaseLost`] if the task no longer runs under `lease.token`.
     async fn extend_lease(
         &self,
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Lease>;
+    ) -> Result<()>;
 
     /// One task by id or code, or [`crate::Error::NotFound`].
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord>;
@@ -568,8 +618,8 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// How many tasks there are of each type in each state (only non-zero counts).
     async fn counts(&self) -> Result<Vec<StateCount>>;
 
-    /// Makes tasks run again: pending, attempts 0, due `now`, last error cleared, lease
-    /// cleared, version + 1. One task: refuses a running task under a live lease
+    /// Makes tasks run again: pending, attempts 0, interruptions 0, due `now`, last error
+    /// cleared, lease cleared, version + 1. One task: refuses a running task under a live lease
     /// ([`crate::Error::Running`]) and a succeeded one ([`crate::Error::Succeeded`]).
     /// Returns how many tasks were reset.
     async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64>;
@@ -587,6 +637,12 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// [`crate::Error::InvalidInput`]) last updated strictly before `purge.before`, and log rows
     /// started strictly before it when `purge.logs`.
     async fn purge(&self, purge: &Purge) -> Result<PurgeReport>;
+
+    /// Checks that the store's schema is the one this version of taskrow knows: `Ok` when it
+    /// is, [`crate::Error::Schema`] naming the migration to run (an older schema) or the
+    /// version to deploy (a newer one) otherwise. Workers call it before they claim. A store
+    /// without a schema answers `Ok`; a wrapper forwards it (no default, so none forgets to).
+    async fn check_schema(&self) -> Result<()>;
 }
 
 macro_rules! forward_store {
@@ -627,7 +683,7 @@ macro_rules! forward_store {
                 lease: Lease,
                 until: DateTime<Utc>,
                 now: DateTime<Utc>,
-            ) -> Result<Lease> {
+            ) -> Result<()> {
                 (**self).extend_lease(lease, until, now).await
             }
             async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
@@ -653,6 +709,9 @@ macro_rules! forward_store {
             }
             async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
                 (**self).purge(purge).await
+            }
+            async fn check_schema(&self) -> Result<()> {
+                (**self).check_schema().await
             }
         }
     };

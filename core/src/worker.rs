@@ -3,17 +3,18 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::record::Outcome;
-use crate::record::TaskRecord;
-use crate::runner::{Env, RunReport, Stops, execute, execute_and_finish, finish_with_retry};
+use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
 use crate::store::{ClaimRequest, Finish, FinishStatus};
 
 /// Configures and starts a [`Worker`]. Get one from [`Client::worker`].
@@ -63,10 +64,11 @@ impl WorkerBuilder {
     /// How many tasks to claim ahead of the free slots (default: the concurrency, at least
     /// 32 — in the benchmark this tripled drain throughput over claiming 8). The worker
     /// claims when no claimed task is waiting, enough to fill its free slots plus this many,
-    /// so a fast drain claims in batches. Waiting tasks hold their leases; one that waited past
-    /// half its lease has it extended before it starts, and shutdown hands waiting tasks back
-    /// without using an attempt. Raise it for many short tasks; keep it small for long ones,
-    /// so that other workers get a share.
+    /// so a fast drain claims in batches. A waiting task holds its lease, and its attempt is
+    /// counted; so that it never loses that lease while it waits (and with it an attempt that
+    /// never ran), a task still waiting when half its lease is gone is handed back (its attempt
+    /// given back) for this or another worker to claim, and the worker claims no further ahead
+    /// until one of its runs ends. Shutdown hands waiting tasks back the same way.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
         self
@@ -82,8 +84,9 @@ impl WorkerBuilder {
         self.lease = d;
         self
     }
-    /// How often a running task's lease is extended (default 20 s); `None` disables it, so a
-    /// task running past its lease may be claimed again elsewhere.
+    /// How often a running task's lease is extended (default 20 s). `None` disables it: the
+    /// lease is then a hard limit on a run (the handler is told to stop a fifth of the lease,
+    /// at most 10 s, before its end and aborted at a tenth).
     pub fn heartbeat(mut self, d: Option<Duration>) -> Self {
         self.heartbeat = d;
         self
@@ -98,8 +101,10 @@ impl WorkerBuilder {
         self.shutdown_timeout = d;
         self
     }
-    /// Most results written in one transaction (default 128). A run frees its slot when it
-    /// ends; its result then waits (at most twice this many) for the writer.
+    /// Most results written in one transaction (default 128). A run keeps its slot until its
+    /// result is handed to the writer; at most twice this many results wait unwritten, and
+    /// while they do the worker claims nothing, so a stalled database stops the worker instead
+    /// of growing a backlog.
     pub fn finish_batch(mut self, n: usize) -> Self {
         self.finish_batch = n;
         self
@@ -197,6 +202,8 @@ pub struct DrainReport {
     pub failed: u64,
     /// Runs whose result was refused (lease lost).
     pub lease_lost: u64,
+    /// Runs stopped from outside (shutdown, a lease that could not be kept).
+    pub interrupted: u64,
 }
 
 impl DrainReport {
@@ -207,6 +214,8 @@ impl DrainReport {
             Outcome::Retrying => self.retried += 1,
             Outcome::Failed => self.failed += 1,
             Outcome::LeaseLost => self.lease_lost += 1,
+            Outcome::Interrupted => self.interrupted += 1,
+            _ => {}
         }
     }
 }
@@ -231,24 +240,33 @@ impl Worker {
     /// Runs due tasks in the caller until none is due at the clock's current time, and says
     /// what happened. Retries scheduled for later wait: move the clock and call again.
     pub async fn run_until_idle(&self) -> Result<DrainReport> {
+        self.env.store.check_schema().await?;
         let mut report = DrainReport::default();
         let stops = Stops::never();
         let limit = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
         loop {
+            let sent = Instant::now();
             let claimed = self.env.store.claim(&self.claim_request(limit)).await?;
             if claimed.is_empty() {
                 return Ok(report);
             }
+            let claimed: Vec<Claimed> = claimed
+                .into_iter()
+                .map(|task| Claimed { task, sent })
+                .collect();
             let runs = claimed
                 .iter()
-                .map(|t| execute_and_finish(&self.env, t, &stops));
+                .map(|c| execute_and_finish(&self.env, c, &stops));
             for r in futures::future::join_all(runs).await {
                 report.add(&r?);
             }
         }
     }
 
-    /// Starts the worker in the background.
+    /// Starts the worker in the background. Before its first claim it checks the store's
+    /// schema ([`crate::TaskStore::check_schema`]); a schema it does not know stops it at once,
+    /// with an error event, and [`WorkerHandle::shutdown`] reports why
+    /// ([`ShutdownReport::refused`]).
     pub fn start(self) -> WorkerHandle {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hard_tx, hard_rx) = watch::channel(false);
@@ -269,19 +287,28 @@ impl Worker {
     }
 
     async fn main_loop(self, stops: Stops) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        if let Err(e) = self.env.store.check_schema().await {
+            error!(worker = %self.env.worker, error = %e, "taskrow worker refuses to start");
+            report.refused = Some(e.to_string());
+            return report;
+        }
         let concurrency = self.cfg.concurrency;
         let ahead = self.cfg.batch_size.unwrap_or(concurrency.max(32));
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut wake = self.cfg.client.wake_receiver();
         let mut shutdown = stops.shutdown.clone();
-        // Results wait here for the writer. A slot is freed when its run ends, not when its result
-        // is written, so results gather into larger batches; the bound keeps the backlog (whose
-        // tasks are still leased) short.
-        let (fin_tx, fin_rx) = mpsc::channel::<Finish>(self.cfg.finish_batch.saturating_mul(2));
+        // Results wait here for the writer. A run keeps its slot until its result is handed
+        // over, and the loop claims nothing while `unwritten` is at its bound: a stalled
+        // writer stops the worker instead of growing a backlog.
+        let max_unwritten = self.cfg.finish_batch.saturating_mul(2);
+        let unwritten = Arc::new(AtomicUsize::new(0));
+        let (fin_tx, fin_rx) = mpsc::channel::<Finish>(max_unwritten);
         let finisher = tokio::spawn(finisher(
             self.env.clone(),
             fin_rx,
             self.cfg.finish_batch,
+            unwritten.clone(),
             stops.hard_stop.clone(),
         ));
         let mut running: JoinSet<(i64, bool)> = JoinSet::new();
@@ -289,67 +316,90 @@ impl Worker {
         // expired under a slow run here is left to other workers, never queued behind or
         // run beside its own earlier run.
         let mut active: HashSet<i64> = HashSet::new();
-        // Claimed tasks waiting for a slot, oldest due first.
-        let mut waiting: VecDeque<TaskRecord> = VecDeque::new();
+        // Claimed tasks waiting for a slot, oldest due first, all from one claim.
+        let mut waiting: VecDeque<Claimed> = VecDeque::new();
         // The last claim found fewer due tasks than it asked for.
         let mut drained = false;
+        // Whether to claim ahead of the free slots; off after waiting tasks were handed back
+        // (the slots stay busy for long), on again once a run ends.
+        let mut claim_ahead = true;
         let mut backoff = Duration::from_millis(100);
+        // A waiting task is handed back once half its lease is gone, so that it starts (here
+        // or elsewhere) with at least half a lease left and never loses it while it waits.
+        let wait_limit = self.env.lease / 2;
         info!(worker = %self.env.worker, concurrency, "taskrow worker started");
 
         let start =
-            |running: &mut JoinSet<(i64, bool)>, task: TaskRecord, permit: OwnedSemaphorePermit| {
+            |running: &mut JoinSet<(i64, bool)>, claimed: Claimed, permit: OwnedSemaphorePermit| {
                 let env = self.env.clone();
                 let stops = stops.clone();
                 let fin_tx = fin_tx.clone();
-                let id = task.id;
+                let unwritten = unwritten.clone();
+                let id = claimed.task.id;
                 running.spawn(async move {
                     let started = async {
                         if *stops.shutdown.borrow() {
                             // Claimed but not started: hand it back without using an attempt.
-                            release(&env, &[task]).await;
+                            release(&env, &[claimed]).await;
                             return false;
                         }
-                        let Some(task) = refresh_lease(&env, task).await else {
-                            return false;
-                        };
-                        let finish = execute(&env, &task, &stops).await;
+                        let finish = execute(&env, &claimed, &stops).await;
+                        unwritten.fetch_add(1, Ordering::SeqCst);
+                        if fin_tx.send(finish).await.is_err() {
+                            unwritten.fetch_sub(1, Ordering::SeqCst);
+                        }
                         drop(permit);
-                        let _ = fin_tx.send(finish).await;
                         true
                     };
                     (id, started.await)
                 });
             };
 
-        let mut report = ShutdownReport::default();
         'outer: loop {
             while let Some(r) = running.try_join_next() {
                 report.count(r, &mut active);
+                claim_ahead = true;
             }
             if *shutdown.borrow() {
                 break 'outer;
+            }
+            // Hand back what waited past half its lease.
+            if waiting
+                .front()
+                .is_some_and(|c| c.sent.elapsed() >= wait_limit)
+            {
+                let stale: Vec<Claimed> = waiting.drain(..).collect();
+                report.released += stale.len() as u64;
+                info!(
+                    count = stale.len(),
+                    "claimed tasks waited half their lease for a slot; handing them back"
+                );
+                release(&self.env, &stale).await;
+                claim_ahead = false;
             }
             // Start what the free slots allow.
             while !waiting.is_empty() {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
-                let task = waiting.pop_front().expect("not empty");
-                active.insert(task.id);
-                start(&mut running, task, permit);
+                let claimed = waiting.pop_front().expect("not empty");
+                active.insert(claimed.task.id);
+                start(&mut running, claimed, permit);
             }
-            // Claim when nothing waits: enough to fill the free slots and `ahead` more, so a
-            // fast drain claims in batches instead of one slot at a time.
-            if waiting.is_empty() && !drained {
-                let busy = concurrency - slots.available_permits();
-                let want = concurrency + ahead - busy;
+            // Claim when nothing waits and the writer keeps up: enough to fill the free slots
+            // and `ahead` more, so a fast drain claims in batches, not one slot at a time.
+            let backlog = unwritten.load(Ordering::SeqCst) >= max_unwritten;
+            let free = slots.available_permits();
+            let want = free + if claim_ahead { ahead } else { 0 };
+            if waiting.is_empty() && !drained && !backlog && want > 0 {
                 wake.borrow_and_update();
                 let req = self.claim_request(want).exclude_ids(active.iter().copied());
+                let sent = Instant::now();
                 match self.env.store.claim(&req).await {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(100);
                         drained = claimed.len() < want;
-                        waiting.extend(claimed);
+                        waiting.extend(claimed.into_iter().map(|task| Claimed { task, sent }));
                         continue 'outer;
                     }
                     Err(e) => {
@@ -363,7 +413,23 @@ impl Worker {
                     }
                 }
             }
-            if waiting.is_empty() {
+            if backlog {
+                // The writer is behind: wait for it (or a run to end) before claiming more.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            } else if waiting.is_empty() && want == 0 {
+                // Every slot busy and no claiming ahead: wait for a run to end.
+                tokio::select! {
+                    Some(r) = running.join_next() => {
+                        report.count(r, &mut active);
+                        claim_ahead = true;
+                    }
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                }
+            } else if waiting.is_empty() {
                 // Drained: wait for an enqueue here, the poll interval, or shutdown.
                 tokio::select! {
                     _ = wake.changed() => {}
@@ -372,18 +438,24 @@ impl Worker {
                 }
                 drained = false;
             } else {
-                // Every slot is busy: wait for one (the loop's top starts the task).
+                // Every slot is busy: wait for one (the loop's top starts the task), or until
+                // the waiting tasks must be handed back.
+                let hand_back_at = waiting
+                    .front()
+                    .map(|c| c.sent + wait_limit)
+                    .unwrap_or_else(|| Instant::now() + self.cfg.poll_interval);
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                     permit = slots.clone().acquire_owned() => drop(permit),
+                    _ = tokio::time::sleep_until(hand_back_at) => {}
                 }
             }
         }
 
         // Shutdown: no more claims; hand back what waits, then wait for running tasks up to
         // the deadline (the handle fires the hard stop then, and interrupted runs are finished
-        // as retries).
+        // as interrupted: they run again without using an attempt).
         if !waiting.is_empty() {
             report.released += waiting.len() as u64;
             release(&self.env, waiting.make_contiguous()).await;
@@ -400,42 +472,8 @@ impl Worker {
     }
 }
 
-/// Makes sure a task that waited for a slot still holds its lease with time to spare: past
-/// half its lease, it is extended (guarded by version) before the run starts. `None` if the
-/// lease was lost meanwhile (another worker has the task) or could not be extended (the
-/// database is unreachable): the task is not run here then.
-async fn refresh_lease(env: &Env, mut task: TaskRecord) -> Option<TaskRecord> {
-    let now = env.clock.now();
-    let expires = task.lease_expires_at?;
-    if expires - now > chrono::TimeDelta::from_std(env.lease / 2).unwrap_or(chrono::TimeDelta::MAX)
-    {
-        return Some(task);
-    }
-    let until = crate::clock::add(now, env.lease);
-    match env.store.extend_lease(task.lease(), until, now).await {
-        Ok(lease) => {
-            task.version = lease.version;
-            task.lease_expires_at = Some(until);
-            Some(task)
-        }
-        Err(Error::LeaseLost { .. }) => {
-            warn!(
-                id = task.id,
-                "a claimed task lost its lease while waiting for a slot; skipped"
-            );
-            None
-        }
-        Err(e) => {
-            // Without a confirmed lease the run could outlast it and meet another worker's run
-            // of the same task: leave the task to be claimed again once its lease expires.
-            warn!(id = task.id, error = %e, "could not extend a waiting task's lease; leaving it to be claimed again after the lease expires");
-            None
-        }
-    }
-}
-
-async fn release(env: &Env, tasks: &[TaskRecord]) {
-    let leases: Vec<_> = tasks.iter().map(TaskRecord::lease).collect();
+async fn release(env: &Env, tasks: &[Claimed]) {
+    let leases: Vec<_> = tasks.iter().map(|c| c.task.lease()).collect();
     let mut delay = Duration::from_millis(50);
     for _ in 0..5 {
         match env.store.release(&leases, env.clock.now()).await {
@@ -455,41 +493,110 @@ async fn release(env: &Env, tasks: &[TaskRecord]) {
 
 /// Writes finishes in batches: whatever has queued up while the last batch was written goes
 /// in the next one, so a fast drain is not one commit per task.
+///
+/// A batch that fails is written again item by item, so one result the store refuses never
+/// holds back the others. Items that still fail wait aside and are tried again once a second:
+/// one the store refuses for good (a permanent error) is given up at once, the others at the
+/// shutdown deadline. A result given up leaves its task to run again once its lease expires
+/// (at least once, never lost). `unwritten` counts what was handed over and is not written
+/// yet; the worker claims nothing while it is at its bound.
 async fn finisher(
     env: Env,
     mut rx: mpsc::Receiver<Finish>,
     max: usize,
+    unwritten: Arc<AtomicUsize>,
     hard_stop: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(max);
-    let mut giving_up = false;
-    while rx.recv_many(&mut batch, max).await > 0 {
-        let finishes = std::mem::take(&mut batch);
-        while !giving_up {
-            match finish_with_retry(&env, finishes.clone()).await {
-                Ok(statuses) => {
-                    for (f, s) in finishes.iter().zip(statuses) {
-                        if s == FinishStatus::LeaseLost {
-                            warn!(id = f.lease.id, code = %f.code, "result refused: the lease was lost to another claim");
-                        }
-                    }
-                    break;
-                }
-                Err(e) => {
-                    // Keep the results until the database takes them. Only past the shutdown
-                    // deadline are they given up: their tasks then run again once their
-                    // leases expire (at least once, never lost).
-                    warn!(error = %e, count = finishes.len(), "writing task results failed; will try again");
-                    let mut hs = hard_stop.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = hs.wait_for(|s| *s) => {
-                            warn!(count = finishes.len(), "shutting down with task results unwritten: those tasks run again after their leases expire");
-                            giving_up = true;
-                        }
-                    }
+    let mut parked: Vec<Finish> = Vec::new();
+    let mut closed = false;
+    let mut next_retry = Instant::now();
+    let settle = |before: usize, left: usize| {
+        unwritten.fetch_sub(before - left, Ordering::SeqCst);
+    };
+    loop {
+        if closed && parked.is_empty() {
+            return;
+        }
+        let mut hs = hard_stop.clone();
+        if !closed {
+            if parked.is_empty() {
+                closed = rx.recv_many(&mut batch, max).await == 0;
+            } else {
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, max) => closed = n == 0,
+                    _ = tokio::time::sleep_until(next_retry) => {}
+                    _ = hs.wait_for(|s| *s) => {}
                 }
             }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_retry) => {}
+                _ = hs.wait_for(|s| *s) => {}
+            }
+        }
+        if *hard_stop.borrow() && !parked.is_empty() {
+            warn!(
+                count = parked.len(),
+                "shutting down with task results unwritten: those tasks run again after their leases expire"
+            );
+            settle(parked.len(), 0);
+            parked.clear();
+        }
+        let fresh = std::mem::take(&mut batch);
+        if !fresh.is_empty() {
+            let n = fresh.len();
+            let left = write(&env, fresh).await;
+            settle(n, left.len());
+            parked.extend(left);
+        }
+        if !parked.is_empty() && Instant::now() >= next_retry {
+            let retry = std::mem::take(&mut parked);
+            let n = retry.len();
+            parked = write(&env, retry).await;
+            settle(n, parked.len());
+            next_retry = Instant::now() + Duration::from_secs(1);
+        }
+    }
+}
+
+/// Writes `batch` (once: contention is retried inside the stores); returns the items that
+/// could not be written and may be tried again.
+async fn write(env: &Env, batch: Vec<Finish>) -> Vec<Finish> {
+    match env.store.finish(batch.clone(), env.clock.now()).await {
+        Ok(statuses) => {
+            log_refused(&batch, &statuses);
+            Vec::new()
+        }
+        Err(e) if batch.len() == 1 => keep_if_transient(batch, &e),
+        Err(e) => {
+            warn!(error = %e, count = batch.len(), "writing task results failed; writing them one by one");
+            let mut left = Vec::new();
+            for f in batch {
+                match env.store.finish(vec![f.clone()], env.clock.now()).await {
+                    Ok(statuses) => log_refused(std::slice::from_ref(&f), &statuses),
+                    Err(e) => left.extend(keep_if_transient(vec![f], &e)),
+                }
+            }
+            left
+        }
+    }
+}
+
+fn keep_if_transient(one: Vec<Finish>, e: &Error) -> Vec<Finish> {
+    if e.is_transient() {
+        warn!(error = %e, id = one[0].lease.id, "writing a task result failed; will try again");
+        one
+    } else {
+        error!(error = %e, id = one[0].lease.id, code = %one[0].code, "the store refuses this task result; giving it up: the task runs again after its lease expires");
+        Vec::new()
+    }
+}
+
+fn log_refused(batch: &[Finish], statuses: &[FinishStatus]) {
+    for (f, s) in batch.iter().zip(statuses) {
+        if *s == FinishStatus::LeaseLost {
+            warn!(id = f.lease.id, code = %f.code, "result refused: the lease was lost to another claim");
         }
     }
 }
@@ -500,8 +607,11 @@ async fn finisher(
 pub struct ShutdownReport {
     /// Executions that ran to a result (including interrupted ones, finished as retries).
     pub finished: u64,
-    /// Claimed tasks handed back unstarted.
+    /// Claimed tasks handed back unstarted (at shutdown, or after waiting half their lease
+    /// for a slot).
     pub released: u64,
+    /// Why the worker refused to start (a schema it does not know), if it did.
+    pub refused: Option<String>,
 }
 
 impl ShutdownReport {

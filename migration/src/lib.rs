@@ -1,6 +1,11 @@
 //! The taskrow tables as [sea-orm-migration] migrations: `taskrow_task` (one row per task) and
 //! `taskrow_task_log` (one row per execution).
 //!
+//! A change of the tables is always a new migration (one that has landed is never edited), so a
+//! database migrated by one version of taskrow is brought up to the next by running the new
+//! ones. The stores' `check_schema` compares the history with [`migrations()`] and refuses a
+//! database that is behind or ahead of the version it is built with.
+//!
 //! Run them with taskrow's own [`Migrator`], which keeps its history in its own table
 //! (`taskrow_seaql_migrations`) so it lives beside your application's migrator:
 //!
@@ -37,6 +42,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20260101_000001_create_tables;
+mod m20261128_000001_claim_tokens;
 
 /// Name of the table where [`Migrator`] records which taskrow migrations ran.
 pub const MIGRATION_TABLE: &str = "taskrow_seaql_migrations";
@@ -52,7 +58,10 @@ pub mod tables {
 /// Every taskrow migration, oldest first: add them to your own [`MigratorTrait`] to keep one
 /// history, or run taskrow's [`Migrator`].
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(m20260101_000001_create_tables::Migration)]
+    vec![
+        Box::new(m20260101_000001_create_tables::Migration),
+        Box::new(m20261128_000001_claim_tokens::Migration),
+    ]
 }
 
 /// taskrow's migrator, with its own history table ([`MIGRATION_TABLE`]) so it never mixes with

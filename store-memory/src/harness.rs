@@ -157,6 +157,7 @@ impl TestHarness {
             total.retried += r.retried;
             total.failed += r.failed;
             total.lease_lost += r.lease_lost;
+            total.interrupted += r.interrupted;
             let next = self
                 .store
                 .list(

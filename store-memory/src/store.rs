@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
 use taskrow::options::validate;
+use taskrow::record::new_claim_token;
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
-    OnSuccess, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter, TaskLog,
-    TaskRecord, TaskRef, TaskState, TaskStore,
+    OnSuccess, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter,
+    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 
 use self::table::Table;
@@ -86,20 +87,46 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-/// Makes `r` running under a new lease for `worker` (the claim itself).
+/// Makes `r` running under a new lease for `worker`, with a new claim token (the claim
+/// itself).
 fn take(r: &mut TaskRecord, worker: &str, lease: std::time::Duration, now: DateTime<Utc>) {
     r.state = TaskState::Running;
     r.attempts = r.attempts.saturating_add(1);
     r.version += 1;
+    r.claim_token = Some(new_claim_token());
+    r.claimed_at = Some(now);
     r.lease_owner = Some(worker.to_owned());
     r.lease_expires_at = Some(truncate_micros(add(now, lease)));
     r.next_run_at = None;
     r.updated_at = now;
 }
 
-/// Whether a guarded write naming `lease` may change `r`.
+/// Makes `r`, found running under an expired lease at its last attempt, failed: its worker
+/// was lost during that attempt ([`TaskLog::worker_lost_failure`]).
+fn fail_lost(r: &mut TaskRecord, now: DateTime<Utc>) {
+    r.last_error = Some(TaskLog::worker_lost_failure(r));
+    r.state = TaskState::Failed;
+    r.lease_expires_at = None;
+    r.next_run_at = None;
+    r.version += 1;
+    r.updated_at = now;
+}
+
+/// Whether a guarded write naming `lease` may change `r`: it still runs under the lease's
+/// claim token.
 fn holds(r: &TaskRecord, lease: &Lease) -> bool {
-    r.state == TaskState::Running && r.version == lease.version
+    r.state == TaskState::Running && r.claim_token == Some(lease.token)
+}
+
+/// What a claim does with one due task it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Claim it (a pending task).
+    Take,
+    /// Log its lost run, then claim it again (running under an expired lease, attempts left).
+    Retake,
+    /// Log its lost run and fail it (running under an expired lease, at its last attempt).
+    Fail,
 }
 
 impl Inner {
@@ -113,12 +140,6 @@ impl Inner {
 
     fn get(&self, id: i64) -> &TaskRecord {
         self.tasks.get(id).expect("the caller found the row")
-    }
-
-    /// Changes the task `target` names with `f`, or fails with [`Error::NotFound`].
-    fn update<T>(&mut self, target: &TaskRef, f: impl FnOnce(&mut TaskRecord) -> T) -> Result<T> {
-        let id = self.id_of(target)?;
-        Ok(self.tasks.update(id, f))
     }
 
     /// Changes the task with `f` if `lease` still holds it; `None` (nothing changed) if not.
@@ -143,10 +164,61 @@ impl Inner {
         Some(r)
     }
 
-    fn push_log(&mut self, f: &Finish, applied: bool) {
+    fn next_log_id(&mut self) -> i64 {
         let id = self.next_log_id;
         self.next_log_id += 1;
+        id
+    }
+
+    fn push_log(&mut self, f: &Finish, applied: bool) {
+        let id = self.next_log_id();
         self.logs.push(TaskLog::of_finish(id, f, applied));
+    }
+
+    /// Logs the lost run of task `id`, found running under a lease expired by `now`; `last`
+    /// when this settlement fails the task (its last attempt).
+    fn log_worker_lost(&mut self, id: i64, now: DateTime<Utc>, last: bool) {
+        let log_id = self.next_log_id();
+        let row = TaskLog::worker_lost(log_id, self.get(id), now, last);
+        self.logs.push(row);
+    }
+
+    /// Logs the lost run of task `id` if it is running under a lease expired by `now` (reset,
+    /// cancel and delete settle it that way before they change the task).
+    fn settle_expired(&mut self, id: i64, now: DateTime<Utc>) {
+        if self.get(id).lease_expired_at(now) {
+            self.log_worker_lost(id, now, false);
+        }
+    }
+
+    /// The index in `logs` of the row of the run `f` reports (its task and claim token), if
+    /// one is there: there is at most one per run. Walks the log only for finishes that are
+    /// not applied (rare).
+    fn logged_run(&self, f: &Finish) -> Option<usize> {
+        self.logs
+            .iter()
+            .rposition(|l| l.task_id == f.lease.id && l.claim_token == Some(f.lease.token))
+    }
+
+    /// Answers a finish that is not applied now (the task no longer runs under its token),
+    /// logging it as the contract says.
+    fn refuse(&mut self, f: &Finish) -> FinishStatus {
+        let Some(i) = self.logged_run(f) else {
+            self.push_log(f, false);
+            return FinishStatus::LeaseLost;
+        };
+        let outcome = self.logs[i].outcome;
+        if outcome == f.outcome() {
+            // An earlier try of this finish was applied and its reply lost.
+            FinishStatus::Applied
+        } else if outcome == Outcome::WorkerLost {
+            // The run was settled as lost; its result arrived after all: one row per run.
+            self.logs[i] = TaskLog::of_finish(self.logs[i].id, f, false);
+            FinishStatus::LeaseLost
+        } else {
+            // Refused before, or logged with another result: the run has its one row.
+            FinishStatus::LeaseLost
+        }
     }
 }
 
@@ -192,38 +264,76 @@ impl TaskStore for MemoryStore {
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
         // The due index yields the due tasks oldest first, so the walk stops after `limit`
-        // matches: its cost is what it takes plus the due tasks the filters skip.
-        let picked: Vec<i64> = inner
-            .tasks
-            .due_by(now)
-            .filter(|r| {
-                (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
-                    && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
-                    && !req.exclude_ids.contains(&r.id)
-            })
-            .take(req.limit)
-            .map(|r| r.id)
-            .collect();
-        let claimed = picked
-            .into_iter()
-            .map(|id| {
-                inner.tasks.update(id, |r| {
-                    take(r, &req.worker, req.lease, now);
-                    r.clone()
-                })
-            })
-            .collect();
+        // tasks to claim: its cost is what it takes plus the due tasks the filters skip and the
+        // lost ones it fails on the way (which do not count against the limit).
+        let mut plan: Vec<(i64, Step)> = Vec::new();
+        let mut taking = 0;
+        for r in inner.tasks.due_by(now).filter(|r| {
+            (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
+                && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
+                && !req.exclude_ids.contains(&r.id)
+        }) {
+            if taking >= req.limit {
+                break;
+            }
+            let step = if !r.lease_expired_at(now) {
+                Step::Take
+            } else if r.attempts_exhausted() {
+                Step::Fail
+            } else {
+                Step::Retake
+            };
+            if step != Step::Fail {
+                taking += 1;
+            }
+            plan.push((r.id, step));
+        }
+        let mut claimed = Vec::with_capacity(taking);
+        for (id, step) in plan {
+            if step != Step::Take {
+                inner.log_worker_lost(id, now, step == Step::Fail);
+            }
+            if step == Step::Fail {
+                inner.tasks.update(id, |r| fail_lost(r, now));
+                continue;
+            }
+            claimed.push(inner.tasks.update(id, |r| {
+                take(r, &req.worker, req.lease, now);
+                r.clone()
+            }));
+        }
         Ok(claimed)
     }
 
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
-        inner.update(target, |r| {
-            r.check_claim_one(req.only_pending, now)?;
+        let id = inner.id_of(target)?;
+        let found = inner.get(id);
+        found.check_claim_one(req.only_pending, now)?;
+        if found.lease_expired_at(now) {
+            // Run-now (an operator's decision) runs it again even past its last attempt;
+            // immediate dispatch (`only_pending`) fails it as a claim would.
+            let fails = req.only_pending && found.attempts_exhausted();
+            inner.log_worker_lost(id, now, fails);
+            if fails {
+                let r = inner.tasks.update(id, |r| {
+                    fail_lost(r, now);
+                    r.clone()
+                });
+                return Err(Error::WrongState {
+                    code: r.code,
+                    state: r.state,
+                    what: "its worker was lost during its last attempt, so it failed and is not \
+                           dispatched; run it now by hand, or reset it to let the scheduler run it"
+                        .into(),
+                });
+            }
+        }
+        Ok(inner.tasks.update(id, |r| {
             take(r, &req.worker, req.lease, now);
-            Ok(r.clone())
-        })?
+            r.clone()
+        }))
     }
 
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
@@ -257,11 +367,19 @@ impl TaskStore for MemoryStore {
                         r.last_error = Some(error);
                         false
                     }
+                    FinishResult::Interrupted { at, error } => {
+                        r.state = TaskState::Pending;
+                        r.next_run_at = Some(at);
+                        r.last_error = Some(error);
+                        r.attempts = r.attempts.saturating_sub(1);
+                        r.interruptions = r.interruptions.saturating_add(1);
+                        false
+                    }
                 }
             });
             let Some(delete) = applied else {
-                inner.push_log(f, false);
-                answers.push(FinishStatus::LeaseLost);
+                let answer = inner.refuse(f);
+                answers.push(answer);
                 continue;
             };
             if delete {
@@ -301,14 +419,13 @@ impl TaskStore for MemoryStore {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Lease> {
+    ) -> Result<()> {
         let mut inner = self.lock();
         inner
             .guarded(&lease, |r| {
                 r.lease_expires_at = Some(truncate_micros(until));
                 r.version += 1;
                 r.updated_at = truncate_micros(now);
-                r.lease()
             })
             .ok_or(Error::LeaseLost { id: lease.id })
     }
@@ -367,6 +484,7 @@ impl TaskStore for MemoryStore {
         let rerun = |r: &mut TaskRecord| {
             r.state = TaskState::Pending;
             r.attempts = 0;
+            r.interruptions = 0;
             r.next_run_at = Some(now);
             r.last_error = None;
             r.lease_expires_at = None;
@@ -374,11 +492,13 @@ impl TaskStore for MemoryStore {
             r.updated_at = now;
         };
         match target {
-            ResetTarget::One(t) => inner.update(t, |r| {
-                r.check_reset(now)?;
-                rerun(r);
+            ResetTarget::One(t) => {
+                let id = inner.id_of(t)?;
+                inner.get(id).check_reset(now)?;
+                inner.settle_expired(id, now);
+                inner.tasks.update(id, rerun);
                 Ok(1)
-            })?,
+            }
             ResetTarget::Matching(filter) => Ok(inner.tasks.update_matching(
                 |r| {
                     matches!(r.state, TaskState::Failed | TaskState::Cancelled) && filter.matches(r)
@@ -394,16 +514,19 @@ impl TaskStore for MemoryStore {
     async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
         let now = truncate_micros(now);
         let mut inner = self.lock();
-        inner.update(target, |r| {
-            if r.check_cancel(now)? {
-                r.state = TaskState::Cancelled;
-                r.next_run_at = None;
-                r.lease_expires_at = None;
-                r.version += 1;
-                r.updated_at = now;
-            }
-            Ok(r.clone())
-        })?
+        let id = inner.id_of(target)?;
+        if !inner.get(id).check_cancel(now)? {
+            return Ok(inner.get(id).clone());
+        }
+        inner.settle_expired(id, now);
+        Ok(inner.tasks.update(id, |r| {
+            r.state = TaskState::Cancelled;
+            r.next_run_at = None;
+            r.lease_expires_at = None;
+            r.version += 1;
+            r.updated_at = now;
+            r.clone()
+        }))
     }
 
     async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
@@ -411,6 +534,7 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock();
         let id = inner.id_of(target)?;
         inner.get(id).check_delete(now)?;
+        inner.settle_expired(id, now);
         Ok(inner.remove(id).expect("id_of found it"))
     }
 
@@ -447,6 +571,11 @@ impl TaskStore for MemoryStore {
             tasks: doomed.len() as u64,
             logs,
         })
+    }
+
+    /// The memory store has no schema: always `Ok`.
+    async fn check_schema(&self) -> Result<()> {
+        Ok(())
     }
 }
 

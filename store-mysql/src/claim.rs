@@ -1,8 +1,10 @@
-//! The batch claim on MySQL: one short `READ COMMITTED` transaction that selects the due rows
-//! `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED` and marks them claimed with
+//! The batch claim's steps on MySQL (run by `taskrow_sql::claim::claim` in one short
+//! `READ COMMITTED` transaction): select the due rows whole,
+//! `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, and mark them claimed with
 //! `UPDATE … WHERE id IN (…)`. MySQL has no `UPDATE … RETURNING`; the rows are locked from the
 //! read to the commit, so the claimed rows are the ones read with the `UPDATE`'s changes made
-//! in memory (`as_claimed`), without reading them again.
+//! in memory (`as_claimed`), without reading them again. The whole rows also serve the
+//! settling of lost runs, which needs the rows as found.
 //!
 //! `SKIP LOCKED` makes concurrent claimers pass over each other's rows instead of waiting;
 //! `READ COMMITTED` keeps InnoDB from taking gap locks that would make a second claimer see no
@@ -10,48 +12,49 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{LockBehavior, LockType};
-use sea_orm::{DatabaseConnection, DbErr, QuerySelect};
+use sea_orm::{DbErr, QuerySelect};
 use taskrow::ClaimRequest;
-use taskrow_sql::Dialect;
-use taskrow_sql::claim::{as_claimed, due_rows, mark_claimed};
+use taskrow_sql::WriteTxn;
+use taskrow_sql::claim::{Claim, Due, as_claimed, due_rows, mark_claimed};
 use taskrow_sql::entity::task;
 
-use crate::MysqlDialect;
-
-pub(crate) async fn claim(
-    dialect: &MysqlDialect,
-    db: &DatabaseConnection,
+/// Reads up to `limit` due rows whole, locked (`FOR UPDATE SKIP LOCKED`).
+pub(crate) async fn read_due(
+    txn: &WriteTxn,
     req: &ClaimRequest,
     now: DateTime<Utc>,
-    until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Due>, DbErr> {
+    let rows = due_rows(req, now, limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&**txn)
+        .await?;
+    Ok(rows.into_iter().map(Due::whole).collect())
+}
+
+/// Marks the locked rows claimed and returns them as the `UPDATE` left them.
+pub(crate) async fn take_due(
+    txn: &WriteTxn,
+    due: Vec<Due>,
+    claim: &Claim,
 ) -> Result<Vec<task::Model>, DbErr> {
-    let txn = dialect.begin_write(db).await?;
-    let claimed = async {
-        let rows = due_rows(req, now)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .all(&*txn)
-            .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let marked = mark_claimed(&ids, &req.worker, now, until)
-            .exec(&*txn)
-            .await?
-            .rows_affected;
-        if marked != ids.len() as u64 {
-            // The rows are locked since the read: this cannot happen. Should it, the rows read
-            // are not what the update changed; claim nothing rather than run stale rows.
-            return Err(DbErr::Custom(format!(
-                "the claim locked {} rows but updated {marked}",
-                ids.len()
-            )));
-        }
-        Ok(rows
-            .into_iter()
-            .map(|r| as_claimed(r, &req.worker, now, until))
-            .collect())
+    let ids: Vec<i64> = due.iter().map(|d| d.id).collect();
+    let marked = mark_claimed(&ids, claim).exec(&**txn).await?.rows_affected;
+    if marked != ids.len() as u64 {
+        // The rows are locked since the read: this cannot happen. Should it, the rows read
+        // are not what the update changed; claim nothing rather than run stale rows.
+        return Err(DbErr::Custom(format!(
+            "the claim locked {} rows but updated {marked}",
+            ids.len()
+        )));
     }
-    .await;
-    txn.end(claimed).await
+    due.into_iter()
+        .map(|d| match d.row {
+            Some(row) => Ok(as_claimed(row, claim)),
+            None => Err(DbErr::Custom(format!(
+                "the claim read task {} without its row",
+                d.id
+            ))),
+        })
+        .collect()
 }

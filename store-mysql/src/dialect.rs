@@ -11,6 +11,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use taskrow::{ClaimRequest, Error, Result};
+use taskrow_sql::claim::{Claim, Due};
 use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 use tokio::sync::OnceCell;
@@ -99,14 +100,23 @@ impl Dialect for MysqlDialect {
             .copied()
     }
 
-    async fn claim(
+    async fn read_due(
         &self,
-        db: &DatabaseConnection,
+        txn: &WriteTxn,
         req: &ClaimRequest,
         now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Due>, DbErr> {
+        crate::claim::read_due(txn, req, now, limit).await
+    }
+
+    async fn take_due(
+        &self,
+        txn: &WriteTxn,
+        due: Vec<Due>,
+        claim: &Claim,
     ) -> Result<Vec<task::Model>, DbErr> {
-        crate::claim::claim(self, db, req, now, until).await
+        crate::claim::take_due(txn, due, claim).await
     }
 
     fn classify(&self, err: &DbErr) -> ErrorKind {

@@ -4,8 +4,11 @@
 //!   `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, mark them claimed (MySQL has no
 //!   `UPDATE … RETURNING`: the locked rows are updated in memory the same way). Concurrent
 //!   claimers skip each other's rows instead of waiting (see `claim.rs`).
-//! - **Writes** run in `READ COMMITTED` transactions guarded by the row version (the optimistic
-//!   lock). A pool the store opens sets every session to `READ COMMITTED` once, when it
+//!   Runs of lost workers met on the way (running under an expired lease) are logged, and
+//!   failed at their last attempt, in the same transaction.
+//! - **Writes** run in `READ COMMITTED` transactions: results, heartbeats and releases guarded
+//!   by the claim's fencing token, other changes by the row version (the optimistic lock). A
+//!   pool the store opens sets every session to `READ COMMITTED` once, when it
 //!   connects, and begins plain transactions; on a pool handed in through
 //!   [`MysqlStore::from_connection`] each transaction sets its own level first (one more round
 //!   trip). Deadlocks (1213) and lock-wait timeouts (1205) are retried a few times inside the

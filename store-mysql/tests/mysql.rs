@@ -18,6 +18,12 @@ use taskrow_sql::{Capabilities, Dialect, ErrorKind};
 
 use shared::*;
 
+/// Every taskrow migration's name, oldest first.
+const ALL_MIGRATIONS: [&str; 2] = [
+    "m20260101_000001_taskrow_create_tables",
+    "m20261128_000001_taskrow_claim_tokens",
+];
+
 async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
     db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
@@ -58,6 +64,18 @@ async fn columns(db: &DatabaseConnection, table: &str) -> Vec<(String, String, O
     .collect()
 }
 
+async fn index_names(db: &DatabaseConnection) -> Vec<String> {
+    rows(
+        db,
+        "SELECT DISTINCT CAST(index_name AS CHAR) AS name FROM information_schema.statistics \
+         WHERE table_schema = DATABASE() AND table_name LIKE 'taskrow_task%' ORDER BY name",
+    )
+    .await
+    .iter()
+    .map(|r| r.try_get::<String>("", "name").unwrap())
+    .collect()
+}
+
 #[tokio::test]
 async fn migrations_run_up_down_up() {
     let Some(fresh) = testing::fresh_database().await else {
@@ -81,9 +99,68 @@ async fn migrations_run_up_down_up() {
     assert_eq!(tables(db).await.len(), 3);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
-        ["m20260101_000001_taskrow_create_tables"]
+        ALL_MIGRATIONS
     );
+    claim_token_columns_come_and_go(db).await;
     fresh.drop_database().await;
+}
+
+/// The second migration down and up again, on a database with rows written before it: its
+/// columns and index go and come back, old rows read with their defaults.
+async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
+    let names = |cols: Vec<(String, String, Option<String>)>| -> Vec<String> {
+        cols.into_iter().map(|c| c.0).collect()
+    };
+    Migrator::down(db, Some(1)).await.unwrap();
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        ALL_MIGRATIONS[..1]
+    );
+    let task_cols = names(columns(db, "taskrow_task").await);
+    assert_eq!(task_cols.last().map(String::as_str), Some("updated_at"));
+    let log_cols = names(columns(db, "taskrow_task_log").await);
+    assert_eq!(log_cols.last().map(String::as_str), Some("worker"));
+    assert!(
+        !index_names(db)
+            .await
+            .contains(&"uq_taskrow_task_log_run".to_owned())
+    );
+    db.execute_unprepared(
+        "INSERT INTO taskrow_task (code, task_type, payload, name, biz_type, state, attempts, \
+         retry_policy, on_success, dispatch, run_at, version, created_at, updated_at) VALUES \
+         ('old', 'store_sql_test.ping', '{\"n\":1}', 'old', 'default', 0, 0, \
+         '{\"kind\":\"none\"}', 0, 0, '2026-01-01 00:00:00', 0, '2026-01-01 00:00:00', \
+         '2026-01-01 00:00:00')",
+    )
+    .await
+    .unwrap();
+
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        ALL_MIGRATIONS
+    );
+    let task_cols = names(columns(db, "taskrow_task").await);
+    assert_eq!(
+        task_cols[task_cols.len() - 3..],
+        ["claim_token", "claimed_at", "interruptions"]
+    );
+    let log_cols = names(columns(db, "taskrow_task_log").await);
+    assert_eq!(log_cols.last().map(String::as_str), Some("claim_token"));
+    assert!(
+        index_names(db)
+            .await
+            .contains(&"uq_taskrow_task_log_run".to_owned())
+    );
+    let old = <task::Entity as sea_orm::EntityTrait>::find()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (old.claim_token, old.claimed_at, old.interruptions),
+        (None, None, 0)
+    );
 }
 
 #[tokio::test]
@@ -117,17 +194,8 @@ async fn schema_matches_the_entities() {
             .iter()
             .any(|(n, ty, _)| n == "payload" && ty == "longtext")
     );
-    let indexes: Vec<String> = rows(
-        db,
-        "SELECT DISTINCT CAST(index_name AS CHAR) AS name FROM information_schema.statistics \
-         WHERE table_schema = DATABASE() AND table_name LIKE 'taskrow_task%' ORDER BY name",
-    )
-    .await
-    .iter()
-    .map(|r| r.try_get::<String>("", "name").unwrap())
-    .collect();
     assert_eq!(
-        indexes,
+        index_names(db).await,
         [
             "idx_taskrow_task_biz_type",
             "idx_taskrow_task_log_code",
@@ -138,6 +206,7 @@ async fn schema_matches_the_entities() {
             "idx_taskrow_task_task_type",
             "PRIMARY",
             "uq_taskrow_task_code",
+            "uq_taskrow_task_log_run",
         ]
     );
     full_rows_round_trip(&store).await;
@@ -160,8 +229,9 @@ async fn an_application_migrator_lives_beside_taskrows() {
     );
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
-        ["m20260101_000001_taskrow_create_tables"]
+        ALL_MIGRATIONS
     );
+    store.check_schema().await.unwrap();
     AppMigrator::down(db, None).await.unwrap();
     assert!(!tables(db).await.contains(&"app_orders".to_owned()));
     store.insert(new_task("still-here", t0())).await.unwrap();
@@ -177,9 +247,12 @@ async fn an_application_migrator_lives_beside_taskrows() {
         history(db, "seaql_migrations").await,
         [
             "m20260101_000001_taskrow_create_tables",
-            "m20260102_000001_create_orders"
+            "m20260102_000001_create_orders",
+            "m20261128_000001_taskrow_claim_tokens",
         ]
     );
+    // taskrow's migrations found in the application's history.
+    store.check_schema().await.unwrap();
     store.insert(new_task("combined", t0())).await.unwrap();
     fresh.drop_database().await;
 }
@@ -485,5 +558,90 @@ async fn codes_compare_exactly() {
         return;
     };
     text_compares_exactly(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_failing_unreadable_row_does_not_drop_the_batch() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    a_failing_unreadable_row_keeps_the_batch(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn claim_tokens_fence_finishes_extensions_and_releases() {
+    // MariaDB groups the deletes; as on MySQL 8, every item is its own statement.
+    for caps in [None, Some(Capabilities::NONE)] {
+        let Some((store, fresh)) = testing::fresh_store().await else {
+            return;
+        };
+        let store = match caps {
+            None => store,
+            Some(caps) => MysqlStore::from_parts(
+                store.connection().clone(),
+                store.dialect().clone().assuming(caps),
+            ),
+        };
+        claim_tokens_fence_writes(&store).await;
+        fresh.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_finish_retried_after_it_applied_is_applied() {
+    // MariaDB groups the deletes; as on MySQL 8, every item is its own statement.
+    for caps in [None, Some(Capabilities::NONE)] {
+        let Some((store, fresh)) = testing::fresh_store().await else {
+            return;
+        };
+        let store = match caps {
+            None => store,
+            Some(caps) => MysqlStore::from_parts(
+                store.connection().clone(),
+                store.dialect().clone().assuming(caps),
+            ),
+        };
+        finish_retried_after_applied_is_applied(&store).await;
+        fresh.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_worker_lost_at_the_last_attempt_fails_the_task() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    worker_lost_at_the_last_attempt_fails_the_task(&store).await;
+    fresh.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_run_gives_the_attempt_back() {
+    // MariaDB groups the deletes; as on MySQL 8, every item is its own statement.
+    for caps in [None, Some(Capabilities::NONE)] {
+        let Some((store, fresh)) = testing::fresh_store().await else {
+            return;
+        };
+        let store = match caps {
+            None => store,
+            Some(caps) => MysqlStore::from_parts(
+                store.connection().clone(),
+                store.dialect().clone().assuming(caps),
+            ),
+        };
+        interrupted_runs_give_the_attempt_back(&store).await;
+        fresh.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn check_schema_refuses_older_and_newer_schemas() {
+    let Some(fresh) = testing::fresh_database().await else {
+        return;
+    };
+    let store = MysqlStore::connect(&fresh.url).await.unwrap();
+    check_schema_reads_the_history(&store).await;
     fresh.drop_database().await;
 }

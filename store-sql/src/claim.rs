@@ -1,17 +1,87 @@
-//! Pieces of the batch claim that every dialect shares: which rows are due, and what a claim
-//! writes. Each dialect's `claim.rs` puts them together with its own locking.
+//! The batch claim, shared by every dialect: which rows are due, what a claim writes, and how
+//! it settles the runs of lost workers on the way. A dialect supplies the two steps that differ
+//! ([`crate::Dialect::read_due`], [`crate::Dialect::take_due`]); [`claim`] runs them in one
+//! write transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, UpdateMany,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, UpdateMany,
 };
-use taskrow::{ClaimRequest, TaskState};
+use taskrow::{ClaimRequest, TaskLog, TaskRecord, TaskState};
 
-use crate::entity::task::{self, Column};
+use crate::dialect::{Dialect, WriteTxn};
+use crate::entity::task::Column;
+use crate::entity::{task, task_log};
 use crate::time::sql;
+
+/// What a claim writes on every row it takes: the lease owner and expiry, the claim's fencing
+/// token and its time. All times in stored form ([`crate::time::stored`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The claiming worker (the lease owner).
+    pub worker: String,
+    /// The claim's time (`claimed_at`, `updated_at`).
+    pub now: DateTime<Utc>,
+    /// The lease expiry.
+    pub until: DateTime<Utc>,
+    /// The claim's fencing token ([`taskrow::record::new_claim_token`]), one for every row
+    /// of the claim.
+    pub token: i64,
+}
+
+impl Claim {
+    /// A claim by `worker` at `now`, leased until `until`, under a new fencing token.
+    pub fn new(worker: impl Into<String>, now: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+        Self {
+            worker: worker.into(),
+            now,
+            until,
+            token: taskrow::record::new_claim_token(),
+        }
+    }
+}
+
+/// A due row as a claim's read ([`crate::Dialect::read_due`]) found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// Row id.
+    pub id: i64,
+    /// [`TaskState::code`]: pending, or running (under an expired lease, since it is due).
+    pub state: i16,
+    /// The whole row, when the dialect read it whole (MySQL, which cannot return rows from
+    /// its `UPDATE`). [`claim`] reads the rows running under an expired lease itself when the
+    /// dialect did not.
+    pub row: Option<task::Model>,
+}
+
+impl Due {
+    /// A row read whole.
+    pub fn whole(row: task::Model) -> Self {
+        Self {
+            id: row.id,
+            state: row.state,
+            row: Some(row),
+        }
+    }
+
+    /// A row known by its id and state only.
+    pub fn id_and_state(id: i64, state: i16) -> Self {
+        Self {
+            id,
+            state,
+            row: None,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.state == TaskState::Running.code()
+    }
+}
 
 /// The rows a claim at `now` may take: pending tasks due by `now` and running tasks whose
 /// lease expired by then (finished rows have a `NULL` `run_at`), of the requested biz types and
@@ -32,69 +102,189 @@ pub fn due_condition(req: &ClaimRequest, now: DateTime<Utc>) -> Condition {
     c
 }
 
-/// `SELECT id … WHERE <due> ORDER BY run_at, id LIMIT <limit>`: the ids a claim takes, oldest
-/// due first. Read it with `.into_tuple::<i64>()`; a dialect adds its row locking.
-pub fn due_ids(req: &ClaimRequest, now: DateTime<Utc>) -> Select<task::Entity> {
-    task::Entity::find()
+/// `SELECT id, state … WHERE <due> ORDER BY run_at, id LIMIT <limit>`: the rows a claim takes,
+/// oldest due first. Read it with `.into_tuple::<(i64, i16)>()`; a dialect adds its row
+/// locking.
+pub fn due_ids(req: &ClaimRequest, now: DateTime<Utc>, limit: usize) -> Select<task::Entity> {
+    due_rows(req, now, limit)
         .select_only()
         .column(Column::Id)
-        .filter(due_condition(req, now))
-        .order_by_asc(Column::RunAt)
-        .order_by_asc(Column::Id)
-        .limit(u64::try_from(req.limit).unwrap_or(u64::MAX))
+        .column(Column::State)
 }
 
 /// `SELECT * … WHERE <due> ORDER BY run_at, id LIMIT <limit>`: the rows a claim takes, oldest
 /// due first, whole (for a dialect that cannot return them from its `UPDATE` and locks them in
 /// this read instead); a dialect adds its row locking.
-pub fn due_rows(req: &ClaimRequest, now: DateTime<Utc>) -> Select<task::Entity> {
+pub fn due_rows(req: &ClaimRequest, now: DateTime<Utc>, limit: usize) -> Select<task::Entity> {
     task::Entity::find()
         .filter(due_condition(req, now))
         .order_by_asc(Column::RunAt)
         .order_by_asc(Column::Id)
-        .limit(u64::try_from(req.limit).unwrap_or(u64::MAX))
+        .limit(u64::try_from(limit).unwrap_or(u64::MAX))
 }
 
-/// `row` as [`mark_claimed`] leaves it: running, one more attempt and version, the lease owner
-/// `worker`, `run_at` the lease expiry `until`, updated `now`. For a row locked since it was
-/// read, so that the `UPDATE` saw the same values.
-pub fn as_claimed(
-    row: task::Model,
-    worker: &str,
-    now: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> task::Model {
+/// `row` as [`mark_claimed`] leaves it: running, one more attempt and version, the claim's
+/// owner, expiry (in `run_at`), token and time, updated at the claim's time. For a row locked
+/// since it was read, so that the `UPDATE` saw the same values.
+pub fn as_claimed(row: task::Model, claim: &Claim) -> task::Model {
     task::Model {
         state: TaskState::Running.code(),
         attempts: row.attempts.saturating_add(1),
         version: row.version + 1,
-        lease_owner: Some(worker.to_owned()),
-        run_at: Some(sql(until)),
-        updated_at: sql(now),
+        lease_owner: Some(claim.worker.clone()),
+        run_at: Some(sql(claim.until)),
+        claim_token: Some(claim.token),
+        claimed_at: Some(sql(claim.now)),
+        updated_at: sql(claim.now),
         ..row
     }
 }
 
-/// `UPDATE … SET state = running, attempts + 1, version + 1, lease owner, lease expiry
-/// WHERE id IN (<ids>)`: the claim of rows the caller has made sure it may take.
-pub fn mark_claimed(
-    ids: &[i64],
-    worker: &str,
-    now: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> UpdateMany<task::Entity> {
+/// `UPDATE … SET state = running, attempts + 1, version + 1, lease owner, lease expiry, claim
+/// token, claimed at WHERE <filter>`: the claim's write, for the caller to narrow to the rows
+/// it may take.
+pub fn claim_update(claim: &Claim) -> UpdateMany<task::Entity> {
     task::Entity::update_many()
         .col_expr(Column::State, Expr::value(TaskState::Running.code()))
         .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
         .col_expr(Column::Version, Expr::col(Column::Version).add(1))
-        .col_expr(Column::LeaseOwner, Expr::value(worker.to_owned()))
-        .col_expr(Column::RunAt, Expr::value(sql(until)))
+        .col_expr(Column::LeaseOwner, Expr::value(claim.worker.clone()))
+        .col_expr(Column::RunAt, Expr::value(sql(claim.until)))
+        .col_expr(Column::ClaimToken, Expr::value(claim.token))
+        .col_expr(Column::ClaimedAt, Expr::value(sql(claim.now)))
+        .col_expr(Column::UpdatedAt, Expr::value(sql(claim.now)))
+}
+
+/// [`claim_update`] `WHERE id IN (<ids>)`: the claim of rows the caller has made sure it may
+/// take.
+pub fn mark_claimed(ids: &[i64], claim: &Claim) -> UpdateMany<task::Entity> {
+    claim_update(claim).filter(Column::Id.is_in(ids.iter().copied()))
+}
+
+/// `UPDATE … SET state = failed, last_error = <why>, run_at = NULL, version + 1, updated_at =
+/// now WHERE id = ? AND version = ?`: `found`, running under an expired lease at its last
+/// attempt, fails because its worker was lost ([`TaskLog::worker_lost_failure`]); guarded by
+/// the version it was found with.
+pub fn fail_lost_run(found: &TaskRecord, now: DateTime<Utc>) -> UpdateMany<task::Entity> {
+    task::Entity::update_many()
+        .col_expr(Column::State, Expr::value(TaskState::Failed.code()))
+        .col_expr(
+            Column::LastError,
+            Expr::value(TaskLog::worker_lost_failure(found)),
+        )
+        .col_expr(
+            Column::RunAt,
+            Expr::value(Option::<chrono::NaiveDateTime>::None),
+        )
+        .col_expr(Column::Version, Expr::col(Column::Version).add(1))
         .col_expr(Column::UpdatedAt, Expr::value(sql(now)))
-        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(Column::Id.eq(found.id))
+        .filter(Column::Version.eq(found.version))
 }
 
 /// `rows` in the order of `ids` (rows whose id is not listed are dropped).
 pub fn in_order(ids: &[i64], rows: Vec<task::Model>) -> Vec<task::Model> {
     let mut by_id: HashMap<i64, task::Model> = rows.into_iter().map(|r| (r.id, r)).collect();
     ids.iter().filter_map(|id| by_id.remove(id)).collect()
+}
+
+/// The batch claim of [`taskrow::TaskStore::claim`] on `txn`, a write transaction of
+/// `dialect`: reads up to `req.limit` due rows ([`crate::Dialect::read_due`]), settles the lost
+/// runs among them ([`settle_lost_runs`]), takes the rest ([`crate::Dialect::take_due`]), and
+/// reads again for the places the failed ones left, until the limit is reached or nothing
+/// more is due. Returns the claimed rows as stored after the claim, oldest due first within
+/// each read.
+///
+/// Every read leaves out the rows read before (a zero lease would make the rows just claimed
+/// due again), and every read after the first follows one that failed at least one row, so
+/// the reads end.
+pub async fn claim<D: Dialect>(
+    dialect: &D,
+    txn: &WriteTxn,
+    req: &ClaimRequest,
+    claim: &Claim,
+) -> Result<Vec<task::Model>, DbErr> {
+    let mut claimed = Vec::new();
+    let mut req = req.clone();
+    while claimed.len() < req.limit {
+        let want = req.limit - claimed.len();
+        let due = dialect.read_due(txn, &req, claim.now, want).await?;
+        let read = due.len();
+        req.exclude_ids.extend(due.iter().map(|d| d.id));
+        let (take, failed) = settle_lost_runs(&**txn, due, claim.now).await?;
+        if !take.is_empty() {
+            claimed.extend(dialect.take_due(txn, take, claim).await?);
+        }
+        if failed == 0 || read < want {
+            break;
+        }
+    }
+    Ok(claimed)
+}
+
+/// Settles the runs of lost workers among `due`, the rows a claim at `now` read (locked, or
+/// under SQLite's one writer): each row running under an expired lease gets its
+/// [`TaskLog::worker_lost`] row (under that run's claim token); one at its last attempt
+/// becomes failed ([`TaskLog::worker_lost_failure`], no due time, version + 1). Returns the
+/// rows still to take, in their order, and how many were failed.
+///
+/// A running row this version cannot read is taken as it is: the claim's caller fails it as
+/// unreadable, and its lost run goes unlogged.
+pub async fn settle_lost_runs<C: ConnectionTrait>(
+    conn: &C,
+    mut due: Vec<Due>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Due>, usize), DbErr> {
+    // The whole rows of the running ones, where the dialect read ids only.
+    let missing: Vec<i64> = due
+        .iter()
+        .filter(|d| d.running() && d.row.is_none())
+        .map(|d| d.id)
+        .collect();
+    if !missing.is_empty() {
+        let mut rows: HashMap<i64, task::Model> = task::Entity::find()
+            .filter(Column::Id.is_in(missing))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        for d in due.iter_mut().filter(|d| d.running() && d.row.is_none()) {
+            d.row = rows.remove(&d.id);
+        }
+    }
+    let mut logs = Vec::new();
+    let mut failed = HashSet::new();
+    for d in due.iter().filter(|d| d.running()) {
+        let Some(found) = d.row.clone().and_then(|r| r.into_record().ok()) else {
+            continue;
+        };
+        if !found.lease_expired_at(now) {
+            continue;
+        }
+        let last = found.attempts_exhausted();
+        logs.push(task_log::Model::from_log(&TaskLog::worker_lost(
+            0, &found, now, last,
+        )));
+        if last {
+            let n = fail_lost_run(&found, now).exec(conn).await?.rows_affected;
+            if n != 1 {
+                // The row is locked (or the writer held) since it was read: this cannot
+                // happen. Should it, claim nothing rather than act on a stale row.
+                return Err(DbErr::Custom(format!(
+                    "the claim read task {} but could not fail it",
+                    d.id
+                )));
+            }
+            failed.insert(d.id);
+        }
+    }
+    if !logs.is_empty() {
+        task_log::Entity::insert_many(logs)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    let n = failed.len();
+    due.retain(|d| !failed.contains(&d.id));
+    Ok((due, n))
 }

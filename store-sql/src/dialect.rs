@@ -5,10 +5,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use taskrow::{ClaimRequest, Result};
 use tokio::sync::OwnedMutexGuard;
 
+use crate::claim::{Claim, Due};
 use crate::entity::task;
 
 /// What a database error means for taskrow, whatever the database said it in.
@@ -147,7 +149,8 @@ impl std::ops::Deref for WriteTxn {
 }
 
 /// What differs between the SQL databases taskrow runs on. Everything else — every other
-/// statement, the optimistic locking, the conversions — is shared in [`crate::SqlStore`].
+/// statement, the fencing and optimistic locking, the conversions — is shared in
+/// [`crate::SqlStore`] and [`crate::claim`].
 ///
 /// A dialect value belongs to one [`DatabaseConnection`] pool (SQLite keeps its one-writer lock
 /// in it).
@@ -176,7 +179,7 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
     async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr>;
 
     /// What the store's writes outside a transaction hold while they run (single statements in
-    /// autocommit: the single insert, the SQLite claim): SQLite's one-writer lock, so that they
+    /// autocommit: the single insert): SQLite's one-writer lock, so that they
     /// never meet "database is locked" from the store's own writers. `None` by default.
     async fn write_lock(&self) -> Option<OwnedMutexGuard<()>> {
         None
@@ -189,16 +192,26 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
         Ok(Capabilities::NONE)
     }
 
-    /// The batch claim of [`taskrow::TaskStore::claim`]: takes up to `req.limit` due tasks
-    /// (oldest due first, `run_at` then id) and returns their rows after the claim, in that
-    /// order. `now` and `until` (the lease expiry) are already in stored form
-    /// ([`crate::time::stored`]).
-    async fn claim(
+    /// The read of the batch claim ([`crate::claim::claim`]), on its write transaction: up to
+    /// `limit` rows of [`crate::claim::due_condition`], oldest due first (`run_at`, then id),
+    /// kept from other claimers until `txn` ends. A dialect reads them whole when it needs the
+    /// rows for [`Dialect::take_due`], or by id and state ([`crate::claim::due_ids`]) when not.
+    async fn read_due(
         &self,
-        db: &DatabaseConnection,
+        txn: &WriteTxn,
         req: &ClaimRequest,
-        now: chrono::DateTime<chrono::Utc>,
-        until: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Due>, DbErr>;
+
+    /// The write of the batch claim: marks `due` (rows [`Dialect::read_due`] read, still kept
+    /// from other claimers) claimed as `claim` says ([`crate::claim::mark_claimed`]) and
+    /// returns their rows after the claim, in the order of `due`.
+    async fn take_due(
+        &self,
+        txn: &WriteTxn,
+        due: Vec<Due>,
+        claim: &Claim,
     ) -> Result<Vec<task::Model>, DbErr>;
 
     /// What `err` means.

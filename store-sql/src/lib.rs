@@ -2,7 +2,8 @@
 //! `taskrow-sqlite` and `taskrow-mysql`.
 //!
 //! [`SqlStore<D>`] holds every statement the databases share; a [`Dialect`] holds only what
-//! differs: connecting, beginning a write transaction, the batch claim, and reading the
+//! differs: connecting, beginning a write transaction, the read and the write of the batch claim (whose
+//! settling of lost runs is shared, in [`claim`]), and reading the
 //! database's errors. The [`entity`] module has the SeaORM entities of the two tables, for
 //! applications that want to query them directly.
 //!
@@ -13,6 +14,7 @@
 pub mod claim;
 pub mod dialect;
 pub mod entity;
+pub mod schema;
 mod store;
 pub mod time;
 pub mod transaction;

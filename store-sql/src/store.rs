@@ -1,6 +1,6 @@
 //! [`SqlStore`]: the SeaORM implementation of [`TaskStore`], shared by every SQL database.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 
@@ -22,6 +22,7 @@ use taskrow::{
     TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 
+use crate::claim::{Claim, as_claimed, claim_update, fail_lost_run};
 use crate::dialect::{Capabilities, Dialect, ErrorKind, WriteTxn, contention_backoff};
 use crate::entity::{task, task_log};
 use crate::time::{sql, stored};
@@ -161,8 +162,9 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Fails a claimed row that cannot be read (a value out of range, written by hand or by
-    /// another version): state failed with the reason, and a log row saying so, guarded by the
-    /// claim's version. An operator fixes the row and resets it.
+    /// another version): state failed with the reason, and a log row saying so (the run of
+    /// the claim's token), guarded by the claim's version. An operator fixes the row and
+    /// resets it.
     async fn fail_unreadable(
         &self,
         row: task::Model,
@@ -185,6 +187,7 @@ impl<D: Dialect> SqlStore<D> {
             outcome: Set(Outcome::Failed.code()),
             error: Set(Some(reason.clone())),
             worker: Set(worker.to_owned()),
+            claim_token: Set(row.claim_token),
         };
         let (reason, log) = (&reason, &log);
         self.retrying(|| async move {
@@ -319,11 +322,50 @@ fn guarded_update(id: i64, version: i64, now: DateTime<Utc>) -> sea_orm::UpdateM
         .filter(task::Column::Version.eq(version))
 }
 
-/// A guarded write of a run's result: only while the lease (id + version) holds and the task
-/// runs.
+/// `UPDATE taskrow_task SET version = version + 1, updated_at = now, … WHERE id = ? AND
+/// claim_token = ? AND state = running`: a write fenced by a claim (a finish, a lease
+/// extension, a release), which takes effect only while the task runs under that claim.
 fn lease_update(lease: &Lease, now: DateTime<Utc>) -> sea_orm::UpdateMany<task::Entity> {
-    guarded_update(lease.id, lease.version, now)
-        .filter(task::Column::State.eq(TaskState::Running.code()))
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::Version,
+            Expr::col(task::Column::Version).add(1),
+        )
+        .col_expr(task::Column::UpdatedAt, Expr::value(sql(now)))
+        .filter(lease_condition(lease))
+}
+
+/// `id = ? AND claim_token = ? AND state = running`: the task still runs under `lease`.
+fn lease_condition(lease: &Lease) -> Condition {
+    Condition::all()
+        .add(task::Column::Id.eq(lease.id))
+        .add(task::Column::ClaimToken.eq(lease.token))
+        .add(task::Column::State.eq(TaskState::Running.code()))
+}
+
+/// `attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END`: the attempt given back
+/// (by a release, or an interrupted run).
+fn attempt_given_back() -> SimpleExpr {
+    Expr::cust("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+}
+
+/// Inserts the [`TaskLog::worker_lost`] row of `found`'s run if it is running under a lease
+/// expired by `now` (reset, cancel and delete, after they changed it; `last`: this fails the
+/// task).
+async fn log_lost_run<C: ConnectionTrait>(
+    conn: &C,
+    found: &TaskRecord,
+    now: DateTime<Utc>,
+    last: bool,
+) -> Result<(), DbErr> {
+    if found.lease_expired_at(now) {
+        task_log::Entity::insert(task_log::Model::from_log(&TaskLog::worker_lost(
+            0, found, now, last,
+        )))
+        .exec_without_returning(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 fn null_time() -> SimpleExpr {
@@ -334,19 +376,20 @@ fn null_time() -> SimpleExpr {
 /// (and a `WHEN` to a `CASE`), and SQLite refuses expressions deeper than 1,000.
 const GROUP_ROWS: usize = 100;
 
-/// `(id = ? AND version = ?) OR …`: the rows still under these leases.
+/// `(id = ? AND claim_token = ?) OR …`: the rows still under these claims (with `state =
+/// running`, which the callers add).
 fn leases_condition<'a>(leases: impl Iterator<Item = &'a Lease>) -> Condition {
     leases.fold(Condition::any(), |c, l| {
         c.add(
             Condition::all()
                 .add(task::Column::Id.eq(l.id))
-                .add(task::Column::Version.eq(l.version)),
+                .add(task::Column::ClaimToken.eq(l.token)),
         )
     })
 }
 
 /// [`lease_update`] of many leases at once: `UPDATE … SET version = version + 1, updated_at
-/// = now … WHERE state = running AND ((id = ? AND version = ?) OR …)`.
+/// = now … WHERE state = running AND ((id = ? AND claim_token = ?) OR …)`.
 fn leases_update<'a>(
     leases: impl Iterator<Item = &'a Lease>,
     now: DateTime<Utc>,
@@ -403,9 +446,7 @@ async fn finish_one(
         FinishResult::Succeeded => {
             let deleted = !delete_tried
                 && task::Entity::delete_many()
-                    .filter(task::Column::Id.eq(f.lease.id))
-                    .filter(task::Column::Version.eq(f.lease.version))
-                    .filter(task::Column::State.eq(TaskState::Running.code()))
+                    .filter(lease_condition(&f.lease))
                     .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
                     .exec(&**txn)
                     .await?
@@ -444,7 +485,59 @@ async fn finish_one(
                 .rows_affected
                 == 1
         }
+        FinishResult::Interrupted { at, error } => {
+            interrupted(lease_update(&f.lease, now))
+                .col_expr(task::Column::RunAt, Expr::value(sql(*at)))
+                .col_expr(task::Column::LastError, Expr::value(error.clone()))
+                .exec(&**txn)
+                .await?
+                .rows_affected
+                == 1
+        }
     })
+}
+
+/// What an interrupted run does to its task besides its due time and error: pending, the
+/// attempt given back, one more interruption.
+fn interrupted(q: sea_orm::UpdateMany<task::Entity>) -> sea_orm::UpdateMany<task::Entity> {
+    q.col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
+        .col_expr(task::Column::Attempts, attempt_given_back())
+        .col_expr(
+            task::Column::Interruptions,
+            Expr::col(task::Column::Interruptions).add(1),
+        )
+}
+
+/// The log row already written for each of `runs` (task id, claim token), if any: its id and
+/// outcome code. One query per [`INSERT_CHUNK_ROWS`] runs.
+async fn logged_runs(
+    txn: &WriteTxn,
+    runs: &[(i64, i64)],
+) -> Result<HashMap<(i64, i64), (i64, i16)>, DbErr> {
+    let mut found = HashMap::new();
+    for chunk in runs.chunks(INSERT_CHUNK_ROWS) {
+        let wanted: HashSet<(i64, i64)> = chunk.iter().copied().collect();
+        let rows: Vec<(i64, i64, Option<i64>, i16)> = task_log::Entity::find()
+            .select_only()
+            .column(task_log::Column::Id)
+            .column(task_log::Column::TaskId)
+            .column(task_log::Column::ClaimToken)
+            .column(task_log::Column::Outcome)
+            .filter(task_log::Column::TaskId.is_in(chunk.iter().map(|r| r.0)))
+            .filter(task_log::Column::ClaimToken.is_in(chunk.iter().map(|r| r.1)))
+            .into_tuple()
+            .all(&**txn)
+            .await?;
+        for (id, task_id, token, outcome) in rows {
+            let Some(run) = token.map(|t| (task_id, t)) else {
+                continue;
+            };
+            if wanted.contains(&run) {
+                found.insert(run, (id, outcome));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The condition of a [`TaskFilter`].
@@ -540,41 +633,47 @@ impl<D: Dialect> SqlStore<D> {
         Ok(n)
     }
 
+    /// The claim of [`TaskStore::claim_one`]. A refusal that changed the task (an expired run
+    /// at its last attempt failed for `only_pending`) comes back as `Ok(Err(_))`, so that the
+    /// change commits.
     async fn claim_one_in(
         &self,
         txn: &WriteTxn,
         target: &TaskRef,
         req: &ClaimOne,
-    ) -> Step<TaskRecord> {
+    ) -> Step<Result<TaskRecord>> {
         let now = stored(req.now);
-        let until = stored(add(now, req.lease));
+        let claim = Claim::new(req.worker.clone(), now, stored(add(now, req.lease)));
         for _ in 0..OPTIMISTIC_TRIES {
             let m = find(&**txn, target).await?;
-            let r = m.clone().into_record()?;
-            r.check_claim_one(req.only_pending, now)?;
-            let done = guarded_update(m.id, m.version, now)
-                .col_expr(task::Column::State, Expr::value(TaskState::Running.code()))
-                .col_expr(
-                    task::Column::Attempts,
-                    Expr::col(task::Column::Attempts).add(1),
-                )
-                .col_expr(task::Column::LeaseOwner, Expr::value(req.worker.clone()))
-                .col_expr(task::Column::RunAt, Expr::value(sql(until)))
-                .exec(&**txn)
-                .await?;
-            if done.rows_affected == 1 {
-                let claimed = task::Model {
-                    state: TaskState::Running.code(),
-                    attempts: m.attempts.saturating_add(1),
-                    version: m.version + 1,
-                    lease_owner: Some(req.worker.clone()),
-                    run_at: Some(sql(until)),
-                    updated_at: sql(now),
-                    ..m
-                };
-                return Ok(claimed.into_record()?);
+            let found = m.clone().into_record()?;
+            found.check_claim_one(req.only_pending, now)?;
+            // Run-now (an operator's decision) runs a lost run's task again even past its last
+            // attempt; immediate dispatch (`only_pending`) fails it as a claim would.
+            let fails =
+                req.only_pending && found.lease_expired_at(now) && found.attempts_exhausted();
+            let write = if fails {
+                fail_lost_run(&found, now)
+            } else {
+                claim_update(&claim)
+                    .filter(task::Column::Id.eq(m.id))
+                    .filter(task::Column::Version.eq(m.version))
+            };
+            if write.exec(&**txn).await?.rows_affected != 1 {
+                // Another claimant or operator changed the row since it was read: decide again.
+                continue;
             }
-            // Another claimant or operator changed the row since it was read: decide again.
+            log_lost_run(&**txn, &found, now, fails).await?;
+            if fails {
+                return Ok(Err(Error::WrongState {
+                    code: found.code,
+                    state: TaskState::Failed,
+                    what: "its worker was lost during its last attempt, so it failed and is not \
+                           dispatched; run it now by hand, or reset it to let the scheduler run it"
+                        .into(),
+                }));
+            }
+            return Ok(Ok(as_claimed(m, &claim).into_record()?));
         }
         Err(lost_races())
     }
@@ -582,6 +681,15 @@ impl<D: Dialect> SqlStore<D> {
     /// Applies a batch of results: grouped statements where the dialect's [`Capabilities`]
     /// say which rows they changed, one guarded statement per item for the rest. Answers and
     /// log rows follow the batch's order.
+    ///
+    /// An item not applied is answered by the log row of its run (its task id and claim
+    /// token), read for all such items at once: the item's own outcome there means an earlier
+    /// try of the same finish was applied (its reply lost): applied, nothing written. A
+    /// worker-lost row becomes the item's lease-lost row; any other row means the run was
+    /// answered already: lease lost, nothing written. Without a row, the item's lease-lost row
+    /// is inserted. A run named twice in one batch is answered the same way by the row its
+    /// first item wrote. So each run has one log row, as the unique index on `(task_id,
+    /// claim_token)` holds.
     async fn finish_in(
         &self,
         txn: &WriteTxn,
@@ -602,25 +710,67 @@ impl<D: Dialect> SqlStore<D> {
             self.finish_grouped(txn, batch, ends, now, caps, &mut applied)
                 .await?;
         }
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut logs = Vec::with_capacity(batch.len());
+        let mut done = Vec::with_capacity(batch.len());
         for ((f, end), applied) in batch.iter().zip(ends).zip(applied) {
-            let applied = match applied {
+            done.push(match applied {
                 Some(a) => a,
                 None => finish_one(txn, f, end, now, deletes_tried).await?,
-            };
+            });
+        }
+        let refused: Vec<(i64, i64)> = batch
+            .iter()
+            .zip(&done)
+            .filter(|(_, applied)| !**applied)
+            .map(|(f, _)| (f.lease.id, f.lease.token))
+            .collect();
+        let logged = if refused.is_empty() {
+            HashMap::new()
+        } else {
+            logged_runs(txn, &refused).await?
+        };
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut logs = Vec::with_capacity(batch.len());
+        // The outcome each run of this batch was logged with, so far.
+        let mut this_batch: HashMap<(i64, i64), i16> = HashMap::new();
+        for (f, applied) in batch.iter().zip(done) {
+            let run = (f.lease.id, f.lease.token);
             if applied {
                 logs.push(task_log::Model::insert_for(f, f.outcome(), f.error()));
+                this_batch.insert(run, f.outcome().code());
                 answers.push(FinishStatus::Applied);
-            } else {
-                let error = f.lease_lost_error();
-                logs.push(task_log::Model::insert_for(
-                    f,
-                    Outcome::LeaseLost,
-                    Some(&error),
-                ));
-                answers.push(FinishStatus::LeaseLost);
+                continue;
             }
+            // The run's log row: written by an earlier item of this batch, or stored (with
+            // its id).
+            let earlier = match this_batch.get(&run) {
+                Some(&outcome) => Some((None, outcome)),
+                None => logged.get(&run).map(|&(id, outcome)| (Some(id), outcome)),
+            };
+            answers.push(match earlier {
+                Some((_, outcome)) if outcome == f.outcome().code() => FinishStatus::Applied,
+                Some((Some(log_id), outcome)) if outcome == Outcome::WorkerLost.code() => {
+                    task_log::Entity::update_many()
+                        .set(task_log::Model::from_log(&TaskLog::of_finish(
+                            log_id, f, false,
+                        )))
+                        .filter(task_log::Column::Id.eq(log_id))
+                        .exec(&**txn)
+                        .await?;
+                    this_batch.insert(run, Outcome::LeaseLost.code());
+                    FinishStatus::LeaseLost
+                }
+                Some(_) => FinishStatus::LeaseLost,
+                None => {
+                    let error = f.lease_lost_error();
+                    logs.push(task_log::Model::insert_for(
+                        f,
+                        Outcome::LeaseLost,
+                        Some(&error),
+                    ));
+                    this_batch.insert(run, Outcome::LeaseLost.code());
+                    FinishStatus::LeaseLost
+                }
+            });
         }
         for chunk in logs.chunks(INSERT_CHUNK_ROWS) {
             task_log::Entity::insert_many(chunk.iter().cloned())
@@ -632,8 +782,8 @@ impl<D: Dialect> SqlStore<D> {
 
     /// The grouped statements of [`SqlStore::finish_in`], for a batch naming each task once:
     /// with `DELETE … RETURNING`, one delete of the successes (of tasks deleted on success);
-    /// with `UPDATE … RETURNING` too, one update each for the other successes, the failures and
-    /// the retries. Sets `applied` for every item they decide.
+    /// with `UPDATE … RETURNING` too, one update each for the other successes, the failures,
+    /// the retries and the interruptions. Sets `applied` for every item they decide.
     async fn finish_grouped(
         &self,
         txn: &WriteTxn,
@@ -734,6 +884,33 @@ impl<D: Dialect> SqlStore<D> {
                 &returning_ids(txn, q.build(backend)).await?,
             );
         }
+        for chunk in of(|e| matches!(e, FinishResult::Interrupted { .. })).chunks(GROUP_ROWS) {
+            let interruption = |i: usize| match &ends[i] {
+                FinishResult::Interrupted { at, error } => (batch[i].lease.id, *at, error),
+                _ => unreachable!("picked interruptions only"),
+            };
+            let q = interrupted(leases_update(chunk.iter().map(|&i| &batch[i].lease), now))
+                .col_expr(
+                    task::Column::RunAt,
+                    by_id(chunk.iter().map(|&i| {
+                        let (id, at, _) = interruption(i);
+                        (id, Expr::value(sql(at)))
+                    })),
+                )
+                .col_expr(
+                    task::Column::LastError,
+                    by_id(chunk.iter().map(|&i| {
+                        let (id, _, error) = interruption(i);
+                        (id, Expr::value(error.clone()))
+                    })),
+                );
+            mark(
+                applied,
+                batch,
+                chunk,
+                &returning_ids(txn, q.build(backend)).await?,
+            );
+        }
         Ok(())
     }
 
@@ -748,10 +925,7 @@ impl<D: Dialect> SqlStore<D> {
             let n = lease_update(lease, now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
                 .col_expr(task::Column::RunAt, Expr::value(sql(now)))
-                .col_expr(
-                    task::Column::Attempts,
-                    Expr::cust("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"),
-                )
+                .col_expr(task::Column::Attempts, attempt_given_back())
                 .exec(&**txn)
                 .await?
                 .rows_affected;
@@ -773,6 +947,7 @@ impl<D: Dialect> SqlStore<D> {
         let rerun = |q: sea_orm::UpdateMany<task::Entity>| {
             q.col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
                 .col_expr(task::Column::Attempts, Expr::value(0))
+                .col_expr(task::Column::Interruptions, Expr::value(0))
                 .col_expr(task::Column::RunAt, Expr::value(sql(now)))
                 .col_expr(task::Column::LastError, Expr::value(Option::<String>::None))
         };
@@ -787,6 +962,7 @@ impl<D: Dialect> SqlStore<D> {
                         .await?
                         .rows_affected;
                     if n == 1 {
+                        log_lost_run(&**txn, &r, now, false).await?;
                         return Ok(1);
                     }
                 }
@@ -849,6 +1025,7 @@ impl<D: Dialect> SqlStore<D> {
                 .await?
                 .rows_affected;
             if n == 1 {
+                log_lost_run(&**txn, &r, now, false).await?;
                 let cancelled = task::Model {
                     state: TaskState::Cancelled.code(),
                     run_at: None,
@@ -879,6 +1056,7 @@ impl<D: Dialect> SqlStore<D> {
                 .await?
                 .rows_affected;
             if n == 1 {
+                log_lost_run(&**txn, &r, now, false).await?;
                 return Ok(r);
             }
         }
@@ -979,15 +1157,30 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         let now = stored(req.now);
         let until = stored(add(now, req.lease));
         let rows = self
-            .retrying(|| async move { Ok(self.dialect.claim(&self.db, req, now, until).await?) })
+            .retrying(|| async move {
+                // A new fencing token for every try: a try that rolled back never used its own.
+                let claim = Claim::new(req.worker.clone(), now, until);
+                let txn = self.begin().await?;
+                let r = crate::claim::claim(&*self.dialect, &txn, req, &claim)
+                    .await
+                    .map_err(Fail::Db);
+                end(txn, r).await
+            })
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             match row.clone().into_record() {
                 Ok(r) => claimed.push(r),
                 // One unreadable row must not hold back the batch it was claimed with (nor
-                // come back with it after every lease expiry): fail it on its own.
-                Err(e) => self.fail_unreadable(row, &e, &req.worker, now).await?,
+                // come back with it after every lease expiry): fail it on its own. Should
+                // that fail too, the rest of the batch (committed as claimed) still goes to
+                // the worker, and a later claim, after this lease, tries the row again.
+                Err(e) => {
+                    let id = row.id;
+                    if let Err(fail) = self.fail_unreadable(row, &e, &req.worker, now).await {
+                        tracing::error!(id, error = %fail, "taskrow: cannot fail an unreadable claimed task row; a later claim will try again after its lease");
+                    }
+                }
             }
         }
         Ok(claimed)
@@ -999,7 +1192,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             let r = self.claim_one_in(&txn, target, req).await;
             end(txn, r).await
         })
-        .await
+        .await?
     }
 
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
@@ -1043,8 +1236,10 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Lease> {
+    ) -> Result<()> {
         let (until, now) = (stored(until), stored(now));
+        // Guarded by the claim token, which a heartbeat leaves as it is: a repeat (after a
+        // lost reply) holds as well.
         self.retrying(|| async move {
             let txn = self.begin().await?;
             let r = lease_update(&lease, now)
@@ -1053,10 +1248,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
                 .await
                 .map_err(Fail::Db)
                 .and_then(|res| match res.rows_affected {
-                    1 => Ok(Lease {
-                        id: lease.id,
-                        version: lease.version + 1,
-                    }),
+                    1 => Ok(()),
                     _ => Err(Fail::Task(Error::LeaseLost { id: lease.id })),
                 });
             end(txn, r).await
@@ -1192,5 +1384,13 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             end(txn, r).await
         })
         .await
+    }
+
+    /// Reads taskrow's migration history: see [`crate::schema`]'s rules (both history tables,
+    /// `NotMigrated` without tables, a warning when tables exist without history).
+    async fn check_schema(&self) -> Result<()> {
+        crate::schema::check(&self.db)
+            .await
+            .map_err(|e| self.error(Fail::Db(e)))?
     }
 }

@@ -8,7 +8,8 @@
 //! - **A pool** of [`POOL_SIZE`] connections on a file; `sqlite::memory:` gets one connection,
 //!   kept open for the pool's life (the database lives as long as its connection).
 //! - **The claim** selects the due ids and marks them with one `UPDATE … RETURNING *`, in
-//!   one immediate transaction (see `claim.rs`).
+//!   one immediate transaction that also logs (and, at their last attempt, fails) the runs of
+//!   lost workers it meets (see `claim.rs`).
 //!
 //! ```no_run
 //! # async fn run() -> taskrow::Result<()> {

@@ -21,6 +21,7 @@ pub mod consistency;
 pub mod factory;
 pub mod faults;
 pub mod tasks;
+pub mod wrappers;
 
 /// The README's examples, compiled and run as doc-tests.
 #[doc = include_str!("../../README.md")]
@@ -78,6 +79,11 @@ macro_rules! store_conformance {
                     sets_running_and_lease,
                     skips_live_lease,
                     reclaims_expired_lease,
+                    sets_new_claim_token_each_time,
+                    logs_lost_run_as_worker_lost,
+                    fails_expired_task_at_last_attempt,
+                    reclaims_unlimited_task_every_time,
+                    lost_reply_tasks_are_reclaimed_after_lease,
                     skips_finished_tasks,
                     skips_excluded_ids,
                     concurrent_claimers_take_each_task_once,
@@ -87,7 +93,11 @@ macro_rules! store_conformance {
                     claims_by_id,
                     claims_failed_task,
                     claims_expired_lease,
+                    logs_lost_run_of_expired_lease,
+                    runs_expired_task_past_last_attempt,
                     only_pending_claims_pending,
+                    only_pending_claims_expired_lease,
+                    only_pending_fails_exhausted_expired_task,
                     only_pending_refuses_failed,
                     refuses_live_running,
                     refuses_cancelled,
@@ -105,15 +115,30 @@ macro_rules! store_conformance {
                     late_finish_from_old_holder_is_lease_lost,
                     late_failure_from_old_holder_is_lease_lost,
                     finish_of_deleted_task_is_lease_lost,
+                    interrupted_gives_attempt_back,
+                    applies_after_lease_expiry_until_reclaimed,
+                    retried_success_is_applied_once,
+                    retried_kept_success_is_applied_once,
+                    retried_retry_is_applied_once,
+                    retried_failure_is_applied_once,
+                    retried_interruption_is_applied_once,
+                    retried_retry_is_applied_after_reclaim,
+                    late_finish_replaces_worker_lost_row,
+                    retry_after_lost_reply_is_applied,
                 }
                 release {
                     returns_task_to_pending,
                     stale_lease_is_lease_lost,
+                    released_lease_is_spent,
                 }
                 extend_lease {
                     moves_expiry_and_bumps_version,
-                    old_lease_is_lost_after_extend,
+                    finish_after_extend_is_applied,
+                    repeated_extend_keeps_token,
+                    extends_expired_lease_until_reclaimed,
                     stale_lease_is_refused,
+                    finished_run_is_refused,
+                    lost_reply_then_next_beat_and_finish_hold,
                 }
                 get {
                     by_id_and_code,
@@ -136,6 +161,8 @@ macro_rules! store_conformance {
                     filters_by_outcome,
                     filters_by_since,
                     limit_keeps_oldest,
+                    one_row_per_claim_token,
+                    filters_by_outcome_worker_lost,
                 }
                 counts {
                     empty_store_has_none,
@@ -146,6 +173,8 @@ macro_rules! store_conformance {
                     one_cancelled_task_runs_again,
                     one_retrying_task_starts_over,
                     one_expired_running_task_runs_again,
+                    one_expired_running_task_logs_lost_run,
+                    one_clears_interruptions,
                     one_refuses_live_running,
                     one_refuses_succeeded,
                     one_missing_is_not_found,
@@ -156,6 +185,7 @@ macro_rules! store_conformance {
                     pending_becomes_cancelled,
                     failed_becomes_cancelled,
                     expired_running_becomes_cancelled,
+                    expired_running_logs_lost_run,
                     cancelled_again_is_ok,
                     refuses_live_running,
                     refuses_succeeded,
@@ -164,6 +194,7 @@ macro_rules! store_conformance {
                 delete {
                     removes_task_and_keeps_logs,
                     expired_running_can_be_deleted,
+                    expired_running_logs_lost_run,
                     refuses_live_running,
                     missing_is_not_found,
                 }
@@ -199,7 +230,16 @@ macro_rules! store_conformance {
                     limits_by_biz_type_and_task_type,
                     run_now_runs_and_refuses,
                     bad_settings_fail_at_build,
-                    claimed_ahead_task_refreshes_its_lease,
+                    claimed_ahead_task_is_handed_back,
+                }
+                upkeep {
+                    lost_heartbeats_stop_the_handler,
+                    lost_replies_keep_lease_and_result,
+                    dropped_run_now_keeps_its_upkeep,
+                    claimed_ahead_tasks_start_at_attempt_one,
+                    shutdown_on_last_attempt_runs_again,
+                    stalled_writer_pauses_claiming,
+                    refused_result_does_not_block_others,
                 }
             }
         }

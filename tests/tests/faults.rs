@@ -1,6 +1,7 @@
 //! The fault suite: taskrow under crashed workers, database outages, bad rows and bad
-//! handlers, on SQLite and MariaDB/MySQL, and the multi-instance drain (4 worker processes,
-//! 5,000 tasks).
+//! handlers, heartbeats cut for one worker, commit replies lost on the wire, handlers that
+//! abort their process, long tasks claimed ahead and shutdowns on a last attempt, on SQLite and
+//! MariaDB/MySQL, and the multi-instance drain (4 worker processes, 5,000 tasks).
 //!
 //! ```text
 //! TASKROW_MYSQL_URL=mysql://root@127.0.0.1:3306 cargo test -p taskrow-tests --test faults
@@ -17,10 +18,13 @@
 //! `CI=true`, where they fail.
 
 mod faults {
+    pub mod attempts;
     pub mod common;
     pub mod handlers;
+    pub mod leases;
     pub mod processes;
     pub mod proxy;
+    pub mod wire;
 }
 
 use std::future::Future;
@@ -46,7 +50,7 @@ struct Scenario {
 
 fn scenarios() -> Vec<Scenario> {
     use Backend::{Mysql, Sqlite};
-    use faults::{handlers as h, processes as p};
+    use faults::{attempts as a, handlers as h, leases as l, processes as p};
     let both = [Sqlite, Mysql];
     let mut v = Vec::new();
     let mut add = |id: &str, title: &'static str, backends: &[Backend], run: Run, secs: u64| {
@@ -128,6 +132,41 @@ fn scenarios() -> Vec<Scenario> {
         "heartbeats keep a long task's lease",
         &both,
         |b, s| Box::pin(h::heartbeat_keeps_lease(b, s)),
+        60,
+    );
+    add(
+        "heartbeats_cut",
+        "heartbeats cut for one worker (its own proxy), a second worker polling",
+        &[Mysql],
+        |b, s| Box::pin(l::heartbeats_cut(b, s)),
+        60,
+    );
+    add(
+        "commit_reply_lost",
+        "commit reply lost on the wire (proxy drops the answer to COMMIT)",
+        &[Mysql],
+        |b, s| Box::pin(l::commit_reply_lost(b, s)),
+        90,
+    );
+    add(
+        "aborting_task",
+        "a task that aborts its process on every run",
+        &both,
+        |b, s| Box::pin(a::aborting_task(b, s)),
+        60,
+    );
+    add(
+        "claim_ahead",
+        "2 worker processes × long tasks, default claim-ahead",
+        &both,
+        |b, s| Box::pin(l::claim_ahead_long_tasks(b, s)),
+        60,
+    );
+    add(
+        "shutdown_last_attempt",
+        "shutdown on the last attempt (SIGTERM, handler ignores it)",
+        &both,
+        |b, s| Box::pin(a::shutdown_last_attempt(b, s)),
         60,
     );
     v

@@ -63,6 +63,14 @@ pub struct Model {
     pub created_at: DateTime,
     /// Last change.
     pub updated_at: DateTime,
+    /// The fencing token of the last claim (`NULL` before the first): set by every claim,
+    /// unchanged by heartbeats, kept after the run. Finishes, lease extensions and releases
+    /// are guarded by it.
+    pub claim_token: Option<i64>,
+    /// When the last claim was made.
+    pub claimed_at: Option<DateTime>,
+    /// Interrupted runs whose attempt was given back (reset sets it to 0).
+    pub interruptions: i32,
 }
 
 /// No relations: log rows outlive their tasks, so there is no foreign key.
@@ -73,7 +81,7 @@ impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
     /// The row `insert` stores for `task` (id 0 until the database assigns one): pending, no
-    /// attempts, version 0, updated when created.
+    /// attempts, version 0, never claimed, updated when created.
     pub fn new_row(task: &NewTask) -> Self {
         Self {
             id: 0,
@@ -100,6 +108,9 @@ impl Model {
             version: 0,
             created_at: crate::time::sql(task.created_at),
             updated_at: crate::time::sql(task.created_at),
+            claim_token: None,
+            claimed_at: None,
+            interruptions: 0,
         }
     }
 
@@ -126,6 +137,9 @@ impl Model {
             version: Set(self.version),
             created_at: Set(self.created_at),
             updated_at: Set(self.updated_at),
+            claim_token: Set(self.claim_token),
+            claimed_at: Set(self.claimed_at),
+            interruptions: Set(self.interruptions),
         }
     }
 
@@ -150,6 +164,12 @@ impl Model {
         let state = self.task_state()?;
         let attempts = u32::try_from(self.attempts)
             .map_err(|_| self.corrupt(format!("attempts is negative ({})", self.attempts)))?;
+        let interruptions = u32::try_from(self.interruptions).map_err(|_| {
+            self.corrupt(format!(
+                "interruptions is negative ({})",
+                self.interruptions
+            ))
+        })?;
         let max_attempts = self
             .max_attempts
             .map(|m| {
@@ -211,6 +231,9 @@ impl Model {
             "lease_owner": self.lease_owner,
             "last_error": self.last_error,
             "version": self.version,
+            "claim_token": self.claim_token,
+            "claimed_at": self.claimed_at.map(from_sql),
+            "interruptions": interruptions,
             "created_at": from_sql(self.created_at),
             "updated_at": from_sql(self.updated_at),
         });

@@ -25,13 +25,17 @@ pub struct Model {
     pub started_at: DateTime,
     /// How long it ran, in milliseconds.
     pub duration_ms: i64,
-    /// [`Outcome::code`]: 1 succeeded, 2 retrying, 3 failed, 4 lease lost.
+    /// [`Outcome::code`]: 1 succeeded, 2 retrying, 3 failed, 4 lease lost, 5 interrupted,
+    /// 6 worker lost.
     pub outcome: i16,
     /// The error, if the run failed.
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     /// The worker that ran it.
     pub worker: String,
+    /// The claim the run held (`NULL` on rows written before claim tokens). Unique with
+    /// `task_id`: one row per run.
+    pub claim_token: Option<i64>,
 }
 
 /// No relations (log rows outlive their tasks).
@@ -41,7 +45,8 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
-    /// The log row of a finished run, logged with `outcome` and `error`.
+    /// The log row of a finished run, logged with `outcome` and `error` under the run's claim
+    /// token.
     pub fn insert_for(f: &Finish, outcome: Outcome, error: Option<&str>) -> ActiveModel {
         ActiveModel {
             id: NotSet,
@@ -54,6 +59,25 @@ impl Model {
             outcome: Set(outcome.code()),
             error: Set(error.map(bound_error)),
             worker: Set(f.worker.clone()),
+            claim_token: Set(Some(f.lease.token)),
+        }
+    }
+
+    /// The active model writing `log` (every column but the id): to insert a row core built
+    /// (such as [`TaskLog::worker_lost`]), or to overwrite one with `update_many().set(…)`.
+    pub fn from_log(log: &TaskLog) -> ActiveModel {
+        ActiveModel {
+            id: NotSet,
+            task_id: Set(log.task_id),
+            code: Set(log.code.clone()),
+            task_type: Set(log.task_type.clone()),
+            attempt: Set(i32::try_from(log.attempt).unwrap_or(i32::MAX)),
+            started_at: Set(crate::time::sql(log.started_at)),
+            duration_ms: Set(log.duration_ms),
+            outcome: Set(log.outcome.code()),
+            error: Set(log.error.as_deref().map(bound_error)),
+            worker: Set(log.worker.clone()),
+            claim_token: Set(log.claim_token),
         }
     }
 
@@ -66,7 +90,8 @@ impl Model {
         };
         let outcome = Outcome::from_code(self.outcome).ok_or_else(|| {
             corrupt(format!(
-                "outcome {} is not an outcome (1 succeeded, 2 retrying, 3 failed, 4 lease lost)",
+                "outcome {} is not an outcome (1 succeeded, 2 retrying, 3 failed, 4 lease lost, \
+                 5 interrupted, 6 worker lost)",
                 self.outcome
             ))
         })?;
@@ -84,6 +109,7 @@ impl Model {
             "outcome": outcome,
             "error": self.error,
             "worker": self.worker,
+            "claim_token": self.claim_token,
         });
         serde_json::from_value(v).map_err(|e| corrupt(format!("cannot build a log record: {e}")))
     }

@@ -3,12 +3,14 @@
 //! ```text
 //! taskrow-test-worker --url URL --records DIR [--concurrency N] [--lease-ms MS]
 //!     [--heartbeat-ms MS (0: none)] [--poll-ms MS] [--shutdown-timeout-ms MS] [--exit-when-idle]
+//!     [--worker-id ID]
 //! taskrow-test-worker hold-sqlite-lock --url URL --millis MS
 //! ```
 //!
 //! The first form runs a taskrow worker on the database at URL (`sqlite://…` or `mysql://…`,
 //! already migrated; or `TASKROW_TEST_WORKER_URL`) with the fault suite's task types, their
-//! handlers recording every run in `DIR/runs-<pid>.log`. It shuts down gracefully on SIGTERM
+//! handlers recording every run in `DIR/runs-<pid>.log` (`faults.aborts` aborts the process
+//! here, and only here). It shuts down gracefully on SIGTERM
 //! or SIGINT, and with `--exit-when-idle` once no task is pending or running. It logs to
 //! stderr (`RUST_LOG` overrides the default filter).
 //!
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 use taskrow::{Client, Page, TaskFilter, TaskState, TaskStore};
+use taskrow_tests::faults::tasks::AbortAllowed;
 use taskrow_tests::faults::{Recorder, WorkerConfig};
 use tracing::{error, info, warn};
 
@@ -106,11 +109,15 @@ async fn run(cfg: WorkerConfig, mut signal: tokio::sync::oneshot::Receiver<Signa
             return ExitCode::from(1);
         }
     };
-    let client = Client::builder_arc(store.clone())
+    let mut builder = Client::builder_arc(store.clone())
         .data(recorder)
+        .data(AbortAllowed)
         .lease(cfg.lease)
-        .heartbeat(cfg.heartbeat)
-        .build();
+        .heartbeat(cfg.heartbeat);
+    if let Some(id) = &cfg.id {
+        builder = builder.id(id.clone());
+    }
+    let client = builder.build();
     let worker = client
         .worker()
         .concurrency(cfg.concurrency)

@@ -63,6 +63,17 @@ pub async fn expired_running_becomes_cancelled(store: Arc<dyn TaskStore>) {
     assert_eq!(get(s, "a").await, rec);
 }
 
+/// Cancelling a running task whose lease expired logs its lost run as worker lost, under that
+/// run's claim token.
+pub async fn expired_running_logs_lost_run(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let claimed = make_running(s, opts("a"), "w1", t0()).await;
+    s.cancel(&"a".into(), plus(t0(), LEASE))
+        .await
+        .expect("cancel");
+    super::assert_lost_run_logged(s, &claimed).await;
+}
+
 /// Cancelling a cancelled task succeeds and it stays cancelled.
 pub async fn cancelled_again_is_ok(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();

@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use taskrow::{ClaimOne, Error, TaskRef, TaskState, TaskStore};
+use taskrow::{ClaimOne, Error, LogFilter, TaskLog, TaskRef, TaskState, TaskStore};
 use tokio::sync::Barrier;
 
 use super::{
-    LEASE, get, insert, insert_with, make_cancelled, make_failed, make_running, make_succeeded,
-    opts, plus, run_now, secs, t0,
+    LEASE, all_logs, assert_worker_lost, get, insert, insert_with, logs, make_cancelled,
+    make_failed, make_running, make_succeeded, opts, plus, run_now, secs, t0,
 };
 
 /// A pending task that is not due yet is claimed at once: running, one attempt, one more
-/// version, the claimant's lease from `now`.
+/// version, the claimant's lease from `now`, a claim token and `claimed_at = now`.
 pub async fn claims_pending_not_yet_due(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let inserted = insert_with(s, opts("a").run_at(secs(3600)), t0()).await;
@@ -28,6 +28,9 @@ pub async fn claims_pending_not_yet_due(store: Arc<dyn TaskStore>) {
     expected.lease_expires_at = Some(plus(now, LEASE));
     expected.next_run_at = None;
     expected.updated_at = now;
+    assert!(claimed.claim_token.is_some(), "a claim sets a claim token");
+    expected.claim_token = claimed.claim_token;
+    expected.claimed_at = Some(now);
     assert_eq!(claimed, expected);
     assert_eq!(get(s, "a").await, expected);
 }
@@ -46,7 +49,8 @@ pub async fn claims_by_id(store: Arc<dyn TaskStore>) {
     assert_eq!(get(s, "a").await.state, TaskState::Pending);
 }
 
-/// A failed task is claimed (the seeds' manual re-run), counting another attempt.
+/// A failed task is claimed (the seeds' manual re-run), counting another attempt, under a new
+/// claim token.
 pub async fn claims_failed_task(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let failed = make_failed(s, opts("a").max_attempts(1), t0()).await;
@@ -56,9 +60,11 @@ pub async fn claims_failed_task(store: Arc<dyn TaskStore>) {
     assert_eq!(claimed.version, failed.version + 1);
     assert_eq!(claimed.lease_owner.as_deref(), Some("w2"));
     assert_eq!(claimed.lease_expires_at, Some(plus(secs(60), LEASE)));
+    assert_eq!(claimed.claimed_at, Some(secs(60)));
+    assert_ne!(claimed.claim_token, failed.claim_token);
 }
 
-/// A running task whose lease expired is claimed by another worker.
+/// A running task whose lease expired is claimed by another worker, under a new claim token.
 pub async fn claims_expired_lease(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let first = make_running(s, opts("a"), "w1", t0()).await;
@@ -68,6 +74,70 @@ pub async fn claims_expired_lease(store: Arc<dyn TaskStore>) {
     assert_eq!(second.version, first.version + 1);
     assert_eq!(second.lease_owner.as_deref(), Some("w2"));
     assert_eq!(second.lease_expires_at, Some(plus(expiry, LEASE)));
+    assert_eq!(second.claimed_at, Some(expiry));
+    assert_ne!(second.claim_token, first.claim_token);
+}
+
+/// Claiming a task whose lease expired logs the run it takes over as worker lost, under that
+/// run's claim token.
+pub async fn logs_lost_run_of_expired_lease(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let first = make_running(s, opts("a"), "w1", secs(3)).await;
+    assert!(all_logs(s).await.is_empty());
+    let expiry = plus(secs(3), LEASE);
+    let second = run_now(s, "a", "w2", secs(40)).await;
+    let rows = all_logs(s).await;
+    assert_eq!(rows.len(), 1, "the lost run is logged once: {rows:?}");
+    assert_worker_lost(&rows[0], &first, false);
+    assert_eq!(rows[0].attempt, 1);
+    assert_eq!(rows[0].worker, "w1");
+    assert_eq!(rows[0].claim_token, first.claim_token);
+    assert_eq!(rows[0].started_at, secs(3));
+    assert_eq!(
+        rows[0].duration_ms,
+        (expiry - secs(3)).num_milliseconds(),
+        "a lost run lasted until its lease expired"
+    );
+    assert_eq!(get(s, "a").await, second);
+}
+
+/// Run-now is an operator's decision: a task whose lease expired during its last attempt is
+/// run once more (its lost run logged), not failed.
+pub async fn runs_expired_task_past_last_attempt(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let first = make_running(s, opts("a").max_attempts(1), "w1", t0()).await;
+    let second = run_now(s, "a", "w2", plus(t0(), LEASE)).await;
+    assert_eq!(second.state, TaskState::Running);
+    assert_eq!(second.attempts, 2);
+    assert_eq!(second.lease_owner.as_deref(), Some("w2"));
+    let rows = all_logs(s).await;
+    assert_eq!(rows.len(), 1, "the lost run is logged once: {rows:?}");
+    assert_worker_lost(&rows[0], &first, false);
+}
+
+/// `only_pending` (immediate dispatch) fails a task whose lease expired during its last
+/// attempt, as a claim would, logs the lost run, and answers `WrongState`.
+pub async fn only_pending_fails_exhausted_expired_task(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let first = make_running(s, opts("a").max_attempts(1), "w1", t0()).await;
+    let expiry = plus(t0(), LEASE);
+    assert_err!(
+        s.claim_one(
+            &TaskRef::from("a"),
+            &ClaimOne::new("w2", LEASE, expiry).only_pending(),
+        )
+        .await,
+        Error::WrongState { code, state: TaskState::Failed, .. } if code == "a"
+    );
+    let after = get(s, "a").await;
+    assert_eq!(after.state, TaskState::Failed);
+    assert_eq!(after.attempts, 1, "no attempt past max_attempts");
+    assert_eq!(after.last_error, Some(TaskLog::worker_lost_failure(&first)));
+    assert_eq!(after.version, first.version + 1);
+    assert_eq!(after.updated_at, expiry);
+    let rows = logs(s, &LogFilter::code("a")).await;
+    assert_eq!(rows.len(), 1, "the lost run is logged once: {rows:?}");
+    assert_worker_lost(&rows[0], &first, true);
 }
 
 /// `only_pending` (immediate dispatch) claims a pending task, due or not.
@@ -83,6 +153,26 @@ pub async fn only_pending_claims_pending(store: Arc<dyn TaskStore>) {
         .expect("claim_one");
     assert_eq!(claimed.state, TaskState::Running);
     assert_eq!(claimed.attempts, 1);
+}
+
+/// `only_pending` claims a task whose lease expired with attempts left, logging its lost run.
+pub async fn only_pending_claims_expired_lease(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let first = make_running(s, opts("a").max_attempts(2), "w1", t0()).await;
+    let expiry = plus(t0(), LEASE);
+    let second = s
+        .claim_one(
+            &TaskRef::from("a"),
+            &ClaimOne::new("w2", LEASE, expiry).only_pending(),
+        )
+        .await
+        .expect("claim_one");
+    assert_eq!(second.state, TaskState::Running);
+    assert_eq!(second.attempts, 2);
+    assert_ne!(second.claim_token, first.claim_token);
+    let rows = all_logs(s).await;
+    assert_eq!(rows.len(), 1, "the lost run is logged once: {rows:?}");
+    assert_worker_lost(&rows[0], &first, false);
 }
 
 /// `only_pending` refuses a failed task with `WrongState`, and changes nothing.

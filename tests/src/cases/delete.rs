@@ -42,6 +42,17 @@ pub async fn expired_running_can_be_deleted(store: Arc<dyn TaskStore>) {
     assert_not_found(s.get(&"a".into()).await, &"a".into());
 }
 
+/// Deleting a running task whose lease expired logs its lost run as worker lost, under that
+/// run's claim token; the row stays in the log after the task is gone.
+pub async fn expired_running_logs_lost_run(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let claimed = make_running(s, opts("a"), "w1", t0()).await;
+    s.delete(&"a".into(), plus(t0(), LEASE))
+        .await
+        .expect("delete");
+    super::assert_lost_run_logged(s, &claimed).await;
+}
+
 /// A task running under a live lease is refused with `Running` and stays.
 pub async fn refuses_live_running(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();

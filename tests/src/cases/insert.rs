@@ -12,8 +12,8 @@ use taskrow::{
 use super::{build, build_task, get, insert, list_all, list_codes, opts, secs, strings, t0};
 use crate::tasks::{SendEmail, SyncOrder};
 
-/// The row comes back pending, with 0 attempts, version 0, every given field as given, due at
-/// its run time; `get` reads the same row.
+/// The row comes back pending, with 0 attempts, version 0, no claim yet, every given field as
+/// given, due at its run time; `get` reads the same row.
 pub async fn returns_pending_row(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let now = secs(5);
@@ -76,6 +76,9 @@ pub async fn returns_pending_row(store: Arc<dyn TaskStore>) {
         assert_eq!(rec.lease_owner, None);
         assert_eq!(rec.last_error, None);
         assert_eq!(rec.version, 0);
+        assert_eq!(rec.claim_token, None);
+        assert_eq!(rec.claimed_at, None);
+        assert_eq!(rec.interruptions, 0);
         assert_eq!(rec.created_at, now);
         assert_eq!(rec.updated_at, now);
         assert_eq!(s.get(&TaskRef::Id(rec.id)).await.expect("get by id"), rec);

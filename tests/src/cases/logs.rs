@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
 use taskrow::{FinishResult, FinishStatus, LogFilter, Outcome, TaskLog, TaskRef, TaskStore};
 
 use super::{
-    all_logs, assert_id_order, failed, finish_of, finish_one, insert, logs, make_running, retry_at,
-    run_and_finish, run_now, secs, t0,
+    LEASE, all_logs, assert_finish_row, assert_id_order, assert_worker_lost, claim, failed,
+    finish_of, finish_one, get, insert, logs, make_running, plus, retry_at, run_and_finish,
+    run_now, secs, t0,
 };
 
 /// Ids of the tasks [`history`] ran.
@@ -21,7 +24,8 @@ struct History {
 /// 1. `a` attempt 1, started t0+1 s, retrying;
 /// 2. `a` attempt 2, started t0+2 s, failed;
 /// 3. `b` attempt 1, started t0+3 s, succeeded (the task is deleted);
-/// 4. `c` attempt 1 by w1, started t0+4 s, lease lost (w2 had claimed it again);
+/// 4. `c` attempt 1 by w1, started t0+4 s, lease lost (w2 had claimed it again; the row the
+///    reclaim wrote for the lost run became this one);
 /// 5. `c` attempt 2 by w2, started t0+34 s, succeeded (the task is deleted).
 async fn history(s: &dyn TaskStore) -> History {
     let a = insert(s, "a", t0()).await.id;
@@ -146,4 +150,79 @@ pub async fn limit_keeps_oldest(store: Arc<dyn TaskStore>) {
         [("c", 1, Outcome::LeaseLost)]
     );
     assert_eq!(logs(s, &LogFilter::default().limit(50)).await, all);
+}
+
+/// A task has one log row per run, each under its run's claim token, whatever happened to the
+/// run: applied (and its finish retried), lost with its worker, refused after a reclaim (the
+/// worker-lost row becomes its lease-lost row), or interrupted.
+pub async fn one_row_per_claim_token(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert(s, "a", t0()).await;
+    // Run 1: a retry, its finish retried after a lost reply.
+    let run1 = run_now(s, "a", "w1", t0()).await;
+    let retry = finish_of(&run1, t0(), retry_at(secs(1), "flaky"));
+    for now in [secs(1), secs(2)] {
+        assert_eq!(
+            finish_one(s, retry.clone(), now).await,
+            FinishStatus::Applied
+        );
+    }
+    // Run 2: its worker goes silent; run 3 reclaims it and is interrupted.
+    let run2 = claim(s, "w2", 10, secs(2)).await.remove(0);
+    let run3 = claim(s, "w3", 10, plus(secs(2), LEASE)).await.remove(0);
+    let interruption = finish_of(&run3, secs(32), super::interrupted(secs(40), "shutdown"));
+    assert_eq!(
+        finish_one(s, interruption.clone(), secs(33)).await,
+        FinishStatus::Applied
+    );
+    // Run 2's worker comes back late.
+    let late = finish_of(&run2, secs(2), FinishResult::Succeeded);
+    assert_eq!(
+        finish_one(s, late.clone(), secs(34)).await,
+        FinishStatus::LeaseLost
+    );
+    // Run 4 succeeds (the task is deleted), its finish retried.
+    let run4 = claim(s, "w4", 10, secs(40)).await.remove(0);
+    assert_eq!(run4.attempts, 3, "run 3's attempt was given back");
+    let done = finish_of(&run4, secs(40), FinishResult::Succeeded);
+    for now in [secs(41), secs(42)] {
+        assert_eq!(
+            finish_one(s, done.clone(), now).await,
+            FinishStatus::Applied
+        );
+    }
+
+    let rows = logs(s, &LogFilter::code("a")).await;
+    assert_eq!(rows.len(), 4, "four runs, four rows: {rows:?}");
+    let tokens: HashSet<Option<i64>> = rows.iter().map(|l| l.claim_token).collect();
+    let claimed: HashSet<Option<i64>> = [&run1, &run2, &run3, &run4]
+        .iter()
+        .map(|r| r.claim_token)
+        .collect();
+    assert_eq!(tokens, claimed, "one row under each claim's token");
+    let row_of = |token: Option<i64>| {
+        rows.iter()
+            .find(|l| l.claim_token == token)
+            .expect("a row for this run")
+    };
+    assert_finish_row(row_of(run1.claim_token), &retry, true);
+    assert_finish_row(row_of(run2.claim_token), &late, false);
+    assert_finish_row(row_of(run3.claim_token), &interruption, true);
+    assert_finish_row(row_of(run4.claim_token), &done, true);
+}
+
+/// The row a reclaim writes for a lost run is found by outcome, like any other.
+pub async fn filters_by_outcome_worker_lost(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    history(s).await;
+    let lost = make_running(s, super::opts("d"), "w1", secs(50)).await;
+    let lost = get(s, &lost.code).await;
+    run_now(s, "d", "w2", plus(secs(50), LEASE)).await;
+    let rows = logs(s, &LogFilter::default().outcomes([Outcome::WorkerLost])).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_worker_lost(&rows[0], &lost, false);
+    assert_eq!(
+        summary(&logs(s, &LogFilter::code("d")).await),
+        [("d", 1, Outcome::WorkerLost)]
+    );
 }

@@ -3,14 +3,15 @@
 //!
 //! Times are built from [`t0`] and moved by hand; stores never read a clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::time::Duration;
 
 use taskrow::chrono::{DateTime, TimeDelta, Utc};
 use taskrow::{
-    ClaimOne, ClaimRequest, EnqueueOptions, Error, Finish, FinishResult, FinishStatus, LogFilter,
-    NewTask, Page, Result, Task, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    ClaimOne, ClaimRequest, EnqueueOptions, Error, Finish, FinishResult, FinishStatus, Lease,
+    LogFilter, NewTask, Outcome, Page, Result, Task, TaskFilter, TaskLog, TaskRecord, TaskRef,
+    TaskState, TaskStore,
 };
 
 use crate::tasks::Noop;
@@ -47,6 +48,7 @@ pub mod release;
 pub mod reset;
 pub mod retry;
 pub mod times;
+pub mod upkeep;
 pub mod worker;
 
 /// The base time of every case: 2026-01-01T00:00:00Z.
@@ -225,6 +227,14 @@ pub(crate) fn failed(error: &str) -> FinishResult {
     }
 }
 
+/// An interruption result (the run was stopped from outside; due again at `at`).
+pub(crate) fn interrupted(at: DateTime<Utc>, error: &str) -> FinishResult {
+    FinishResult::Interrupted {
+        at,
+        error: error.to_owned(),
+    }
+}
+
 /// Runs `code` (already inserted) at `now` and finishes it with `result` a second later;
 /// returns the claimed record.
 pub(crate) async fn run_and_finish(
@@ -331,9 +341,99 @@ pub(crate) async fn all_logs(store: &dyn TaskStore) -> Vec<TaskLog> {
     logs(store, &LogFilter::default()).await
 }
 
-/// The log rows matching `filter`.
+/// The log rows matching `filter`, checked: every row names its run's claim token, and no
+/// run has two rows.
 pub(crate) async fn logs(store: &dyn TaskStore, filter: &LogFilter) -> Vec<TaskLog> {
-    store.logs(filter).await.expect("logs succeeds")
+    let rows = store.logs(filter).await.expect("logs succeeds");
+    check_one_row_per_run(&rows);
+    rows
+}
+
+/// The log rows of the run that held `lease` (its task and claim token).
+pub(crate) async fn run_logs(store: &dyn TaskStore, lease: Lease) -> Vec<TaskLog> {
+    logs(store, &LogFilter::task(lease.id))
+        .await
+        .into_iter()
+        .filter(|l| l.claim_token == Some(lease.token))
+        .collect()
+}
+
+/// Asserts that every row names the claim token of its run, and that no task has two rows
+/// under one token (one row per run).
+#[track_caller]
+pub(crate) fn check_one_row_per_run(rows: &[TaskLog]) {
+    let mut runs = HashSet::new();
+    for row in rows {
+        let token = row
+            .claim_token
+            .unwrap_or_else(|| panic!("a log row without its run's claim token: {row:?}"));
+        assert!(
+            runs.insert((row.task_id, token)),
+            "two log rows for one run (task {}, claim token {token}): {rows:?}",
+            row.task_id
+        );
+    }
+}
+
+/// Asserts that `row` is the worker-lost row of the run that `before` (the task as stored just
+/// before a claim, reset, cancel or delete found its lease expired) was holding; `last` says
+/// whether that run was the task's last attempt (a claim then fails it).
+#[track_caller]
+pub(crate) fn assert_worker_lost(row: &TaskLog, before: &TaskRecord, last: bool) {
+    let expiry = before
+        .lease_expires_at
+        .expect("a task found running has a lease expiry");
+    assert_eq!(
+        *row,
+        TaskLog::worker_lost(row.id, before, expiry, last),
+        "the lost run of {before:?} is logged as worker lost"
+    );
+    assert_eq!(row.outcome, Outcome::WorkerLost);
+    assert_eq!(row.claim_token, before.claim_token);
+}
+
+/// Asserts that the run `claimed` held (its lease since expired, and the task settled by a
+/// reset, cancel or delete) is the task's one log row, logged as worker lost:
+/// its attempt, worker, claim token, start and lease time. (Its error text, which says what
+/// became of the task, is left to the operation.)
+pub(crate) async fn assert_lost_run_logged(store: &dyn TaskStore, claimed: &TaskRecord) {
+    let rows = logs(store, &LogFilter::task(claimed.id)).await;
+    assert_eq!(rows.len(), 1, "the lost run is logged once: {rows:?}");
+    let row = &rows[0];
+    let expected = TaskLog::worker_lost(row.id, claimed, t0(), false);
+    assert_eq!(
+        (
+            row.task_id,
+            row.code.as_str(),
+            row.task_type.as_str(),
+            row.attempt,
+            row.started_at,
+            row.duration_ms,
+            row.outcome,
+            row.worker.as_str(),
+            row.claim_token
+        ),
+        (
+            expected.task_id,
+            expected.code.as_str(),
+            expected.task_type.as_str(),
+            expected.attempt,
+            expected.started_at,
+            expected.duration_ms,
+            Outcome::WorkerLost,
+            expected.worker.as_str(),
+            claimed.claim_token
+        ),
+        "the lost run of {claimed:?}: {row:?}"
+    );
+    assert!(row.error.is_some(), "a lost run says why: {row:?}");
+}
+
+/// Asserts that `row` is the row of `finish`, applied (its own outcome) or refused (lease
+/// lost).
+#[track_caller]
+pub(crate) fn assert_finish_row(row: &TaskLog, finish: &Finish, applied: bool) {
+    assert_eq!(*row, TaskLog::of_finish(row.id, finish, applied));
 }
 
 /// The sorted codes of `records`.
@@ -350,10 +450,23 @@ pub(crate) fn strings<const N: usize>(items: [&str; N]) -> Vec<String> {
 }
 
 /// Checks what the record's docs promise in every state: a pending task has a next run time
-/// and no lease expiry; a running one a lease expiry and owner and no next run time; others
-/// neither time.
+/// and no lease expiry; a running one a lease expiry and owner, a claim token and claim time,
+/// and no next run time; others neither time. A claim token (never 0) and a claim time come
+/// together.
 #[track_caller]
 pub(crate) fn check_invariants(r: &TaskRecord) {
+    assert_eq!(
+        r.claim_token.is_some(),
+        r.claimed_at.is_some(),
+        "a claim token and a claim time come together: {r:?}"
+    );
+    assert_ne!(r.claim_token, Some(0), "a claim token is never 0: {r:?}");
+    if r.state == TaskState::Running {
+        assert!(
+            r.claim_token.is_some(),
+            "a running task has a claim token: {r:?}"
+        );
+    }
     match r.state {
         TaskState::Pending => assert!(
             r.next_run_at.is_some() && r.lease_expires_at.is_none(),

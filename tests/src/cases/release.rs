@@ -1,4 +1,4 @@
-//! [`TaskStore::release`]: hand back claimed tasks that never ran.
+//! [`TaskStore::release`]: hand back claimed tasks that never ran, under their claim tokens.
 
 use std::sync::Arc;
 
@@ -36,13 +36,15 @@ pub async fn returns_task_to_pending(store: Arc<dyn TaskStore>) {
     assert_eq!(again[0].attempts, 1);
 }
 
-/// A lease that was replaced is answered `LeaseLost` and changes nothing; each lease is
-/// answered in order.
+/// A lease whose task was claimed again (a stale token) is answered `LeaseLost` and changes
+/// nothing; each lease is answered in order, and a release logs nothing.
 pub async fn stale_lease_is_lease_lost(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let a_old = make_running(s, opts("a"), "w1", t0()).await;
     let b = make_running(s, opts("b"), "w1", t0()).await;
     let a_now = run_now(s, "a", "w2", plus(t0(), LEASE)).await;
+    // The reclaim logged a's lost run; the release adds nothing.
+    let logged = all_logs(s).await;
     let statuses = s
         .release(&[a_old.lease(), b.lease()], secs(31))
         .await
@@ -52,5 +54,26 @@ pub async fn stale_lease_is_lease_lost(store: Arc<dyn TaskStore>) {
     let b_now = get(s, "b").await;
     assert_eq!(b_now.state, TaskState::Pending);
     assert_eq!(b_now.attempts, 0);
+    assert_eq!(all_logs(s).await, logged);
+}
+
+/// A release keeps the claim token on the row, and a second release of the same lease (the
+/// task is pending now) is `LeaseLost` and changes nothing.
+pub async fn released_lease_is_spent(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let claimed = make_running(s, opts("a"), "w1", t0()).await;
+    let statuses = s
+        .release(&[claimed.lease()], secs(1))
+        .await
+        .expect("release");
+    assert_eq!(statuses, [FinishStatus::Applied]);
+    let released = get(s, "a").await;
+    assert_eq!(released.claim_token, claimed.claim_token);
+    let statuses = s
+        .release(&[claimed.lease()], secs(2))
+        .await
+        .expect("release");
+    assert_eq!(statuses, [FinishStatus::LeaseLost]);
+    assert_eq!(get(s, "a").await, released);
     assert!(all_logs(s).await.is_empty());
 }

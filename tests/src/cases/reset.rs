@@ -8,13 +8,14 @@ use taskrow::{
 };
 
 use super::{
-    LEASE, claim_codes, finish_of, finish_one, get, insert, insert_with, make_cancelled,
-    make_failed, make_running, make_succeeded, opts, plus, retry_at, run_and_finish, secs, strings,
-    t0,
+    LEASE, all_logs, assert_finish_row, claim_codes, finish_of, finish_one, get, insert,
+    insert_with, interrupted, make_cancelled, make_failed, make_running, make_succeeded, opts,
+    plus, retry_at, run_and_finish, run_now, secs, strings, t0,
 };
 
-/// What `before` looks like after a reset at `now`: pending, no attempts, due `now`, no error,
-/// no lease expiry, one more version. The last lease owner may stay shown or not.
+/// What `before` looks like after a reset at `now`: pending, no attempts, no interruptions,
+/// due `now`, no error, no lease expiry, one more version, the last claim token kept. The last
+/// lease owner may stay shown or not.
 fn reset_of(
     before: &TaskRecord,
     after: &TaskRecord,
@@ -23,6 +24,7 @@ fn reset_of(
     let mut expected = before.clone();
     expected.state = TaskState::Pending;
     expected.attempts = 0;
+    expected.interruptions = 0;
     expected.next_run_at = Some(now);
     expected.last_error = None;
     expected.lease_expires_at = None;
@@ -76,7 +78,8 @@ pub async fn one_retrying_task_starts_over(store: Arc<dyn TaskStore>) {
     assert_eq!(after, reset_of(&before, &after, secs(50)));
 }
 
-/// A running task whose lease expired is reset, and the old holder's lease is lost.
+/// A running task whose lease expired is reset, and the old holder's lease is lost: its late
+/// finish is refused, and becomes the run's one log row.
 pub async fn one_expired_running_task_runs_again(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let claimed = make_running(s, opts("a"), "w1", t0()).await;
@@ -85,8 +88,39 @@ pub async fn one_expired_running_task_runs_again(store: Arc<dyn TaskStore>) {
     let after = get(s, "a").await;
     assert_eq!(after, reset_of(&claimed, &after, expiry));
     let late = finish_of(&claimed, t0(), FinishResult::Succeeded);
-    assert_eq!(finish_one(s, late, secs(40)).await, FinishStatus::LeaseLost);
+    assert_eq!(
+        finish_one(s, late.clone(), secs(40)).await,
+        FinishStatus::LeaseLost
+    );
     assert_eq!(get(s, "a").await, after);
+    let rows = all_logs(s).await;
+    assert_eq!(rows.len(), 1, "one row for the run: {rows:?}");
+    assert_finish_row(&rows[0], &late, false);
+}
+
+/// Resetting a running task whose lease expired logs its lost run as worker lost, under that
+/// run's claim token.
+pub async fn one_expired_running_task_logs_lost_run(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let claimed = make_running(s, opts("a"), "w1", t0()).await;
+    assert_eq!(reset_one(s, "a".into(), plus(t0(), LEASE)).await, 1);
+    super::assert_lost_run_logged(s, &claimed).await;
+}
+
+/// A reset clears the interruptions along with the attempts.
+pub async fn one_clears_interruptions(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert(s, "a", t0()).await;
+    let claimed = run_now(s, "a", "w1", secs(1)).await;
+    let finish = finish_of(&claimed, secs(1), interrupted(secs(500), "shutdown"));
+    assert_eq!(finish_one(s, finish, secs(2)).await, FinishStatus::Applied);
+    run_and_finish(s, "a", secs(3), retry_at(secs(600), "flaky")).await;
+    let before = get(s, "a").await;
+    assert_eq!((before.attempts, before.interruptions), (1, 1));
+    assert_eq!(reset_one(s, "a".into(), secs(10)).await, 1);
+    let after = get(s, "a").await;
+    assert_eq!(after, reset_of(&before, &after, secs(10)));
+    assert_eq!(after.interruptions, 0);
 }
 
 /// A task running under a live lease is refused with `Running` and left alone.

@@ -12,8 +12,8 @@ fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("an RFC 3339 time")
 }
 
-/// Creation, next run, lease expiry, update and log start times all read back to the
-/// microsecond, through insert, claim, lease extension and finish.
+/// Creation, next run, lease expiry, claim, update and log start times all read back to the
+/// microsecond, through insert, claim, lease extension, finish and a lost run's log row.
 pub async fn micros_round_trip(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     let created = at("2026-01-01T00:00:00.654321Z");
@@ -43,14 +43,15 @@ pub async fn micros_round_trip(store: Arc<dyn TaskStore>) {
     let expiry = plus(claimed_at, lease);
     assert_eq!(expiry, at("2026-01-01T00:00:32.000008Z"));
     assert_eq!(claimed.lease_expires_at, Some(expiry));
+    assert_eq!(claimed.claimed_at, Some(claimed_at));
     let got = get(s, "a").await;
     assert_eq!(got.lease_expires_at, Some(expiry));
+    assert_eq!(got.claimed_at, Some(claimed_at));
     assert_eq!(got.updated_at, claimed_at);
 
     let until = at("2026-01-01T00:01:00.999999Z");
     let extended_at = at("2026-01-01T00:00:20.000300Z");
-    let lease = s
-        .extend_lease(claimed.lease(), until, extended_at)
+    s.extend_lease(claimed.lease(), until, extended_at)
         .await
         .expect("extend_lease");
     let got = get(s, "a").await;
@@ -61,7 +62,7 @@ pub async fn micros_round_trip(store: Arc<dyn TaskStore>) {
     let finished_at = at("2026-01-01T00:00:21.500001Z");
     let finish = Finish::new(
         &claimed,
-        lease,
+        claimed.lease(),
         "w1",
         claimed_at,
         19_500,
@@ -76,4 +77,16 @@ pub async fn micros_round_trip(store: Arc<dyn TaskStore>) {
     assert_eq!(got.updated_at, finished_at);
     assert_eq!(got.created_at, created);
     assert_eq!(all_logs(s).await[0].started_at, claimed_at);
+
+    // A run lost with its worker is logged from its claim time, to the microsecond.
+    let claimed = claim_req(s, &ClaimRequest::new("w1", 1, lease, next))
+        .await
+        .remove(0);
+    assert_eq!(claimed.claimed_at, Some(next));
+    let expiry = plus(next, lease);
+    claim_req(s, &ClaimRequest::new("w2", 1, lease, expiry)).await;
+    let rows = all_logs(s).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1].started_at, next);
+    assert_eq!(rows[1].duration_ms, 30_000);
 }

@@ -565,7 +565,7 @@ pub async fn shutdown_signals_and_leaves_nothing_leased(store: Arc<dyn TaskStore
 }
 
 /// A task that ignores the shutdown signal is interrupted at the shutdown deadline: its run is
-/// logged and it is pending again, due at once, not left leased.
+/// logged as interrupted and it is pending again, due at once, its attempt given back.
 pub async fn shutdown_deadline_interrupts(store: Arc<dyn TaskStore>) {
     let probe = Arc::new(Probe::default());
     let c = client(&store, &probe, |b| b);
@@ -585,9 +585,13 @@ pub async fn shutdown_deadline_interrupts(store: Arc<dyn TaskStore>) {
     .await;
     w.shutdown().await;
     let t = get(&store, "stuck").await;
-    assert_eq!((t.state, t.attempts), (TaskState::Pending, 1));
+    assert_eq!(
+        (t.state, t.attempts, t.interruptions),
+        (TaskState::Pending, 0, 1),
+        "interrupted runs give their attempt back"
+    );
     assert!(t.last_error.unwrap().contains("interrupted"));
-    assert_eq!(logs(&store, "stuck").await[0].outcome, Outcome::Retrying);
+    assert_eq!(logs(&store, "stuck").await[0].outcome, Outcome::Interrupted);
 }
 
 /// Heartbeats keep a slow task's lease: a competing claimer never gets it while it runs, and
@@ -753,15 +757,13 @@ pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
     ));
 }
 
-/// A task claimed ahead of a busy slot keeps its lease: if it waited past half the lease, the
-/// lease is extended (guarded by version) before the run starts, so no other claim could have
-/// taken it meanwhile.
-pub async fn claimed_ahead_task_refreshes_its_lease(store: Arc<dyn TaskStore>) {
+/// A task claimed ahead of a busy slot never waits past half its lease: it is handed back
+/// with its attempt given back (no log row: it never ran), and runs later as attempt 1.
+pub async fn claimed_ahead_task_is_handed_back(store: Arc<dyn TaskStore>) {
     let probe = Arc::new(Probe::default());
-    let clock = ManualClock::new(t0());
-    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    let c = client(&store, &probe, |b| b);
     let work = Work {
-        millis: 400,
+        millis: 700,
         ..Work::default()
     };
     let batch: Vec<(&dyn Task, EnqueueOptions)> = vec![
@@ -773,8 +775,8 @@ pub async fn claimed_ahead_task_refreshes_its_lease(store: Arc<dyn TaskStore>) {
         .worker()
         .concurrency(1)
         .batch_size(1)
-        .lease(Duration::from_secs(10))
-        .heartbeat(None)
+        .lease(Duration::from_millis(1000))
+        .heartbeat(Some(Duration::from_millis(200)))
         .poll_interval(Duration::from_millis(10))
         .start()
         .unwrap();
@@ -790,47 +792,32 @@ pub async fn claimed_ahead_task_refreshes_its_lease(store: Arc<dyn TaskStore>) {
         },
     )
     .await;
-    let second = get(&store, "second").await;
-    assert_eq!(
-        second.lease_expires_at,
-        Some(t0() + chrono::TimeDelta::seconds(10))
-    );
-    clock.advance(Duration::from_secs(8));
-    // When its slot frees (real time), the second has waited 8 s of its 10 s lease: the
-    // worker extends the lease to t0+18 s before starting it.
+    // Half a lease later the second, still waiting, is handed back: pending, attempt given back.
     eventually(
-        "the second task's lease extended",
+        "the waiting task handed back",
         Duration::from_secs(10),
         || {
             let s = store.clone();
             async move {
-                match s.get(&"second".into()).await {
-                    Ok(t) => t.lease_expires_at == Some(t0() + chrono::TimeDelta::seconds(18)),
-                    Err(_) => false,
-                }
+                let t = get(&s, "second").await;
+                t.state == TaskState::Pending && t.attempts == 0
             }
         },
     )
     .await;
-    // A claim past the original expiry finds nothing: the lease holds.
-    clock.advance(Duration::from_secs(3));
-    let req = taskrow::ClaimRequest::new(
-        "thief",
-        10,
-        Duration::from_secs(60),
-        t0() + chrono::TimeDelta::seconds(11),
-    );
-    assert!(store.claim(&req).await.unwrap().is_empty());
-    eventually("the second task's run", Duration::from_secs(10), || {
+    eventually("both tasks to succeed", Duration::from_secs(10), || {
         let s = store.clone();
-        async move { logs(&s, "second").await.len() == 1 }
+        async move { empty(&s).await }
     })
     .await;
     w.shutdown().await;
-    let l = logs(&store, "second").await;
-    assert_eq!(
-        l[0].outcome,
-        Outcome::Succeeded,
-        "its lease held: the result was applied"
-    );
+    for code in ["first", "second"] {
+        let l = logs(&store, code).await;
+        assert_eq!(l.len(), 1, "{code}: {l:?}");
+        assert_eq!(
+            (l[0].outcome, l[0].attempt),
+            (Outcome::Succeeded, 1),
+            "{code}"
+        );
+    }
 }

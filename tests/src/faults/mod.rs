@@ -12,4 +12,4 @@ pub mod records;
 pub mod tasks;
 
 pub use process::{WorkerConfig, WorkerProcess};
-pub use records::{Recorder, Run, now_us, read_runs};
+pub use records::{Recorder, Run, RunGuard, now_us, read_runs};

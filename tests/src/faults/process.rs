@@ -35,6 +35,8 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// Exit once no task is pending or running.
     pub exit_when_idle: bool,
+    /// The worker id (lease owner, log rows, run records); taskrow's default when `None`.
+    pub id: Option<String>,
 }
 
 impl WorkerConfig {
@@ -50,6 +52,7 @@ impl WorkerConfig {
             poll: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(10),
             exit_when_idle: false,
+            id: None,
         }
     }
 
@@ -74,6 +77,10 @@ impl WorkerConfig {
         ];
         if self.exit_when_idle {
             a.push("--exit-when-idle".to_owned());
+        }
+        if let Some(id) = &self.id {
+            a.push("--worker-id".to_owned());
+            a.push(id.clone());
         }
         a
     }
@@ -112,6 +119,7 @@ impl WorkerConfig {
                 }
                 "--poll-ms" => cfg.poll = Duration::from_millis(num(&v)?),
                 "--shutdown-timeout-ms" => cfg.shutdown_timeout = Duration::from_millis(num(&v)?),
+                "--worker-id" => cfg.id = Some(v),
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }

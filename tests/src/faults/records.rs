@@ -3,7 +3,8 @@
 //! A run writes `S` when it starts and `E` when it ends, each line with one `write` call on a
 //! file opened for appending, so a process killed with SIGKILL leaves whole lines behind (at
 //! worst its last line cut short, which the reader skips). A run with an `S` and no `E` was cut
-//! short: its process died, or its handler was dropped (timeout, hard stop).
+//! short: its process died, or its handler was dropped (timeout, hard stop) without recording
+//! through a [`RunGuard`], which writes the `E` line when the handler's future is dropped.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -89,6 +90,33 @@ impl Recorder {
             mark.start_us,
             now_us()
         ));
+    }
+
+    /// Records the start of a run now and its end when the guard is dropped: when the handler
+    /// returns, and also when the runner stops it from outside (a lease it could not keep, a
+    /// hard stop at shutdown, a timeout), since aborting a handler drops its future. Only a
+    /// dead process leaves such a run without an end.
+    pub fn guard<'a>(&'a self, ctx: &'a TaskContext) -> RunGuard<'a> {
+        RunGuard {
+            rec: self,
+            ctx,
+            mark: self.start(ctx),
+        }
+    }
+}
+
+/// A run in progress that records its end when dropped ([`Recorder::guard`]).
+#[derive(Debug)]
+#[must_use = "the run ends when the guard is dropped"]
+pub struct RunGuard<'a> {
+    rec: &'a Recorder,
+    ctx: &'a TaskContext,
+    mark: Mark,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.rec.end(self.ctx, self.mark);
     }
 }
 

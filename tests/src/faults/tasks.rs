@@ -92,7 +92,9 @@ pub struct Step {
     pub then: Then,
 }
 
-/// Runs `steps[attempt - 1]` (the last step for later attempts).
+/// Runs `steps[attempt - 1]` (the last step for later attempts). It ignores the shutdown
+/// signal, and its run's end is recorded however it ends: returned, or stopped from outside
+/// (its future dropped by a lease it could not keep, a hard stop, a timeout).
 #[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
 #[serde(crate = "taskrow::serde")]
 pub struct Scripted {
@@ -114,9 +116,9 @@ impl Task for Scripted {
         let Some(step) = self.steps.get(i).or(self.steps.last()) else {
             return Ok(());
         };
-        let mark = rec.start(ctx);
+        let run = rec.guard(ctx);
         tokio::time::sleep(Duration::from_millis(step.millis)).await;
-        rec.end(ctx, mark);
+        drop(run);
         match &step.then {
             Then::Ok => Ok(()),
             Then::Retry(m) => Err(TaskError::msg(m)),
@@ -143,6 +145,38 @@ impl Task for Panics {
         panic!("{}", Self::MESSAGE)
     }
 }
+
+/// Aborts its process (`std::process::abort()`) on every run, after recording the start: a
+/// handler that kills its worker (an FFI crash, an OOM kill). It aborts only where
+/// [`AbortAllowed`] is registered as worker data (`taskrow-test-worker` does); elsewhere (the
+/// suite's own process) it fails for good instead.
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct Aborts {}
+
+impl Aborts {
+    /// The stored type name.
+    pub const TYPE: &'static str = "faults.aborts";
+}
+
+#[typetag::serde(name = "faults.aborts")]
+#[async_trait]
+impl Task for Aborts {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        if ctx.data::<AbortAllowed>().is_err() {
+            return Err(
+                TaskError::msg("faults.aborts runs only in taskrow-test-worker processes")
+                    .into_permanent(),
+            );
+        }
+        let _mark = ctx.data::<Recorder>()?.start(ctx);
+        std::process::abort()
+    }
+}
+
+/// Worker data that lets [`Aborts`] abort this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AbortAllowed;
 
 /// Never completes: an await that never wakes.
 #[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]

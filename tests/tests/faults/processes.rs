@@ -10,8 +10,8 @@ use taskrow_tests::faults::process::LockHolder;
 use taskrow_tests::faults::tasks::Drain;
 
 use super::common::{
-    Backend, Db, Drained, Row, Scratch, between, drain_options, enqueue_drains, rng, tail,
-    wait_all_exit, wait_for, worker_bin,
+    Backend, Db, Drained, Row, Scratch, between, drain_options, enqueue_drains, rng, sum_field,
+    tail, wait_all_exit, wait_for, worker_bin,
 };
 use super::proxy::{Proxy, through, upstream_of};
 
@@ -150,18 +150,6 @@ pub async fn crashed_workers(backend: Backend, seed: u64) -> Option<Row> {
         twice_at_once: d.twice_at_once(),
         final_states: d.final_states(),
     })
-}
-
-/// `key=<number>` summed over the lines of `log` that contain `line`.
-fn sum_field(log: &str, line: &str, key: &str) -> u64 {
-    log.lines()
-        .filter(|l| l.contains(line))
-        .filter_map(|l| {
-            let at = l.find(&format!("{key}="))? + key.len() + 1;
-            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u64>().ok()
-        })
-        .sum()
 }
 
 /// SIGTERM to every worker in the middle of a drain: each finishes what it runs, writes the
