@@ -90,6 +90,15 @@ impl TaskStore for Counting {
     async fn check_schema(&self) -> Result<()> {
         self.inner.check_schema().await
     }
+    fn has_database_time(&self) -> bool {
+        self.inner.has_database_time()
+    }
+    async fn database_time(&self) -> Result<Option<DateTime<Utc>>> {
+        self.inner.database_time().await
+    }
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.wakeups()
+    }
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
         self.inner.get(target).await
     }

@@ -94,6 +94,7 @@ impl Sut {
         Client::builder_arc(self.store())
             .data_arc(self.stats.clone())
             .build()
+            .unwrap()
     }
 
     /// Empties the tables (a new memory store).
@@ -983,7 +984,7 @@ pub async fn child_enqueue(
             Kind::Mysql => Arc::new(MysqlStore::connect(url).await?),
             Kind::Memory => return Err("the memory store is not shared between processes".into()),
         };
-        let client = Client::builder_arc(store).build();
+        let client = Client::builder_arc(store).build().unwrap();
         for _ in 0..count {
             tokio::time::sleep(gap()).await;
             let sent_us = wall_us();

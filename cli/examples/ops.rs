@@ -77,7 +77,8 @@ async fn seed() -> taskrow::Result<()> {
     let store = taskrow_cli::connect(&url).await?;
     let client = Client::builder_arc(store)
         .data(OrderService { up: false })
-        .build();
+        .build()
+        .unwrap();
     let order = |id: i64| SyncOrder {
         order_id: id,
         operator: "admin".into(),

@@ -27,7 +27,8 @@ Examples:
     after_help = AFTER_HELP
 )]
 pub(crate) struct Cli {
-    /// The database: `sqlite://tasks.db` or `mysql://user:password@host:3306/database`.
+    /// The database: `sqlite://tasks.db`, `mysql://user:password@host:3306/database` or
+    /// `postgres://user:password@host:5432/database`.
     #[arg(
         long,
         env = "TASKROW_DATABASE_URL",

@@ -73,7 +73,8 @@ pub(crate) async fn execute(
     let Some(url) = cli.database_url.filter(|u| !u.trim().is_empty()) else {
         return Err(CliError(
             "no database given: pass --database-url URL or set TASKROW_DATABASE_URL \
-             (`sqlite://tasks.db`, `mysql://user:password@host:3306/database`)"
+             (`sqlite://tasks.db`, `mysql://user:password@host:3306/database`, \
+             `postgres://user:password@host:5432/database`)"
                 .to_owned(),
         ));
     };
@@ -767,7 +768,7 @@ async fn run(
             )));
         }
     }
-    let client: Client = configure(Client::builder_arc(store)).build();
+    let client: Client = configure(Client::builder_arc(store)).build()?;
     let report = client
         .run_now(target.0.clone())
         .await

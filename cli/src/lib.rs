@@ -23,7 +23,8 @@
 //! ```
 //!
 //! The database comes from `--database-url` or `TASKROW_DATABASE_URL`: `sqlite://tasks.db`
-//! (or `sqlite::memory:`) and `mysql://user:password@host:3306/database` (`mariadb://` too).
+//! (or `sqlite::memory:`), `mysql://user:password@host:3306/database` (`mariadb://` too) and
+//! `postgres://user:password@host:5432/database` (`postgresql://` too).
 //! A task is named by its code or its id: a plain number is an id; write `code:42` for a code
 //! made of digits, and `id:42` to be explicit.
 //!
@@ -114,7 +115,8 @@ where
 }
 
 /// Opens the task store that `url` names: SQLite for `sqlite:` URLs, MySQL or MariaDB for
-/// `mysql://` and `mariadb://` ones. Any other scheme is [`Error::BadUrl`]; a database that
+/// `mysql://` and `mariadb://` ones, PostgreSQL for `postgres://` and `postgresql://` ones.
+/// Any other scheme is [`Error::BadUrl`]; a database that
 /// cannot be opened is [`Error::Unreachable`]. The tables are not checked here: a store on an
 /// unmigrated database answers [`Error::NotMigrated`] on first use.
 pub async fn connect(url: &str) -> taskrow::Result<Arc<dyn TaskStore>> {
@@ -140,6 +142,7 @@ impl fmt::Debug for Opened {
 pub(crate) enum Backend {
     Sqlite,
     Mysql,
+    Postgres,
 }
 
 /// The backend for `url`, or [`Error::BadUrl`].
@@ -151,15 +154,18 @@ pub(crate) fn backend(url: &str) -> taskrow::Result<Backend> {
     let Some((scheme, _)) = url.split_once(':') else {
         return Err(bad(format!(
             "no scheme: {}",
-            "write `sqlite://tasks.db` or `mysql://user:password@host:3306/database`"
+            "write `sqlite://tasks.db`, `mysql://user:password@host:3306/database` or \
+             `postgres://user:password@host:5432/database`"
         )));
     };
     match scheme.to_ascii_lowercase().as_str() {
         "sqlite" => Ok(Backend::Sqlite),
         "mysql" | "mariadb" => Ok(Backend::Mysql),
+        "postgres" | "postgresql" => Ok(Backend::Postgres),
         other => Err(bad(format!(
             "unknown scheme `{other}`: taskrow opens `sqlite://path/to/tasks.db` (or \
-             `sqlite::memory:`) and `mysql://user:password@host:3306/database` (or `mariadb://`)"
+             `sqlite::memory:`), `mysql://user:password@host:3306/database` (or `mariadb://`) \
+             and `postgres://user:password@host:5432/database` (or `postgresql://`)"
         ))),
     }
 }
@@ -177,6 +183,14 @@ pub(crate) async fn open(url: &str) -> taskrow::Result<Opened> {
         }
         Backend::Mysql => {
             let store = taskrow_mysql::connect(url).await?;
+            let db = store.connection().clone();
+            Ok(Opened {
+                store: Arc::new(store),
+                db,
+            })
+        }
+        Backend::Postgres => {
+            let store = taskrow_postgres::connect(url).await?;
             let db = store.connection().clone();
             Ok(Opened {
                 store: Arc::new(store),

@@ -1,7 +1,8 @@
-//! The `taskrow` binary driven as an operator would, against a SQLite file and against MariaDB
-//! (the server named by `TASKROW_MYSQL_URL`, e.g. `mysql://root@127.0.0.1:3306`; each test makes
-//! its own `taskrow_test_<uuid>` database and drops it when it passes; without the variable the
-//! MySQL tests print `skipped: …`, and fail under `CI=true`).
+//! The `taskrow` binary driven as an operator would, against a SQLite file, against MariaDB
+//! (the server named by `TASKROW_MYSQL_URL`, e.g. `mysql://root@127.0.0.1:3306`) and against
+//! PostgreSQL (`TASKROW_POSTGRES_URL`, e.g. `postgres://postgres@127.0.0.1:5432`). Each server
+//! test makes its own `taskrow_test_<uuid>` database and drops it when it passes; without the
+//! variable it prints `skipped: …`, and fails under `CI=true`.
 //!
 //! Tasks are seeded through the library with the `cli.test` type defined here. The stock binary
 //! does not link that type, so `run` is tested twice: the binary's refusal, and
@@ -20,6 +21,7 @@ use taskrow::{
     TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait,
 };
 use taskrow_mysql::testing::{FreshDatabase, fresh_database};
+use taskrow_postgres::testing as postgres;
 use tempfile::TempDir;
 
 /// The test task: fails with `boom <n>` when `fail` is set, else counts its runs in the
@@ -53,11 +55,13 @@ impl Task for CliTest {
 // ---------------------------------------------------------------------------------------------
 // Databases
 
-/// A database for one test: a SQLite file in a temporary directory, or a MariaDB database.
+/// A database for one test: a SQLite file in a temporary directory, a MariaDB database or a
+/// PostgreSQL database.
 struct Db {
     url: String,
     _dir: Option<TempDir>,
     mysql: Option<FreshDatabase>,
+    postgres: Option<postgres::FreshDatabase>,
 }
 
 impl Db {
@@ -67,6 +71,7 @@ impl Db {
             url,
             _dir: Some(dir),
             mysql: None,
+            postgres: None,
         }
     }
 
@@ -77,13 +82,29 @@ impl Db {
             url: fresh.url.clone(),
             _dir: None,
             mysql: Some(fresh),
+            postgres: None,
         })
     }
 
-    /// Drops the MariaDB database (called when the test passed).
+    /// `None` (after printing `skipped: …`) without `TASKROW_POSTGRES_URL`. The URL says
+    /// `postgresql://`, the other scheme the CLI opens.
+    async fn postgres() -> Option<Self> {
+        let fresh = postgres::fresh_database().await?;
+        Some(Db {
+            url: fresh.url.replacen("postgres://", "postgresql://", 1),
+            _dir: None,
+            mysql: None,
+            postgres: Some(fresh),
+        })
+    }
+
+    /// Drops the server's database (called when the test passed).
     async fn done(self) {
         if let Some(m) = self.mysql {
             m.drop_database().await;
+        }
+        if let Some(p) = self.postgres {
+            p.drop_database().await;
         }
     }
 
@@ -176,7 +197,7 @@ fn codes(list_output: &str) -> Vec<String> {
 
 /// The tasks every session starts with. Returns the client used.
 async fn seed(store: Arc<dyn TaskStore>) -> Client {
-    let client = Client::builder_arc(store).build();
+    let client = Client::builder_arc(store).build().unwrap();
     let enqueue = |code: &str, biz: &str, n: i64, fail: bool| {
         let client = client.clone();
         let opts = EnqueueOptions::new()
@@ -522,6 +543,15 @@ async fn mysql_session() {
     db.done().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_session() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    session(&db).await;
+    db.done().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // `run` from a binary that links the task types: the library entry point
 
@@ -550,7 +580,7 @@ async fn run_with_task_types(db: &Db) {
     let url = db.url.as_str();
     taskrow(url, &["migrate", "up"]).ok();
     let store = db.store().await;
-    let client = Client::builder_arc(store.clone()).build();
+    let client = Client::builder_arc(store.clone()).build().unwrap();
     let runs = Arc::new(Runs::default());
     let opts = |code: &str| EnqueueOptions::new().code(code).max_attempts(2);
 
@@ -677,6 +707,15 @@ async fn mysql_run_with_task_types() {
     db.done().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_run_with_task_types() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    run_with_task_types(&db).await;
+    db.done().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection errors: one line each, exit code 1
 
@@ -692,8 +731,9 @@ fn connection_errors_are_one_clear_line() {
     assert!(out.contains("no database given"), "{out}");
     assert!(out.contains("TASKROW_DATABASE_URL"), "{out}");
 
-    let e = taskrow("postgres://u:secret@db/app", &["list"]).error();
-    assert!(e.contains("unknown scheme `postgres`"), "{e}");
+    let e = taskrow("oracle://u:secret@db/app", &["list"]).error();
+    assert!(e.contains("unknown scheme `oracle`"), "{e}");
+    assert!(e.contains("postgres://"), "the schemes it opens: {e}");
     assert!(!e.contains("secret"), "the password is not printed: {e}");
     let e = taskrow("tasks.db", &["list"]).error();
     assert!(e.contains("bad database URL `tasks.db`: no scheme"), "{e}");
@@ -702,6 +742,11 @@ fn connection_errors_are_one_clear_line() {
     assert!(e.contains("cannot connect to the database"), "{e}");
     assert!(e.contains("mysql://root:***@127.0.0.1:1/app"), "{e}");
     let e = taskrow("mysql://root@127.0.0.1:3306", &["list"]).error();
+    assert!(e.contains("no database named"), "{e}");
+    let e = taskrow("postgres://root:secret@127.0.0.1:1/app", &["list"]).error();
+    assert!(e.contains("cannot connect to the database"), "{e}");
+    assert!(e.contains("postgres://root:***@127.0.0.1:1/app"), "{e}");
+    let e = taskrow("postgresql://postgres@127.0.0.1:5432", &["list"]).error();
     assert!(e.contains("no database named"), "{e}");
 
     let dir = tempfile::tempdir().unwrap();

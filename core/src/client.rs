@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, DatabaseClock, SystemClock};
 use crate::context::Data;
 use crate::error::{Error, Result};
 use crate::options::EnqueueOptions;
@@ -30,7 +30,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// ```
 /// # async fn demo(store: impl taskrow::TaskStore, task: impl taskrow::Task) -> taskrow::Result<()> {
 /// use taskrow::{Client, EnqueueOptions};
-/// let client = Client::builder(store).build();
+/// let client = Client::builder(store).build()?;
 /// let row = client.enqueue(&task, EnqueueOptions::new().code("sync_order_job")).await?;
 /// let worker = client.worker().concurrency(8).start()?;
 /// // ...
@@ -59,7 +59,7 @@ pub(crate) struct Inner {
 #[derive(Debug)]
 pub struct ClientBuilder {
     store: Arc<dyn TaskStore>,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
     data: Data,
     jitter: Jitter,
     id: Option<String>,
@@ -69,14 +69,16 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Time source (a [`crate::ManualClock`] in tests).
+    /// Time source (a [`crate::ManualClock`] in tests). By default, a store that can read the
+    /// database's time (MySQL, MariaDB, PostgreSQL) gets a [`DatabaseClock`] following it, so
+    /// that hosts need not agree on the time; other stores the [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
     /// Time source, shared.
     pub fn clock_arc(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
     /// Registers a value handlers fetch with [`crate::TaskContext::data`].
@@ -114,12 +116,23 @@ impl ClientBuilder {
         self.default_timeout = d;
         self
     }
-    /// The client.
-    pub fn build(self) -> Client {
-        Client {
+    /// Checks the settings and builds the client: [`Error::Config`] for a lease and heartbeat
+    /// that cannot keep a run's lease (a heartbeat longer than half the lease),
+    /// [`Error::InvalidInput`] for an id that does not fit.
+    pub fn build(self) -> Result<Client> {
+        crate::options::validate_lease(self.lease, self.heartbeat)?;
+        if let Some(id) = &self.id {
+            crate::options::validate_worker_id(id)?;
+        }
+        if self.default_timeout.is_zero() {
+            return Err(Error::Config(
+                "the default timeout must be longer than zero".into(),
+            ));
+        }
+        Ok(Client {
             inner: Arc::new(Inner {
+                clock: self.clock.unwrap_or_else(|| default_clock(&self.store)),
                 store: self.store,
-                clock: self.clock,
                 data: Arc::new(self.data),
                 jitter: Arc::new(self.jitter),
                 wake: watch::channel(0).0,
@@ -128,7 +141,17 @@ impl ClientBuilder {
                 heartbeat: self.heartbeat,
                 default_timeout: self.default_timeout,
             }),
-        }
+        })
+    }
+}
+
+/// The clock a client gets when none is given: the database's time where the store can read
+/// it, else this host's.
+fn default_clock(store: &Arc<dyn TaskStore>) -> Arc<dyn Clock> {
+    if store.has_database_time() {
+        Arc::new(DatabaseClock::new(store.clone()))
+    } else {
+        Arc::new(SystemClock)
     }
 }
 
@@ -156,9 +179,11 @@ pub fn default_worker_id() -> String {
 }
 
 impl Client {
-    /// A client on `store` with the system clock and no data.
+    /// A client on `store` with the default settings and clock, and no data.
     pub fn new(store: impl TaskStore) -> Self {
-        Self::builder(store).build()
+        Self::builder(store)
+            .build()
+            .expect("the default settings are valid")
     }
 
     /// A builder for a client on `store`.
@@ -170,7 +195,7 @@ impl Client {
     pub fn builder_arc(store: Arc<dyn TaskStore>) -> ClientBuilder {
         ClientBuilder {
             store,
-            clock: Arc::new(SystemClock),
+            clock: None,
             data: Data::new(),
             jitter: Jitter::from_entropy(),
             id: None,
@@ -206,6 +231,9 @@ impl Client {
 
     /// Stores `task` to run per `options`, and wakes this process's workers.
     pub async fn enqueue(&self, task: &dyn Task, options: EnqueueOptions) -> Result<TaskRecord> {
+        // A chance for a clock that follows the database to read it first; an enqueue never
+        // fails for the clock (its times decide only when the task is due).
+        let _ = self.inner.clock.ready().await;
         let row = options.build(task, self.inner.clock.now())?;
         let rec = self.inner.store.insert(row).await?;
         self.wake_workers();
@@ -219,6 +247,9 @@ impl Client {
         task: &dyn Task,
         options: EnqueueOptions,
     ) -> Result<(TaskRecord, bool)> {
+        // A chance for a clock that follows the database to read it first; an enqueue never
+        // fails for the clock (its times decide only when the task is due).
+        let _ = self.inner.clock.ready().await;
         let row = options.build(task, self.inner.clock.now())?;
         let (rec, created) = self.inner.store.insert_if_absent(row).await?;
         if created {
@@ -232,6 +263,9 @@ impl Client {
     where
         I: IntoIterator<Item = (&'a dyn Task, EnqueueOptions)>,
     {
+        // A chance for a clock that follows the database to read it first; an enqueue never
+        // fails for the clock (its times decide only when the task is due).
+        let _ = self.inner.clock.ready().await;
         let now = self.inner.clock.now();
         let rows = tasks
             .into_iter()
@@ -255,6 +289,7 @@ impl Client {
         let target = target.into();
         let client = self.clone();
         join_run(tokio::spawn(async move {
+            client.inner.clock.ready().await?;
             let sent = Instant::now();
             let now = client.inner.clock.now();
             let task = client
@@ -281,6 +316,7 @@ impl Client {
     pub async fn run_committed(&self, id: i64) -> Result<Option<RunReport>> {
         let client = self.clone();
         join_run(tokio::spawn(async move {
+            client.inner.clock.ready().await?;
             let sent = Instant::now();
             let now = client.inner.clock.now();
             let claim =

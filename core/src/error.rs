@@ -136,6 +136,11 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The clock cannot be trusted to judge due times and leases right now (a clock that
+    /// follows the database could not measure it lately).
+    #[error("the clock cannot be trusted: {0}")]
+    Clock(String),
+
     /// The worker was shut down.
     #[error("the worker is shut down")]
     Shutdown,

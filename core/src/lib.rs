@@ -31,7 +31,7 @@ pub mod worker;
 
 pub use async_trait::async_trait;
 pub use client::{Client, ClientBuilder};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, DatabaseClock, DatabaseClockConfig, ManualClock, SystemClock};
 pub use context::{Data, MissingData, Shutdown, TaskContext};
 pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use options::{DEFAULT_MAX_ATTEMPTS, EnqueueOptions, Start};
@@ -44,7 +44,7 @@ pub use store::{
     PurgeReport, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
 };
 pub use task::{LoadError, Task, TaskDefaults};
-pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
+pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandle, WorkerHealth};
 
 // Re-exported so users need no direct dependency lines for them.
 pub use chrono;

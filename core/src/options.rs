@@ -163,6 +163,47 @@ impl EnqueueOptions {
     }
 }
 
+/// Checks a worker id, as every store does before a claim ([`crate::TaskStore::claim`],
+/// [`crate::TaskStore::claim_one`]) and the builders do before a client or worker exists: not
+/// empty, at most [`MAX_CODE_CHARS`] characters (the lease owner and log columns).
+pub fn validate_worker_id(id: &str) -> Result<()> {
+    let n = id.chars().count();
+    if n == 0 {
+        return Err(Error::InvalidInput(
+            "the worker id must not be empty: leave it unset for the default (host, pid and a random part)".into(),
+        ));
+    }
+    if n > MAX_CODE_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "the worker id is {n} characters long; at most {MAX_CODE_CHARS} fit in the lease owner column: choose a shorter id"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a lease and heartbeat pair, as [`crate::ClientBuilder::build`] and
+/// [`crate::WorkerBuilder::build`] do: the lease longer than zero, and a heartbeat (if any)
+/// longer than zero and at most half the lease, so that a lease survives one failed beat.
+pub fn validate_lease(lease: Duration, heartbeat: Option<Duration>) -> Result<()> {
+    if lease.is_zero() {
+        return Err(Error::Config("the lease must be longer than zero".into()));
+    }
+    if let Some(h) = heartbeat {
+        if h.is_zero() {
+            return Err(Error::Config(
+                "the heartbeat must be longer than zero (or None to disable it)".into(),
+            ));
+        }
+        if h > lease / 2 {
+            return Err(Error::Config(format!(
+                "the heartbeat ({h:?}) must be at most half the lease ({lease:?}), so that a lease \
+                 outlives a failed beat; a third of the lease is a good choice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a row before insert: the limits every store shares.
 pub fn validate(t: &NewTask) -> Result<()> {
     let check = |what: &str, v: &str, max: usize, empty_ok: bool| -> Result<()> {

@@ -98,20 +98,29 @@ async fn fired(mut rx: watch::Receiver<bool>) {
 enum Stopped {
     /// The handler's result, or its failure.
     Ran(Result<(), (TaskErrorKind, String)>),
-    /// Stopped from outside: shutdown past its deadline, or a lease that could not be kept.
-    Interrupted(String),
+    /// Stopped from outside: shutdown past its deadline (`lease: false`), or a lease that
+    /// could not be kept (`lease: true`).
+    Interrupted { why: String, lease: bool },
+}
+
+/// A finished run: its finish, and whether it was stopped for want of its lease (the worker
+/// then leaves the task to others for a while).
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub finish: Finish,
+    pub lease_trouble: bool,
 }
 
 /// Runs a claimed task once and returns the finish to write. Never panics because of the
 /// handler, never waits past the timeout or the lease, never holds the task while sleeping for
 /// a retry.
-pub(crate) async fn execute(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
+pub(crate) async fn execute(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
     let task = &claimed.task;
     let span = info_span!("taskrow.execute", id = task.id, code = %task.code, task_type = %task.task_type, attempt = task.attempts);
     execute_inner(env, claimed, stops).instrument(span).await
 }
 
-async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
+async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
     let task = &claimed.task;
     let started_at = env.clock.now();
     let started = Instant::now();
@@ -159,7 +168,8 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
             // task of their own: no run spawns twice, and every beat is bounded by the lease.
             let every = env.heartbeat.map(|h| beat_interval(h, env.lease));
             let mut next_beat = every.map(|h| claimed.sent + h);
-            loop {
+            let mut hard_stopped = false;
+            let stopped = loop {
                 let signal_at = lease_end - margin;
                 let abort_at = lease_end - margin / 2;
                 let beat = async {
@@ -169,21 +179,20 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
                     }
                 };
                 tokio::select! {
-                    joined = &mut run => break Stopped::Ran(match joined {
+                    joined = &mut run => break (true, Stopped::Ran(match joined {
                         Ok(r) => r,
                         Err(e) if e.is_panic() => Err((TaskErrorKind::Retry, format!("the handler panicked: {}", panic_message(e.into_panic())))),
                         Err(e) => Err((TaskErrorKind::Retry, format!("the handler was cancelled: {e}"))),
-                    }),
+                    })),
                     _ = &mut deadline => {
-                        run.abort();
-                        break Stopped::Ran(Err((TaskErrorKind::Retry, format!(
+                        break (false, Stopped::Ran(Err((TaskErrorKind::Retry, format!(
                             "timed out after {} ms: the handler did not complete (blocking code belongs in tokio::task::spawn_blocking; raise the task's timeout if it is merely slow)",
                             timeout.as_millis()
-                        ))));
+                        )))));
                     }
                     _ = &mut hard_stop => {
-                        run.abort();
-                        break Stopped::Interrupted("the worker shut down before the handler finished".to_owned());
+                        hard_stopped = true;
+                        break (false, Stopped::Interrupted { why: "the worker shut down before the handler finished".to_owned(), lease: false });
                     }
                     _ = &mut shutdown, if !shutdown_seen => {
                         shutdown_seen = true;
@@ -195,14 +204,13 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
                         let _ = stop_tx.send(true);
                     }
                     _ = tokio::time::sleep_until(abort_at) => {
-                        run.abort();
                         let why = match &last_beat_error {
                             Some(e) => format!("its lease could not be confirmed before it ended (last heartbeat error: {e}), so it was stopped to keep another worker from running it at the same time"),
                             None if env.heartbeat.is_none() => format!("it ran as long as its lease ({} ms) allows with heartbeats off, so it was stopped; enable heartbeats or lengthen the lease", env.lease.as_millis()),
                             None => "its lease could not be confirmed before it ended, so it was stopped".to_owned(),
                         };
                         warn!(id = lease.id, "{why}");
-                        break Stopped::Interrupted(why);
+                        break (false, Stopped::Interrupted { why, lease: true });
                     }
                     _ = beat => {
                         let heartbeat = every.expect("beats only with a heartbeat");
@@ -211,7 +219,15 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
                         let call = env.store.extend_lease(lease, add(now, env.lease), now);
                         // Bounded by the lease: a beat that answers after the run must be
                         // aborted is worth nothing.
-                        let answer = tokio::time::timeout_at(abort_at.max(sent + Duration::from_millis(1)), call).await;
+                        let bounded = tokio::time::timeout_at(abort_at.max(sent + Duration::from_millis(1)), call);
+                        // The hard stop does not wait for a beat (a pool timeout, say).
+                        let answer = tokio::select! {
+                            a = bounded => a,
+                            _ = &mut hard_stop => {
+                                hard_stopped = true;
+                                break (false, Stopped::Interrupted { why: "the worker shut down before the handler finished".to_owned(), lease: false });
+                            }
+                        };
                         match answer {
                             Ok(Ok(())) => {
                                 lease_end = sent + env.lease;
@@ -221,9 +237,8 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
                             Ok(Err(crate::Error::LeaseLost { .. })) => {
                                 // Another claim holds the task: stop at once.
                                 let _ = stop_tx.send(true);
-                                run.abort();
                                 warn!(id = lease.id, "lease lost while the task runs: stopped");
-                                break Stopped::Interrupted("its lease was lost to another claim while it ran, so it was stopped".to_owned());
+                                break (false, Stopped::Interrupted { why: "its lease was lost to another claim while it ran, so it was stopped".to_owned(), lease: true });
                             }
                             Ok(Err(e)) => {
                                 warn!(id = lease.id, error = %e, "heartbeat failed; trying again");
@@ -238,18 +253,43 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
                         }
                     }
                 }
+            };
+            let (joined, mut stopped) = stopped;
+            if !joined {
+                // Stopped from here: abort the handler and wait until it is really gone before
+                // the result makes the task runnable elsewhere. An abort takes effect only when
+                // the handler next yields, so wait — but no longer than the lease (or, at a
+                // hard stop, its grace).
+                run.abort();
+                let by = if hard_stopped {
+                    lease_end.min(Instant::now() + Duration::from_secs(1))
+                } else {
+                    lease_end
+                };
+                if tokio::time::timeout_at(by, &mut run).await.is_err() {
+                    let note = "; the handler did not stop when aborted (code that never reaches an `.await`?)";
+                    warn!(id = lease.id, "the handler did not stop when aborted");
+                    match &mut stopped {
+                        Stopped::Ran(Err((_, m))) | Stopped::Interrupted { why: m, .. } => {
+                            m.push_str(note)
+                        }
+                        Stopped::Ran(Ok(())) => {}
+                    }
+                }
             }
+            stopped
         }
     };
 
     let now = env.clock.now();
     let duration_ms = started.elapsed().as_millis() as i64;
+    let lease_trouble = matches!(ended, Stopped::Interrupted { lease: true, .. });
     let finish_result = match ended {
         Stopped::Ran(Ok(())) => FinishResult::Succeeded,
         Stopped::Ran(Err((kind, message))) => {
             failure_result(task, kind, &message, now, &env.jitter)
         }
-        Stopped::Interrupted(reason) => interruption_result(task, &reason, now, &env.jitter),
+        Stopped::Interrupted { why, .. } => interruption_result(task, &why, now, &env.jitter),
     };
     match &finish_result {
         FinishResult::Succeeded => debug!(duration_ms, "task succeeded"),
@@ -263,14 +303,17 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Finish {
             warn!(duration_ms, error = %error, "run interrupted")
         }
     }
-    Finish::new(
-        task,
-        lease,
-        env.worker.clone(),
-        started_at,
-        duration_ms,
-        finish_result,
-    )
+    Ran {
+        finish: Finish::new(
+            task,
+            lease,
+            env.worker.clone(),
+            started_at,
+            duration_ms,
+            finish_result,
+        ),
+        lease_trouble,
+    }
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -335,7 +378,7 @@ pub(crate) async fn execute_and_finish(
     claimed: &Claimed,
     stops: &Stops,
 ) -> crate::Result<RunReport> {
-    let finish = execute(env, claimed, stops).await;
+    let finish = execute(env, claimed, stops).await.finish;
     let status = finish_with_retry(env, vec![finish.clone()]).await?;
     Ok(RunReport::new(&claimed.task, &finish, status[0]))
 }

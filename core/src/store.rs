@@ -510,7 +510,9 @@ pub struct PurgeReport {
 ///   one has `lease_expires_at` and `lease_owner`, no `next_run_at`; other states have
 ///   neither time. `lease_owner` is kept after the lease ends, to show who ran it last.
 ///   `updated_at` is `created_at` at insert and `now` after every change.
-/// - **Input**: inserts check [`crate::options::validate`] themselves and answer
+/// - **Input**: claims check the worker id ([`crate::options::validate_worker_id`]: at most
+///   [`crate::record::MAX_CODE_CHARS`] characters, not empty) and answer
+///   [`crate::Error::InvalidInput`] before touching a row. Inserts check [`crate::options::validate`] themselves and answer
 ///   [`crate::Error::InvalidInput`], so a row altered after [`crate::EnqueueOptions::build`]
 ///   is refused the same way by every store. Codes compare exactly (case and trailing spaces
 ///   count); a code prefix filter is literal (no wildcards).
@@ -643,6 +645,24 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// version to deploy (a newer one) otherwise. Workers call it before they claim. A store
     /// without a schema answers `Ok`; a wrapper forwards it (no default, so none forgets to).
     async fn check_schema(&self) -> Result<()>;
+
+    /// Whether the store can read the database's own time ([`TaskStore::database_time`]).
+    /// A [`crate::Client`] on such a store follows that time by default
+    /// ([`crate::clock::DatabaseClock`]), so hosts need not agree on theirs.
+    fn has_database_time(&self) -> bool;
+
+    /// The database's current time as the database sees it now (MySQL `UTC_TIMESTAMP(6)`,
+    /// PostgreSQL `clock_timestamp()`, not a transaction's start), or `None` for a store
+    /// without a time of its own (memory, SQLite: one host). The one place a store reads a
+    /// clock; its other statements take `now` from the caller.
+    async fn database_time(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Wake-ups from other processes: a counter that changes when another process (or a
+    /// transaction of this one, at its commit) enqueued work, so that workers claim at once
+    /// instead of at their next poll — PostgreSQL's LISTEN/NOTIFY. `None` for a store without
+    /// them (workers then rely on their poll and on this process's own enqueues). Bursts are
+    /// coalesced: a worker sees "changed", not how many.
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
 }
 
 macro_rules! forward_store {
@@ -712,6 +732,15 @@ macro_rules! forward_store {
             }
             async fn check_schema(&self) -> Result<()> {
                 (**self).check_schema().await
+            }
+            fn has_database_time(&self) -> bool {
+                (**self).has_database_time()
+            }
+            async fn database_time(&self) -> Result<Option<DateTime<Utc>>> {
+                (**self).database_time().await
+            }
+            fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+                (**self).wakeups()
             }
         }
     };

@@ -1,7 +1,7 @@
 //! The worker: claims due tasks in batches, runs them with a concurrency limit, writes their
 //! results in batches, keeps long tasks' leases alive, and shuts down gracefully.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -140,19 +140,9 @@ impl WorkerBuilder {
         if self.poll_interval.is_zero() {
             return bad("the poll interval must be longer than zero");
         }
-        if self.lease.is_zero() {
-            return bad("the lease must be longer than zero");
-        }
-        if let Some(h) = self.heartbeat {
-            if h.is_zero() {
-                return bad("the heartbeat must be longer than zero (or None to disable it)");
-            }
-            if h >= self.lease {
-                return Err(Error::Config(format!(
-                    "the heartbeat ({h:?}) must be shorter than the lease ({:?}), or the lease expires between beats; a third of the lease is a good choice",
-                    self.lease
-                )));
-            }
+        crate::options::validate_lease(self.lease, self.heartbeat)?;
+        if let Some(id) = &self.id {
+            crate::options::validate_worker_id(id)?;
         }
         if self.default_timeout.is_zero() {
             return bad("the default timeout must be longer than zero");
@@ -241,6 +231,7 @@ impl Worker {
     /// what happened. Retries scheduled for later wait: move the clock and call again.
     pub async fn run_until_idle(&self) -> Result<DrainReport> {
         self.env.store.check_schema().await?;
+        self.env.clock.ready().await?;
         let mut report = DrainReport::default();
         let stops = Stops::never();
         let limit = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
@@ -276,8 +267,10 @@ impl Worker {
         };
         let shutdown_timeout = self.cfg.shutdown_timeout;
         let wake = self.cfg.client.clone();
-        let join = tokio::spawn(self.main_loop(stops));
+        let (health_tx, health) = watch::channel(WorkerHealth::Starting);
+        let join = tokio::spawn(self.main_loop(stops, health_tx));
         WorkerHandle {
+            health,
             shutdown: shutdown_tx,
             hard_stop: hard_tx,
             join: Some(join),
@@ -286,17 +279,26 @@ impl Worker {
         }
     }
 
-    async fn main_loop(self, stops: Stops) -> ShutdownReport {
+    async fn main_loop(self, stops: Stops, health: watch::Sender<WorkerHealth>) -> ShutdownReport {
+        let report = self.run_loop(stops, &health).await;
+        health.send_replace(WorkerHealth::Stopped(report.refused.clone()));
+        report
+    }
+
+    async fn run_loop(self, stops: Stops, health: &watch::Sender<WorkerHealth>) -> ShutdownReport {
         let mut report = ShutdownReport::default();
         if let Err(e) = self.env.store.check_schema().await {
             error!(worker = %self.env.worker, error = %e, "taskrow worker refuses to start");
             report.refused = Some(e.to_string());
             return report;
         }
+        health.send_replace(WorkerHealth::Running);
         let concurrency = self.cfg.concurrency;
         let ahead = self.cfg.batch_size.unwrap_or(concurrency.max(32));
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut wake = self.cfg.client.wake_receiver();
+        // Other processes' enqueues, where the store hears of them (PostgreSQL NOTIFY).
+        let mut remote_wake = self.env.store.wakeups();
         let mut shutdown = stops.shutdown.clone();
         // Results wait here for the writer. A run keeps its slot until its result is handed
         // over, and the loop claims nothing while `unwritten` is at its bound: a stalled
@@ -311,11 +313,14 @@ impl Worker {
             unwritten.clone(),
             stops.hard_stop.clone(),
         ));
-        let mut running: JoinSet<(i64, bool)> = JoinSet::new();
+        let mut running: JoinSet<RunEnd> = JoinSet::new();
         // Ids of the tasks this worker runs: its claims exclude them, so a task whose lease
         // expired under a slow run here is left to other workers, never queued behind or
         // run beside its own earlier run.
         let mut active: HashSet<i64> = HashSet::new();
+        // Tasks whose run here was stopped for want of its lease: this worker (whose heartbeats
+        // failed) leaves them to others for one lease before it claims them again.
+        let mut cooldown: HashMap<i64, Instant> = HashMap::new();
         // Claimed tasks waiting for a slot, oldest due first, all from one claim.
         let mut waiting: VecDeque<Claimed> = VecDeque::new();
         // The last claim found fewer due tasks than it asked for.
@@ -330,7 +335,7 @@ impl Worker {
         info!(worker = %self.env.worker, concurrency, "taskrow worker started");
 
         let start =
-            |running: &mut JoinSet<(i64, bool)>, claimed: Claimed, permit: OwnedSemaphorePermit| {
+            |running: &mut JoinSet<RunEnd>, claimed: Claimed, permit: OwnedSemaphorePermit| {
                 let env = self.env.clone();
                 let stops = stops.clone();
                 let fin_tx = fin_tx.clone();
@@ -340,16 +345,16 @@ impl Worker {
                     let started = async {
                         if *stops.shutdown.borrow() {
                             // Claimed but not started: hand it back without using an attempt.
-                            release(&env, &[claimed]).await;
-                            return false;
+                            release(&env, &[claimed], &stops.hard_stop).await;
+                            return None;
                         }
-                        let finish = execute(&env, &claimed, &stops).await;
+                        let ran = execute(&env, &claimed, &stops).await;
                         unwritten.fetch_add(1, Ordering::SeqCst);
-                        if fin_tx.send(finish).await.is_err() {
+                        if fin_tx.send(ran.finish).await.is_err() {
                             unwritten.fetch_sub(1, Ordering::SeqCst);
                         }
                         drop(permit);
-                        true
+                        Some(ran.lease_trouble)
                     };
                     (id, started.await)
                 });
@@ -357,7 +362,9 @@ impl Worker {
 
         'outer: loop {
             while let Some(r) = running.try_join_next() {
-                report.count(r, &mut active);
+                if let Some(id) = report.count(r, &mut active) {
+                    cooldown.insert(id, Instant::now() + self.env.lease);
+                }
                 claim_ahead = true;
             }
             if *shutdown.borrow() {
@@ -374,7 +381,7 @@ impl Worker {
                     count = stale.len(),
                     "claimed tasks waited half their lease for a slot; handing them back"
                 );
-                release(&self.env, &stale).await;
+                release(&self.env, &stale, &stops.hard_stop).await;
                 claim_ahead = false;
             }
             // Start what the free slots allow.
@@ -392,9 +399,36 @@ impl Worker {
             let free = slots.available_permits();
             let want = free + if claim_ahead { ahead } else { 0 };
             if waiting.is_empty() && !drained && !backlog && want > 0 {
+                // Due times and leases are judged by the clock: claim nothing while it cannot
+                // be trusted (a clock following a database it cannot read).
+                let trusted = tokio::select! {
+                    r = self.env.clock.ready() => r,
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                };
+                if let Err(e) = trusted {
+                    if !matches!(*health.borrow(), WorkerHealth::Paused(_)) {
+                        warn!(worker = %self.env.worker, error = %e, "not claiming until the clock can be trusted");
+                    }
+                    health.send_replace(WorkerHealth::Paused(e.to_string()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = shutdown.wait_for(|s| *s) => break 'outer,
+                    }
+                    continue 'outer;
+                }
+                if *health.borrow() != WorkerHealth::Running {
+                    info!(worker = %self.env.worker, "the clock can be trusted again: claiming");
+                    health.send_replace(WorkerHealth::Running);
+                }
                 wake.borrow_and_update();
-                let req = self.claim_request(want).exclude_ids(active.iter().copied());
+                // Taken before the claim's `now`: the run's deadline never outlasts the lease
+                // the store grants from that `now`.
                 let sent = Instant::now();
+                let now = Instant::now();
+                cooldown.retain(|_, until| *until > now);
+                let req = self
+                    .claim_request(want)
+                    .exclude_ids(active.iter().chain(cooldown.keys()).copied());
                 match self.env.store.claim(&req).await {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(100);
@@ -424,15 +458,19 @@ impl Worker {
                 // Every slot busy and no claiming ahead: wait for a run to end.
                 tokio::select! {
                     Some(r) = running.join_next() => {
-                        report.count(r, &mut active);
+                        if let Some(id) = report.count(r, &mut active) {
+                            cooldown.insert(id, Instant::now() + self.env.lease);
+                        }
                         claim_ahead = true;
                     }
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                 }
             } else if waiting.is_empty() {
-                // Drained: wait for an enqueue here, the poll interval, or shutdown.
+                // Drained: wait for an enqueue here or elsewhere, the poll interval, or
+                // shutdown.
                 tokio::select! {
                     _ = wake.changed() => {}
+                    _ = changed(&mut remote_wake) => {}
                     _ = tokio::time::sleep(self.cfg.poll_interval) => {}
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                 }
@@ -458,7 +496,7 @@ impl Worker {
         // as interrupted: they run again without using an attempt).
         if !waiting.is_empty() {
             report.released += waiting.len() as u64;
-            release(&self.env, waiting.make_contiguous()).await;
+            release(&self.env, waiting.make_contiguous(), &stops.hard_stop).await;
         }
         while let Some(r) = running.join_next().await {
             report.count(r, &mut active);
@@ -472,23 +510,45 @@ impl Worker {
     }
 }
 
-async fn release(env: &Env, tasks: &[Claimed]) {
+/// Completes when `rx` changes; never for `None` or a closed channel.
+async fn changed(rx: &mut Option<watch::Receiver<u64>>) {
+    if let Some(r) = rx
+        && r.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// Hands claimed, unstarted tasks back (their attempts given back), retrying a few times, but
+/// never past the hard stop: a task not handed back runs again once its lease expires.
+async fn release(env: &Env, tasks: &[Claimed], hard_stop: &watch::Receiver<bool>) {
     let leases: Vec<_> = tasks.iter().map(|c| c.task.lease()).collect();
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..5 {
-        match env.store.release(&leases, env.clock.now()).await {
-            Ok(_) => return,
-            Err(e) => {
-                warn!(count = leases.len(), error = %e, "releasing unstarted tasks failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+    let mut hs = hard_stop.clone();
+    let tries = async {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..5 {
+            match env.store.release(&leases, env.clock.now()).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    warn!(count = leases.len(), error = %e, "releasing unstarted tasks failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
             }
         }
+        false
+    };
+    let released = tokio::select! {
+        r = tries => r,
+        _ = past_hard_stop(&mut hs) => false,
+    };
+    if !released {
+        warn!(
+            count = leases.len(),
+            "could not release unstarted tasks: they run again once their leases expire"
+        );
     }
-    warn!(
-        count = leases.len(),
-        "could not release unstarted tasks: they run again once their leases expire"
-    );
 }
 
 /// Writes finishes in batches: whatever has queued up while the last batch was written goes
@@ -546,16 +606,46 @@ async fn finisher(
         let fresh = std::mem::take(&mut batch);
         if !fresh.is_empty() {
             let n = fresh.len();
-            let left = write(&env, fresh).await;
+            let left = write_until(&env, fresh, &hard_stop).await;
             settle(n, left.len());
             parked.extend(left);
         }
         if !parked.is_empty() && Instant::now() >= next_retry {
             let retry = std::mem::take(&mut parked);
             let n = retry.len();
-            parked = write(&env, retry).await;
+            parked = write_until(&env, retry, &hard_stop).await;
             settle(n, parked.len());
             next_retry = Instant::now() + Duration::from_secs(1);
+        }
+    }
+}
+
+/// How long writes at shutdown may still take once the hard stop has come: enough for the
+/// interrupted runs' results, not for a pool timeout.
+const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Completes [`HARD_STOP_GRACE`] after the hard stop.
+async fn past_hard_stop(hs: &mut watch::Receiver<bool>) {
+    let _ = hs.wait_for(|s| *s).await;
+    tokio::time::sleep(HARD_STOP_GRACE).await;
+}
+
+/// [`write`], unless the hard stop (and its grace) comes first: the shutdown deadline does not wait for a
+/// database that does not answer (a pool timeout). A write cut short may or may not have
+/// committed; its results are given up either way (a finish is idempotent, and a task whose
+/// result is lost runs again after its lease).
+async fn write_until(
+    env: &Env,
+    batch: Vec<Finish>,
+    hard_stop: &watch::Receiver<bool>,
+) -> Vec<Finish> {
+    let mut hs = hard_stop.clone();
+    let n = batch.len();
+    tokio::select! {
+        left = write(env, batch) => left,
+        _ = past_hard_stop(&mut hs) => {
+            warn!(count = n, "shutdown deadline reached while writing task results: giving them up; those tasks run again after their leases expire");
+            Vec::new()
         }
     }
 }
@@ -601,6 +691,10 @@ fn log_refused(batch: &[Finish], statuses: &[FinishStatus]) {
     }
 }
 
+/// What a run's tokio task reports: the task's id, and `None` when the task was handed back
+/// unstarted, or whether the run was stopped for want of its lease.
+type RunEnd = (i64, Option<bool>);
+
 /// Counts over a worker's life, reported at shutdown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -615,29 +709,74 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
+    /// Counts a run's end; answers its task's id when the run was stopped for want of its
+    /// lease.
     fn count(
         &mut self,
-        r: std::result::Result<(i64, bool), tokio::task::JoinError>,
+        r: std::result::Result<RunEnd, tokio::task::JoinError>,
         active: &mut HashSet<i64>,
-    ) {
+    ) -> Option<i64> {
         match r {
-            Ok((id, started)) => {
+            Ok((id, ended)) => {
                 active.remove(&id);
-                if started {
-                    self.finished += 1;
-                } else {
-                    self.released += 1;
+                match ended {
+                    None => self.released += 1,
+                    Some(lease_trouble) => {
+                        self.finished += 1;
+                        return lease_trouble.then_some(id);
+                    }
                 }
             }
             Err(e) => warn!(error = %e, "an execution task failed"),
         }
+        None
     }
+}
+
+/// What a worker is doing, for a health check ([`WorkerHandle::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerHealth {
+    /// Checking the schema before its first claim.
+    Starting,
+    /// Claiming and running tasks.
+    Running,
+    /// Not claiming, for the reason given (a clock that cannot be trusted); running tasks go
+    /// on. It claims again by itself once the reason is gone.
+    Paused(String),
+    /// Stopped: shut down, or refused to start (the reason given).
+    Stopped(Option<String>),
 }
 
 /// A running worker. Dropping it signals shutdown without waiting; call
 /// [`WorkerHandle::shutdown`] to wait.
+///
+/// Keep it for as long as the worker should run:
+///
+/// ```
+/// # #![deny(unused_must_use)]
+/// async fn serve(client: taskrow::Client) -> taskrow::Result<()> {
+///     let worker = client.worker().start()?;
+///     // … the application runs …
+///     worker.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+///
+/// A handle dropped at once would stop the worker as soon as it started, so the compiler
+/// refuses to let it go unnoticed (`#[must_use]`):
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// async fn serve(client: taskrow::Client) -> taskrow::Result<()> {
+///     client.worker().start()?; // unused `WorkerHandle` that must be used
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping a WorkerHandle shuts the worker down at once: keep it, and call shutdown().await when done"]
 pub struct WorkerHandle {
+    health: watch::Receiver<WorkerHealth>,
     shutdown: watch::Sender<bool>,
     hard_stop: watch::Sender<bool>,
     join: Option<tokio::task::JoinHandle<ShutdownReport>>,
@@ -649,6 +788,11 @@ impl WorkerHandle {
     /// Wakes the worker to look for due tasks now.
     pub fn wake(&self) {
         self.client.wake_workers();
+    }
+
+    /// What the worker is doing now: the basis of a health check.
+    pub fn health(&self) -> WorkerHealth {
+        self.health.borrow().clone()
     }
 
     /// Whether the worker loop has ended.

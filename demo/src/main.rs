@@ -156,7 +156,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let client = Client::builder(store)
         .data(OrderTaskService::default())
-        .build();
+        .build()
+        .unwrap();
 
     let quick = RetryPolicy::fixed(Duration::from_millis(300));
     let order = |code: &str, name: &str| {

@@ -55,11 +55,15 @@ enum TaskrowTaskLog {
     Worker,
 }
 
-/// `DATETIME(6)`: microseconds on MySQL (`.date_time()` would drop them); fine on SQLite.
-fn datetime6(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col)
-        .custom(Alias::new("DATETIME(6)"))
-        .to_owned()
+/// A time column: `DATETIME(6)`, microseconds on MySQL (`.date_time()` would drop them), fine on
+/// SQLite; `TIMESTAMP(6)` (without time zone) on PostgreSQL, which has no `DATETIME`. Every
+/// store keeps UTC microseconds without a zone (see `taskrow_sql::time`).
+pub(crate) fn datetime6(col: impl IntoIden, backend: DbBackend) -> ColumnDef {
+    let ty = match backend {
+        DbBackend::Postgres => "TIMESTAMP(6)",
+        _ => "DATETIME(6)",
+    };
+    ColumnDef::new(col).custom(Alias::new(ty)).to_owned()
 }
 
 /// The collation of taskrow's text on MySQL: binary (case- and accent-sensitive) and without
@@ -115,7 +119,10 @@ impl MigrationTrait for Migration {
         } else {
             String::new()
         };
-        // Several MB of JSON must fit: TEXT holds 64 KiB on MySQL, LONGTEXT 4 GiB.
+        // Several MB of JSON must fit: TEXT holds 64 KiB on MySQL, LONGTEXT 4 GiB. PostgreSQL's
+        // TEXT holds 1 GB; the payload stays TEXT there rather than JSONB, because it is stored
+        // and returned verbatim (JSONB would reorder keys, drop duplicates and whitespace, and
+        // parse every payload on insert) and taskrow never queries inside it.
         let payload = if backend == DbBackend::MySql {
             ColumnDef::new(TaskrowTask::Payload)
                 .custom(Alias::new("LONGTEXT"))
@@ -177,7 +184,7 @@ impl MigrationTrait for Migration {
             )
             // Pending: next run time; running: lease expiry; finished: NULL. One index range
             // (`run_at <= now`) finds every claimable row, whatever the table size.
-            .col(datetime6(TaskrowTask::RunAt).null())
+            .col(datetime6(TaskrowTask::RunAt, backend).null())
             .col(
                 ColumnDef::new(TaskrowTask::LeaseOwner)
                     .string_len(255)
@@ -189,8 +196,8 @@ impl MigrationTrait for Migration {
                     .big_integer()
                     .not_null(),
             )
-            .col(datetime6(TaskrowTask::CreatedAt).not_null())
-            .col(datetime6(TaskrowTask::UpdatedAt).not_null());
+            .col(datetime6(TaskrowTask::CreatedAt, backend).not_null())
+            .col(datetime6(TaskrowTask::UpdatedAt, backend).not_null());
         table_options(&mut task, backend, &collation);
         manager.create_table(task).await?;
 
@@ -253,7 +260,7 @@ impl MigrationTrait for Migration {
                     .not_null(),
             )
             .col(ColumnDef::new(TaskrowTaskLog::Attempt).integer().not_null())
-            .col(datetime6(TaskrowTaskLog::StartedAt).not_null())
+            .col(datetime6(TaskrowTaskLog::StartedAt, backend).not_null())
             .col(
                 ColumnDef::new(TaskrowTaskLog::DurationMs)
                     .big_integer()

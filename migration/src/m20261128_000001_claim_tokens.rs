@@ -2,6 +2,9 @@
 //! and the claim token on each log row, unique per task (one log row per run).
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::m20260101_000001_create_tables::datetime6;
 
 /// The second taskrow migration.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +37,7 @@ const RUN_INDEX: &str = "uq_taskrow_task_log_run";
 
 /// The columns added to `taskrow_task`, each by its own `ALTER TABLE` (SQLite adds one column
 /// per statement).
-fn task_columns() -> [(TaskrowTask, ColumnDef); 3] {
+fn task_columns(backend: DbBackend) -> [(TaskrowTask, ColumnDef); 3] {
     [
         (
             TaskrowTask::ClaimToken,
@@ -44,12 +47,10 @@ fn task_columns() -> [(TaskrowTask, ColumnDef); 3] {
                 .to_owned(),
         ),
         (
-            // `DATETIME(6)`, as every taskrow time (see the first migration).
+            // `DATETIME(6)` (`TIMESTAMP(6)` on PostgreSQL), as every taskrow time (see the
+            // first migration).
             TaskrowTask::ClaimedAt,
-            ColumnDef::new(TaskrowTask::ClaimedAt)
-                .custom(Alias::new("DATETIME(6)"))
-                .null()
-                .to_owned(),
+            datetime6(TaskrowTask::ClaimedAt, backend).null().to_owned(),
         ),
         (
             TaskrowTask::Interruptions,
@@ -67,7 +68,7 @@ fn task_columns() -> [(TaskrowTask, ColumnDef); 3] {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (_, column) in task_columns() {
+        for (_, column) in task_columns(manager.get_database_backend()) {
             manager
                 .alter_table(
                     Table::alter()
@@ -121,7 +122,10 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for (name, _) in task_columns().into_iter().rev() {
+        for (name, _) in task_columns(manager.get_database_backend())
+            .into_iter()
+            .rev()
+        {
             manager
                 .alter_table(
                     Table::alter()

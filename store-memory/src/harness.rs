@@ -100,7 +100,9 @@ impl TestHarness {
             .jitter(Jitter::fixed(0.0))
             .id("test-harness")
             .heartbeat(None);
-        let client = configure(builder).build();
+        let client = configure(builder)
+            .build()
+            .unwrap_or_else(|e| panic!("the harness's client settings: {e}"));
         let worker = client
             .worker()
             .heartbeat(None)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
-use taskrow::options::validate;
+use taskrow::options::{validate, validate_worker_id};
 use taskrow::record::new_claim_token;
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
@@ -261,6 +261,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
+        validate_worker_id(&req.worker)?;
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
         // The due index yields the due tasks oldest first, so the walk stops after `limit`
@@ -306,6 +307,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
+        validate_worker_id(&req.worker)?;
         let now = truncate_micros(req.now);
         let mut inner = self.lock();
         let id = inner.id_of(target)?;
@@ -576,6 +578,21 @@ impl TaskStore for MemoryStore {
     /// The memory store has no schema: always `Ok`.
     async fn check_schema(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// The memory store keeps no time of its own.
+    fn has_database_time(&self) -> bool {
+        false
+    }
+
+    /// The memory store keeps no time of its own: `None`.
+    async fn database_time(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(None)
+    }
+
+    /// One process by nature: its enqueues wake its workers through the client.
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 }
 

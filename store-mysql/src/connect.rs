@@ -27,12 +27,9 @@ fn bad_url(url: &str, reason: impl Into<String>) -> Error {
 /// error, and is dropped from the pool).
 pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// What every connection of a pool taskrow opens runs first: the store's transactions are
-/// `READ COMMITTED` (see `MysqlDialect::begin_write`).
-pub const SESSION_ISOLATION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
-
-/// Opens the pool for `url`, which must name a database; every connection's session is
-/// [`SESSION_ISOLATION`].
+/// Opens the pool for `url`, which must name a database. The sessions keep the server's
+/// settings (its isolation level among them): the pool is the application's too, and
+/// taskrow's own transactions set their level themselves (see `MysqlDialect::begin_write`).
 pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
         return Err(bad_url(
@@ -61,8 +58,6 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     let pool = MySqlPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        // Once per connection, so that the store's transactions are a plain `BEGIN` (see
-        // `MysqlDialect::begin_write`).
         // sqlx pings every connection before handing it out: a round trip before every store
         // call. Ping only one that sat idle long enough to have been dropped (a server
         // restart, `wait_timeout`, a proxy); a failed ping discards it and takes another.
@@ -73,12 +68,6 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
                     conn.ping().await?;
                 }
                 Ok(true)
-            })
-        })
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::raw_sql(SESSION_ISOLATION).execute(conn).await?;
-                Ok(())
             })
         })
         .connect_with(options)

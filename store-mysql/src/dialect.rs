@@ -1,17 +1,20 @@
 //! [`MysqlDialect`]: `READ COMMITTED` transactions, MySQL's error numbers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sea_orm::sqlx;
 use sea_orm::sqlx::mysql::MySqlDatabaseError;
-use std::sync::Arc;
-
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, RuntimeErr, Statement,
     TransactionTrait,
 };
 use taskrow::{ClaimRequest, Error, Result};
 use taskrow_sql::claim::{Claim, Due};
+use taskrow_sql::dialect::BeginError;
 use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 use tokio::sync::OnceCell;
@@ -20,11 +23,45 @@ use tokio::sync::OnceCell;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct MysqlDialect {
-    /// The pool's sessions are `READ COMMITTED` already (a pool `connect` opened), so a
-    /// transaction needs no `SET TRANSACTION` before its `BEGIN`.
-    session_read_committed: bool,
     /// What the server can do, asked once (MariaDB has `DELETE … RETURNING`, MySQL does not).
     capabilities: Arc<OnceCell<Capabilities>>,
+}
+
+/// A future that runs to its end even when its caller stops waiting: polled in place, and, if
+/// dropped before it finished, finished on a task of its own (its output dropped). For steps
+/// that must not stop halfway.
+struct ToTheEnd<F: Future + Send + 'static>
+where
+    F::Output: Send + 'static,
+{
+    fut: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> Future for ToTheEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let fut = self.fut.as_mut().expect("ToTheEnd polled after it ended");
+        let out = ready!(fut.as_mut().poll(cx));
+        self.fut = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for ToTheEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { drop(fut.await) });
+        }
+    }
 }
 
 impl MysqlDialect {
@@ -45,6 +82,8 @@ pub(crate) fn capabilities_of(version: &str) -> Capabilities {
 
 #[async_trait]
 impl Dialect for MysqlDialect {
+    const DATABASE_TIME: Option<&'static str> = Some("SELECT UTC_TIMESTAMP(6) AS t");
+
     const NAME: &'static str = "MySQL";
 
     async fn connect(url: &str) -> Result<DatabaseConnection> {
@@ -60,27 +99,33 @@ impl Dialect for MysqlDialect {
         }
     }
 
-    /// A pool `connect` opened: every session was set to `READ COMMITTED` when it connected.
-    fn for_own_connection(db: &DatabaseConnection) -> Result<Self> {
-        Ok(Self {
-            session_read_committed: true,
-            ..Self::for_connection(db)?
-        })
+    /// `READ COMMITTED`, for this transaction only: a guarded update sees the latest committed
+    /// version, and the claim's locking read takes no gap locks that would hide due rows from a
+    /// second claimer or make writers wait for each other. `SET TRANSACTION ISOLATION LEVEL
+    /// READ COMMITTED` goes before the `BEGIN` (one round trip more than a plain `BEGIN`), and
+    /// the session keeps its own level: the pool is the application's too.
+    ///
+    /// The two statements run to the end even if the caller stops waiting between them (a
+    /// timeout, a hard stop): a `SET TRANSACTION` without its `BEGIN` would leave the level
+    /// pending for the connection's next transaction, which may be the application's.
+    async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, BeginError> {
+        let db = db.clone();
+        let txn = ToTheEnd {
+            fut: Some(Box::pin(async move {
+                db.begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                    .await
+            })),
+        }
+        .await?;
+        Ok(WriteTxn::new(txn, None))
     }
 
-    /// `READ COMMITTED`: a guarded update sees the latest committed version, and takes no gap
-    /// locks that would make writers wait for each other. On a pool `connect` opened the
-    /// sessions are so already, and this is a plain `BEGIN`; on a pool opened elsewhere (whose
-    /// sessions may be anything, or changed by the application) `SET TRANSACTION ISOLATION
-    /// LEVEL READ COMMITTED` goes before each `BEGIN`, one more round trip.
-    async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
-        if self.session_read_committed {
-            return WriteTxn::begin(db, None).await;
-        }
-        let txn = db
-            .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-            .await?;
-        Ok(WriteTxn::new(txn, None))
+    /// A plain `BEGIN`: the application's transaction, at its session's level.
+    async fn begin_task_transaction(
+        &self,
+        db: &DatabaseConnection,
+    ) -> Result<WriteTxn, BeginError> {
+        Ok(WriteTxn::begin(db, None).await?)
     }
 
     async fn capabilities(&self, db: &DatabaseConnection) -> Result<Capabilities, DbErr> {
@@ -104,10 +149,10 @@ impl Dialect for MysqlDialect {
         &self,
         txn: &WriteTxn,
         req: &ClaimRequest,
-        now: DateTime<Utc>,
+        claim: &Claim,
         limit: usize,
     ) -> Result<Vec<Due>, DbErr> {
-        crate::claim::read_due(txn, req, now, limit).await
+        crate::claim::read_due(txn, req, claim.now, limit).await
     }
 
     async fn take_due(

@@ -7,12 +7,14 @@
 //!   Runs of lost workers met on the way (running under an expired lease) are logged, and
 //!   failed at their last attempt, in the same transaction.
 //! - **Writes** run in `READ COMMITTED` transactions: results, heartbeats and releases guarded
-//!   by the claim's fencing token, other changes by the row version (the optimistic lock). A
-//!   pool the store opens sets every session to `READ COMMITTED` once, when it
-//!   connects, and begins plain transactions; on a pool handed in through
-//!   [`MysqlStore::from_connection`] each transaction sets its own level first (one more round
-//!   trip). Deadlocks (1213) and lock-wait timeouts (1205) are retried a few times inside the
-//!   store; an error that surfaces says whether it is transient.
+//!   by the claim's fencing token, other changes by the row version (the optimistic lock). Each
+//!   of the store's transactions sets its level (`SET TRANSACTION ISOLATION LEVEL READ
+//!   COMMITTED`, for that transaction only) before its `BEGIN`: the sessions keep the server's
+//!   level, so the application's transactions on the same pool, `begin_with_tasks` ones
+//!   included, stay at the application's level (`REPEATABLE READ` by default). The single
+//!   insert is one autocommit statement, with no transaction to set. Deadlocks (1213) and
+//!   lock-wait timeouts (1205) are retried a few times inside the store; an error that surfaces
+//!   says whether it is transient.
 //! - **Times** are `DATETIME(6)` in UTC (the driver sets the session time zone to UTC).
 //! - **Text** is `utf8mb4` with the binary collation, so codes compare exactly.
 //!
@@ -31,7 +33,7 @@ mod connect;
 mod dialect;
 pub mod testing;
 
-pub use connect::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE, SESSION_ISOLATION};
+pub use connect::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE};
 pub use dialect::MysqlDialect;
 pub use taskrow_sql::{SqlStore, entity};
 
@@ -39,8 +41,8 @@ pub use taskrow_sql::{SqlStore, entity};
 ///
 /// Open it with [`MysqlStore::connect`] (`mysql://user:password@host:3306/database`),
 /// [`MysqlStore::connect_and_migrate`], or [`MysqlStore::from_connection`] for a pool you
-/// opened yourself (your application's SeaORM connection, say). On a pool it opened, do not
-/// change the sessions' isolation level: the store's transactions count on `READ COMMITTED`.
+/// opened yourself (your application's SeaORM connection, say). Either way the pool's sessions
+/// keep their isolation level; the store's own transactions are `READ COMMITTED` whatever it is.
 pub type MysqlStore = SqlStore<MysqlDialect>;
 
 /// Opens a store on `url` ([`SqlStore::connect`]).

@@ -19,9 +19,10 @@ use taskrow_sql::{Capabilities, Dialect, ErrorKind};
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 2] = [
+const ALL_MIGRATIONS: [&str; 3] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
+    "m20261128_000002_taskrow_notify",
 ];
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -105,13 +106,14 @@ async fn migrations_run_up_down_up() {
     fresh.drop_database().await;
 }
 
-/// The second migration down and up again, on a database with rows written before it: its
-/// columns and index go and come back, old rows read with their defaults.
+/// The second migration (and the third, after it) down and up again, on a database with rows
+/// written before it: its columns and index go and come back, old rows read with their
+/// defaults.
 async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
     let names = |cols: Vec<(String, String, Option<String>)>| -> Vec<String> {
         cols.into_iter().map(|c| c.0).collect()
     };
-    Migrator::down(db, Some(1)).await.unwrap();
+    Migrator::down(db, Some(2)).await.unwrap();
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS[..1]
@@ -249,6 +251,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260101_000001_taskrow_create_tables",
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
+            "m20261128_000002_taskrow_notify",
         ]
     );
     // taskrow's migrations found in the application's history.
@@ -417,48 +420,167 @@ async fn trx_isolation(txn: &impl ConnectionTrait) -> String {
     .unwrap()
 }
 
-/// The store's write transactions are `READ COMMITTED`: on its own pool because every session
-/// is set so when it connects (and the transaction is a plain `BEGIN`), on a pool opened
-/// elsewhere because each transaction sets it.
+/// The isolation level `conn`'s session gives its transactions (`@@transaction_isolation` on
+/// MySQL 8 and MariaDB 11.1+, `@@tx_isolation` on MariaDB before), `REPEATABLE-READ` style.
+async fn session_isolation(conn: &impl ConnectionTrait) -> String {
+    let backend = conn.get_database_backend();
+    let mut last = None;
+    for var in ["@@SESSION.transaction_isolation", "@@SESSION.tx_isolation"] {
+        let sql = format!("SELECT CAST({var} AS CHAR) AS l");
+        match conn
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await
+        {
+            Ok(row) => return row.unwrap().try_get::<String>("", "l").unwrap(),
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("neither isolation variable reads: {last:?}")
+}
+
+/// On a pool `connect` opened, the application's transactions — plain ones and
+/// `begin_with_tasks` ones — keep the server's isolation level (`REPEATABLE READ`, MariaDB's
+/// default), on every pooled connection and after taskrow's own `READ COMMITTED` transactions
+/// ran on the same connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn application_transactions_keep_the_servers_isolation() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let db = store.connection();
+    let server = rows(db, "SELECT CAST(@@GLOBAL.tx_isolation AS CHAR) AS l").await[0]
+        .try_get::<String>("", "l")
+        .unwrap();
+    assert_eq!(server, "REPEATABLE-READ", "the test server's default level");
+
+    // taskrow's own transactions, several at once so that they open several connections.
+    let tasks: Vec<_> = (0..20).map(|i| new_task(&format!("t{i}"), t0())).collect();
+    store.insert_many(tasks).await.unwrap();
+    let claims: Vec<_> = (0..taskrow_mysql::POOL_SIZE)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let lease = std::time::Duration::from_secs(60);
+                let req = taskrow::ClaimRequest::new(format!("w{w}"), 2, lease, t0());
+                store.claim(&req).await.unwrap()
+            })
+        })
+        .collect();
+    for c in claims {
+        c.await.unwrap();
+    }
+
+    // The application's transactions, one after another between taskrow's (so on the same
+    // connection), and several at once (so on several).
+    for _ in 0..3 {
+        let own = store.dialect().begin_write(db).await.unwrap();
+        assert_eq!(trx_isolation(&*own).await, "READ COMMITTED");
+        own.rollback().await.unwrap();
+        let app = db.begin().await.unwrap();
+        assert_eq!(session_isolation(&app).await, "REPEATABLE-READ");
+        assert_eq!(trx_isolation(&app).await, "REPEATABLE READ");
+        app.commit().await.unwrap();
+    }
+    let mut apps = Vec::new();
+    for _ in 0..4 {
+        apps.push(db.begin().await.unwrap());
+    }
+    for app in apps {
+        assert_eq!(session_isolation(&app).await, "REPEATABLE-READ");
+        app.rollback().await.unwrap();
+    }
+    assert_eq!(session_isolation(db).await, "REPEATABLE-READ");
+
+    // A task transaction is the application's too.
+    let client = taskrow::Client::builder(store.clone()).build().unwrap();
+    let tx = store.begin_with_tasks(&client).await.unwrap();
+    assert_eq!(session_isolation(&*tx).await, "REPEATABLE-READ");
+    assert_eq!(trx_isolation(&*tx).await, "REPEATABLE READ");
+    tx.rollback().await.unwrap();
+    fresh.drop_database().await;
+}
+
+/// The store's write transactions are `READ COMMITTED`, on a pool it opened and on one opened
+/// elsewhere alike (each transaction sets its level), and the sessions keep their own level.
 #[tokio::test]
 async fn write_transactions_read_committed() {
     let Some((store, fresh)) = testing::fresh_store().await else {
         return;
     };
-    let own = store.dialect();
-    let txn = own.begin_write(store.connection()).await.unwrap();
-    assert_eq!(trx_isolation(&*txn).await, "READ COMMITTED");
-    txn.rollback().await.unwrap();
-    // The session itself is READ COMMITTED, outside any transaction too.
-    let level = rows(
-        store.connection(),
-        "SELECT CAST(@@SESSION.tx_isolation AS CHAR) AS l",
-    )
-    .await[0]
-        .try_get::<String>("", "l")
-        .unwrap();
-    assert_eq!(level, "READ-COMMITTED");
-
     let elsewhere =
         MysqlStore::from_connection(Database::connect(&fresh.url).await.unwrap()).unwrap();
-    let txn = elsewhere
-        .dialect()
-        .begin_write(elsewhere.connection())
+    for store in [store, elsewhere] {
+        let txn = store
+            .dialect()
+            .begin_write(store.connection())
+            .await
+            .unwrap();
+        assert_eq!(trx_isolation(&*txn).await, "READ COMMITTED");
+        assert_eq!(session_isolation(&*txn).await, "REPEATABLE-READ");
+        txn.rollback().await.unwrap();
+        assert_eq!(
+            session_isolation(store.connection()).await,
+            "REPEATABLE-READ"
+        );
+    }
+    fresh.drop_database().await;
+}
+
+/// `SELECT v FROM probe` in `txn`.
+async fn probe_value(txn: &sea_orm::DatabaseTransaction) -> i32 {
+    let stmt = Statement::from_string(txn.get_database_backend(), "SELECT v FROM probe");
+    let row = txn.query_one_raw(stmt).await.unwrap().unwrap();
+    row.try_get::<i32>("", "v").unwrap()
+}
+
+/// A store transaction whose caller stops waiting in the middle of its begin (between the
+/// `SET TRANSACTION` and the `BEGIN`, or anywhere else) leaves no `READ COMMITTED` pending for
+/// the connection's next transaction: the application's, on a pool of one connection, still
+/// reads as `REPEATABLE READ` does (a row changed and committed meanwhile reads as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_cut_short_leaves_no_level_behind() {
+    let Some(fresh) = testing::fresh_database().await else {
+        return;
+    };
+    let one = sea_orm::ConnectOptions::new(fresh.url.clone())
+        .max_connections(1)
+        .to_owned();
+    let store = MysqlStore::from_connection(Database::connect(one).await.unwrap()).unwrap();
+    let db = store.connection();
+    let admin = Database::connect(&fresh.url).await.unwrap();
+    admin
+        .execute_unprepared("CREATE TABLE probe (id INT PRIMARY KEY, v INT NOT NULL)")
         .await
         .unwrap();
-    assert_eq!(trx_isolation(&*txn).await, "READ COMMITTED");
-    txn.rollback().await.unwrap();
-    let level = rows(
-        elsewhere.connection(),
-        "SELECT CAST(@@SESSION.tx_isolation AS CHAR) AS l",
-    )
-    .await[0]
-        .try_get::<String>("", "l")
+    admin
+        .execute_unprepared("INSERT INTO probe VALUES (1, 0)")
+        .await
         .unwrap();
-    assert_eq!(
-        level, "REPEATABLE-READ",
-        "a pool opened elsewhere keeps its own level"
-    );
+    let mut cut = 0;
+    for i in 0..200u64 {
+        // Cut after 0–399 µs: before, between and after the two statements.
+        let after = std::time::Duration::from_micros(i * 2 % 400);
+        match tokio::time::timeout(after, store.dialect().begin_write(db)).await {
+            Ok(txn) => txn.unwrap().rollback().await.unwrap(),
+            Err(_) => cut += 1,
+        }
+        let app = db.begin().await.unwrap();
+        let before = probe_value(&app).await;
+        admin
+            .execute_unprepared("UPDATE probe SET v = v + 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            probe_value(&app).await,
+            before,
+            "round {i}: the application's transaction read a change committed after it began \
+             (READ COMMITTED left behind by a store transaction cut short)"
+        );
+        app.commit().await.unwrap();
+    }
+    assert!(cut > 0, "no begin was cut short");
+    println!("{cut} of 200 begins cut short");
+    let _ = admin.close().await;
     fresh.drop_database().await;
 }
 
@@ -643,5 +765,60 @@ async fn check_schema_refuses_older_and_newer_schemas() {
     };
     let store = MysqlStore::connect(&fresh.url).await.unwrap();
     check_schema_reads_the_history(&store).await;
+    fresh.drop_database().await;
+}
+
+/// A store write beside an open task transaction does not wait for it on MySQL (another
+/// connection, row locks only): each goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_inside_a_task_transaction_goes_through() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    for c in writes_beside_an_open_task_transaction(&store).await {
+        c.result.unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        assert!(
+            c.took < std::time::Duration::from_secs(2),
+            "{}: {:?}",
+            c.what,
+            c.took
+        );
+    }
+    fresh.drop_database().await;
+}
+
+/// The store reads the server's own UTC time (`UTC_TIMESTAMP(6)`), and a
+/// client on it follows that time by default: `DatabaseClock` is within a round trip of the
+/// server, whatever this host's wall clock says.
+#[tokio::test]
+async fn the_database_clock_follows_the_servers_time() {
+    use taskrow::Client;
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    assert!(store.has_database_time());
+    let server = store
+        .database_time()
+        .await
+        .unwrap()
+        .expect("MySQL has a time");
+    let local = taskrow::chrono::Utc::now();
+    assert!(
+        (local - server).num_milliseconds().abs() < 2_000,
+        "server {server}, this host {local}: the same machine, so within a moment"
+    );
+    let client = Client::builder(store.clone()).build().unwrap();
+    assert!(
+        format!("{:?}", client.clock()).starts_with("DatabaseClock"),
+        "the default clock on MySQL follows the database: {:?}",
+        client.clock()
+    );
+    client.clock().ready().await.unwrap();
+    let followed = client.clock().now();
+    let server = store.database_time().await.unwrap().unwrap();
+    assert!(
+        (server - followed).num_milliseconds().abs() < 200,
+        "the clock ({followed}) follows the server ({server})"
+    );
     fresh.drop_database().await;
 }

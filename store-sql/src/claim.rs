@@ -57,6 +57,10 @@ pub struct Due {
     /// its `UPDATE`). [`claim`] reads the rows running under an expired lease itself when the
     /// dialect did not.
     pub row: Option<task::Model>,
+    /// The row as the claim left it, when the dialect's read claimed it already: PostgreSQL
+    /// claims the pending rows in the statement that finds them (a pending row has no lost
+    /// run to settle). `None` for the rows [`crate::Dialect::take_due`] still has to take.
+    pub claimed: Option<task::Model>,
 }
 
 impl Due {
@@ -66,6 +70,7 @@ impl Due {
             id: row.id,
             state: row.state,
             row: Some(row),
+            claimed: None,
         }
     }
 
@@ -75,6 +80,16 @@ impl Due {
             id,
             state,
             row: None,
+            claimed: None,
+        }
+    }
+
+    /// A pending row, `found` as read, that the read claimed already: `claimed` is the row
+    /// after the claim.
+    pub fn claimed(found: task::Model, claimed: task::Model) -> Self {
+        Self {
+            claimed: Some(claimed),
+            ..Self::whole(found)
         }
     }
 
@@ -190,10 +205,10 @@ pub fn in_order(ids: &[i64], rows: Vec<task::Model>) -> Vec<task::Model> {
 
 /// The batch claim of [`taskrow::TaskStore::claim`] on `txn`, a write transaction of
 /// `dialect`: reads up to `req.limit` due rows ([`crate::Dialect::read_due`]), settles the lost
-/// runs among them ([`settle_lost_runs`]), takes the rest ([`crate::Dialect::take_due`]), and
-/// reads again for the places the failed ones left, until the limit is reached or nothing
-/// more is due. Returns the claimed rows as stored after the claim, oldest due first within
-/// each read.
+/// runs among them ([`settle_lost_runs`]), takes the rest ([`crate::Dialect::take_due`]; the
+/// rows the read claimed already need no taking), and reads again for the places the failed
+/// ones left, until the limit is reached or nothing more is due. Returns the claimed rows as
+/// stored after the claim, oldest due first within each read.
 ///
 /// Every read leaves out the rows read before (a zero lease would make the rows just claimed
 /// due again), and every read after the first follows one that failed at least one row, so
@@ -208,18 +223,37 @@ pub async fn claim<D: Dialect>(
     let mut req = req.clone();
     while claimed.len() < req.limit {
         let want = req.limit - claimed.len();
-        let due = dialect.read_due(txn, &req, claim.now, want).await?;
+        let due = dialect.read_due(txn, &req, claim, want).await?;
         let read = due.len();
         req.exclude_ids.extend(due.iter().map(|d| d.id));
         let (take, failed) = settle_lost_runs(&**txn, due, claim.now).await?;
-        if !take.is_empty() {
-            claimed.extend(dialect.take_due(txn, take, claim).await?);
-        }
+        claimed.extend(take_rest(dialect, txn, take, claim).await?);
         if failed == 0 || read < want {
             break;
         }
     }
     Ok(claimed)
+}
+
+/// The rows of `due` after the claim, in its order: those the read claimed already as they
+/// are, the others taken by [`crate::Dialect::take_due`].
+async fn take_rest<D: Dialect>(
+    dialect: &D,
+    txn: &WriteTxn,
+    due: Vec<Due>,
+    claim: &Claim,
+) -> Result<Vec<task::Model>, DbErr> {
+    if due.iter().all(|d| d.claimed.is_some()) {
+        return Ok(due.into_iter().filter_map(|d| d.claimed).collect());
+    }
+    if due.iter().all(|d| d.claimed.is_none()) {
+        return dialect.take_due(txn, due, claim).await;
+    }
+    let order: Vec<i64> = due.iter().map(|d| d.id).collect();
+    let (done, rest): (Vec<Due>, Vec<Due>) = due.into_iter().partition(|d| d.claimed.is_some());
+    let mut rows: Vec<task::Model> = done.into_iter().filter_map(|d| d.claimed).collect();
+    rows.extend(dialect.take_due(txn, rest, claim).await?);
+    Ok(in_order(&order, rows))
 }
 
 /// Settles the runs of lost workers among `due`, the rows a claim at `now` read (locked, or

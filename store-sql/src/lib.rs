@@ -1,5 +1,5 @@
 //! The one SeaORM implementation of taskrow's [`TaskStore`](taskrow::TaskStore), shared by
-//! `taskrow-sqlite` and `taskrow-mysql`.
+//! `taskrow-sqlite`, `taskrow-mysql` and `taskrow-postgres`.
 //!
 //! [`SqlStore<D>`] holds every statement the databases share; a [`Dialect`] holds only what
 //! differs: connecting, beginning a write transaction, the read and the write of the batch claim (whose
@@ -8,8 +8,9 @@
 //! applications that want to query them directly.
 //!
 //! Applications use the store crates (`taskrow_sqlite::SqliteStore`,
-//! `taskrow_mysql::MysqlStore`); this crate matters to them for [`SqlStore::insert_on`] (enqueue
-//! inside the application's own transaction) and the entities.
+//! `taskrow_mysql::MysqlStore`, `taskrow_postgres::PostgresStore`); this crate matters to them
+//! for [`SqlStore::insert_on`] (enqueue inside the application's own transaction) and the
+//! entities.
 
 pub mod claim;
 pub mod dialect;

@@ -7,14 +7,14 @@ use std::future::Future;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, SimpleExpr};
+use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, OnConflict, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 use taskrow::clock::add;
-use taskrow::options::validate;
+use taskrow::options::{validate, validate_worker_id};
 use taskrow::record::bound_error;
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
@@ -23,7 +23,9 @@ use taskrow::{
 };
 
 use crate::claim::{Claim, as_claimed, claim_update, fail_lost_run};
-use crate::dialect::{Capabilities, Dialect, ErrorKind, WriteTxn, contention_backoff};
+use crate::dialect::{
+    BeginError, Capabilities, Dialect, ErrorKind, WriteTxn, WriterBusy, contention_backoff,
+};
 use crate::entity::{task, task_log};
 use crate::time::{sql, stored};
 
@@ -85,6 +87,23 @@ impl From<DbErr> for Fail {
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         Fail::Task(e)
+    }
+}
+
+/// A write that the one-writer lock turned away is a transient error of its own, not lock
+/// contention: retrying at once would only wait for the same task transaction again.
+impl From<WriterBusy> for Fail {
+    fn from(e: WriterBusy) -> Self {
+        Fail::Task(Error::backend(true, e))
+    }
+}
+
+impl From<BeginError> for Fail {
+    fn from(e: BeginError) -> Self {
+        match e {
+            BeginError::Db(e) => Fail::Db(e),
+            BeginError::Writer(e) => e.into(),
+        }
     }
 }
 
@@ -159,6 +178,11 @@ impl<D: Dialect> SqlStore<D> {
     /// Maps a database error to taskrow's error, as this store's operations do.
     pub fn map_db_error(&self, e: sea_orm::DbErr) -> Error {
         self.error(Fail::Db(e))
+    }
+
+    /// Maps a failed begin to taskrow's error, as this store's operations do.
+    pub fn map_begin_error(&self, e: BeginError) -> Error {
+        self.error(e.into())
     }
 
     /// Fails a claimed row that cannot be read (a value out of range, written by hand or by
@@ -282,10 +306,21 @@ async fn insert_row<D: Dialect, C: ConnectionTrait>(
     task: &NewTask,
 ) -> Step<TaskRecord> {
     let mut row = task::Model::new_row(task);
-    let res = task::Entity::insert(row.clone().into_insert())
-        .exec(conn)
-        .await
-        .map_err(|e| duplicate_or(dialect, e, &task.code))?;
+    let mut insert = task::Entity::insert(row.clone().into_insert());
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // A failed statement aborts a PostgreSQL transaction, and the caller's may be the
+        // application's own (`insert_on`): a taken code inserts nothing instead of failing, so
+        // the transaction goes on after `DuplicateCode` as it does on the other databases.
+        insert = insert.on_conflict(
+            OnConflict::column(task::Column::Code)
+                .do_nothing()
+                .to_owned(),
+        );
+    }
+    let res = insert.exec(conn).await.map_err(|e| match e {
+        DbErr::RecordNotInserted => Fail::Task(Error::DuplicateCode(task.code.clone())),
+        e => duplicate_or(dialect, e, &task.code),
+    })?;
     row.id = res.last_insert_id;
     Ok(row.into_record()?)
 }
@@ -541,7 +576,7 @@ async fn logged_runs(
 }
 
 /// The condition of a [`TaskFilter`].
-fn task_condition(filter: &TaskFilter) -> Condition {
+fn task_condition(filter: &TaskFilter, backend: DbBackend) -> Condition {
     let mut c = Condition::all();
     if !filter.states.is_empty() {
         c = c.add(task::Column::State.is_in(filter.states.iter().map(|s| s.code())));
@@ -553,11 +588,16 @@ fn task_condition(filter: &TaskFilter) -> Condition {
         c = c.add(task::Column::TaskType.is_in(filter.task_types.iter().cloned()));
     }
     if let Some(p) = &filter.code_prefix {
-        // `INSTR(code, p) = 1`: a case-sensitive prefix test on both databases, with nothing to
-        // escape (SQLite's LIKE ignores ASCII case; `_` and `%` would need escaping).
+        // `INSTR(code, p) = 1` (PostgreSQL: `STRPOS`, the same with another name): a
+        // case-sensitive prefix test on every database, with nothing to escape (SQLite's LIKE
+        // ignores ASCII case; `_` and `%` would need escaping).
+        let position = match backend {
+            DbBackend::Postgres => "STRPOS",
+            _ => "INSTR",
+        };
         c = c.add(
             Expr::expr(
-                Func::cust(Alias::new("INSTR"))
+                Func::cust(Alias::new(position))
                     .arg(Expr::col(task::Column::Code))
                     .arg(p.clone()),
             )
@@ -991,7 +1031,7 @@ impl<D: Dialect> SqlStore<D> {
                         )
                         .col_expr(task::Column::UpdatedAt, Expr::value(sql(now))),
                 )
-                .filter(task_condition(&f))
+                .filter(task_condition(&f, txn.get_database_backend()))
                 .exec(&**txn)
                 .await?
                 .rows_affected;
@@ -1100,7 +1140,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         // One statement is atomic on its own: an autocommit `INSERT`, no transaction around
         // it (on SQLite under the store's writer lock, as every write of the store).
         self.retrying(|| async move {
-            let _writer = self.dialect.write_lock().await;
+            let _writer = self.dialect.write_lock().await?;
             insert_row(&*self.dialect, &self.db, task).await
         })
         .await
@@ -1151,6 +1191,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
+        validate_worker_id(&req.worker)?;
         if req.limit == 0 {
             return Ok(Vec::new());
         }
@@ -1187,6 +1228,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
     }
 
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
+        validate_worker_id(&req.worker)?;
         self.retrying(|| async move {
             let txn = self.begin().await?;
             let r = self.claim_one_in(&txn, target, req).await;
@@ -1263,7 +1305,7 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
 
     async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
         let mut q = task::Entity::find()
-            .filter(task_condition(filter))
+            .filter(task_condition(filter, self.db.get_database_backend()))
             .order_by_asc(task::Column::Id)
             .limit(page.limit);
         if let Some(after) = page.after_id {
@@ -1392,5 +1434,28 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         crate::schema::check(&self.db)
             .await
             .map_err(|e| self.error(Fail::Db(e)))?
+    }
+
+    fn has_database_time(&self) -> bool {
+        D::DATABASE_TIME.is_some()
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.dialect.wakeups()
+    }
+
+    /// The dialect's [`Dialect::DATABASE_TIME`] query, on the pool.
+    async fn database_time(&self) -> Result<Option<DateTime<Utc>>> {
+        let Some(sql) = D::DATABASE_TIME else {
+            return Ok(None);
+        };
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .map_err(|e| self.error(Fail::Db(e)))?
+            .ok_or_else(|| Error::backend(true, "the database's time query returned no row"))?;
+        let t: chrono::NaiveDateTime = row.try_get("", "t").map_err(|e| self.error(Fail::Db(e)))?;
+        Ok(Some(crate::time::from_sql(t)))
     }
 }

@@ -39,15 +39,25 @@ impl<D: Dialect> SqlStore<D> {
     /// Begins a transaction on this store's database that business writes and tasks share.
     /// `client` runs the tasks after commit (it must be built on this store).
     ///
-    /// It is begun as the store begins its own writes (on SQLite: `BEGIN IMMEDIATE` under the
-    /// store's one-writer lock, so a read-then-write never fails with "database is locked").
-    /// Keep it short: on SQLite it holds the database's write lock.
+    /// It is the application's transaction, at the isolation level of the pool's sessions
+    /// (MySQL: the server's default, `REPEATABLE READ` unless configured otherwise; taskrow's
+    /// own transactions alone are `READ COMMITTED`). On SQLite it is `BEGIN IMMEDIATE` under
+    /// the store's one-writer lock, so a read-then-write never fails with "database is
+    /// locked"; keep it short there, for it holds the database's write lock:
+    ///
+    /// - a store write from the task that opened it (`client.enqueue`, `client.run_now`, a
+    ///   second `begin_with_tasks`) fails at once with a transient error saying so: it would
+    ///   wait for this very transaction. Enqueue through it ([`TaskTransaction::enqueue`]), or
+    ///   commit first;
+    /// - a store write from elsewhere in the process (a worker, another request) waits for it to
+    ///   end, up to the SQLite busy timeout, then fails with a transient error naming it (see
+    ///   [`crate::dialect::WriterLock`]).
     pub async fn begin_with_tasks(&self, client: &Client) -> Result<TaskTransaction<'_, D>> {
         let txn = self
             .dialect()
-            .begin_write(self.connection())
+            .begin_task_transaction(self.connection())
             .await
-            .map_err(|e| self.map_db_error(e))?;
+            .map_err(|e| self.map_begin_error(e))?;
         Ok(TaskTransaction {
             txn,
             store: self,

@@ -1,9 +1,8 @@
 //! [`SqliteDialect`]: one writer, immediate transactions, SQLite's error codes.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sea_orm::sqlx;
 use sea_orm::{
     DatabaseConnection, DbBackend, DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions,
@@ -11,15 +10,53 @@ use sea_orm::{
 };
 use taskrow::{ClaimRequest, Error, Result};
 use taskrow_sql::claim::{Claim, Due};
+use taskrow_sql::dialect::{BeginError, WriterBusy, WriterGuard, WriterLock};
 use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::connect::BUSY_TIMEOUT;
 
 /// SQLite's side of the store: the one-writer lock of a pool, and how SQLite says things.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SqliteDialect {
-    /// Held by every write of the store, for the whole transaction.
-    writer: Arc<Mutex<()>>,
+    /// Held by every write of the store, for the whole transaction, and by the application's
+    /// task transactions until they end.
+    writer: WriterLock,
+}
+
+impl Default for SqliteDialect {
+    /// Writes wait up to [`BUSY_TIMEOUT`] for an application's open task transaction, as they
+    /// wait for another process's write.
+    fn default() -> Self {
+        Self {
+            writer: WriterLock::new(BUSY_TIMEOUT),
+        }
+    }
+}
+
+impl SqliteDialect {
+    /// This dialect with the store's writes waiting up to `wait` (instead of [`BUSY_TIMEOUT`])
+    /// for an open task transaction of the application (`begin_with_tasks`) before they fail
+    /// with a transient error naming it. A write from the task that opened the transaction
+    /// fails at once whatever `wait` is: it could never proceed.
+    pub fn wait_for_task_transactions(mut self, wait: Duration) -> Self {
+        self.writer = self.writer.with_wait(wait);
+        self
+    }
+
+    /// Begins an immediate transaction holding `writer`.
+    async fn begin_immediate(
+        db: &DatabaseConnection,
+        writer: WriterGuard,
+    ) -> Result<WriteTxn, BeginError> {
+        let txn = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        Ok(WriteTxn::new(txn, Some(writer)))
+    }
 }
 
 /// SQLite's primary result codes that mean "another connection holds a lock": `SQLITE_BUSY`
@@ -30,6 +67,9 @@ fn is_lock_code(code: i64) -> bool {
 
 #[async_trait]
 impl Dialect for SqliteDialect {
+    // One host by nature: its clients keep the system clock.
+    const DATABASE_TIME: Option<&'static str> = None;
+
     const NAME: &'static str = "SQLite";
 
     async fn connect(url: &str) -> Result<DatabaseConnection> {
@@ -45,19 +85,24 @@ impl Dialect for SqliteDialect {
         }
     }
 
-    async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
-        let writer = self.write_lock().await;
-        let txn = db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await?;
-        Ok(WriteTxn::new(txn, writer))
+    /// `BEGIN IMMEDIATE` under the store's writer lock.
+    async fn begin_write(&self, db: &DatabaseConnection) -> Result<WriteTxn, BeginError> {
+        let writer = self.writer.acquire().await?;
+        Self::begin_immediate(db, writer).await
     }
 
-    async fn write_lock(&self) -> Option<OwnedMutexGuard<()>> {
-        Some(self.writer.clone().lock_owned().await)
+    /// As [`SqliteDialect::begin_write`], holding the writer lock as a task transaction: the
+    /// store's writes meanwhile fail rather than wait for it forever (see [`WriterLock`]).
+    async fn begin_task_transaction(
+        &self,
+        db: &DatabaseConnection,
+    ) -> Result<WriteTxn, BeginError> {
+        let writer = self.writer.acquire_for_task_transaction().await?;
+        Self::begin_immediate(db, writer).await
+    }
+
+    async fn write_lock(&self) -> Result<Option<WriterGuard>, WriterBusy> {
+        Ok(Some(self.writer.acquire().await?))
     }
 
     /// SQLite has had `RETURNING` since 3.35 (2021); the bundled one is newer.
@@ -71,10 +116,10 @@ impl Dialect for SqliteDialect {
         &self,
         txn: &WriteTxn,
         req: &ClaimRequest,
-        now: DateTime<Utc>,
+        claim: &Claim,
         limit: usize,
     ) -> Result<Vec<Due>, DbErr> {
-        crate::claim::read_due(txn, req, now, limit).await
+        crate::claim::read_due(txn, req, claim.now, limit).await
     }
 
     async fn take_due(

@@ -3,6 +3,11 @@
 //! - **One writer.** Every write of the store runs under one in-process async lock, in a
 //!   `BEGIN IMMEDIATE` transaction, so the store's own writers never meet SQLite's
 //!   "database is locked". Readers (`get`, `list`, `logs`, `counts`) do not wait for it.
+//!   An application's task transaction (`begin_with_tasks`) holds it until it ends: a store
+//!   write from the task that opened it fails at once (it would wait for itself), and one from
+//!   elsewhere in the process (a worker, another request) waits up to [`BUSY_TIMEOUT`]
+//!   ([`SqliteDialect::wait_for_task_transactions`]), then fails; both with a transient error
+//!   naming the open task transaction.
 //! - **WAL** on files, with `synchronous = NORMAL` and a 10 s busy timeout (for other
 //!   processes on the same file, whose busy errors are also retried a few times).
 //! - **A pool** of [`POOL_SIZE`] connections on a file; `sqlite::memory:` gets one connection,

@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::MigratorTrait;
-use taskrow::{ClaimRequest, Error, TaskStore};
+use taskrow::{ClaimRequest, Client, EnqueueOptions, Error, TaskStore};
 use taskrow_migration::Migrator;
 use taskrow_sql::entity::{task, task_log};
-use taskrow_sqlite::{SqliteStore, testing};
+use taskrow_sqlite::{SqliteDialect, SqliteStore, testing};
 
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 2] = [
+const ALL_MIGRATIONS: [&str; 3] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
+    "m20261128_000002_taskrow_notify",
 ];
 
 async fn pragma(db: &sea_orm::DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -88,12 +89,13 @@ async fn migrations_run_up_down_up() {
     claim_token_columns_come_and_go(store.connection()).await;
 }
 
-/// The second migration down and up again, on a database with rows written before it: its
-/// columns and index go and come back, old rows read with their defaults.
+/// The second migration (and the third, after it) down and up again, on a database with rows
+/// written before it: its columns and index go and come back, old rows read with their
+/// defaults.
 async fn claim_token_columns_come_and_go(db: &sea_orm::DatabaseConnection) {
     let names =
         |cols: Vec<(String, String)>| -> Vec<String> { cols.into_iter().map(|c| c.0).collect() };
-    Migrator::down(db, Some(1)).await.unwrap();
+    Migrator::down(db, Some(2)).await.unwrap();
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS[..1]
@@ -211,6 +213,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260101_000001_taskrow_create_tables",
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
+            "m20261128_000002_taskrow_notify",
         ]
     );
     // taskrow's migrations found in the application's history.
@@ -401,4 +404,131 @@ async fn check_schema_refuses_older_and_newer_schemas() {
     let (url, _dir) = testing::temp_url();
     let store = SqliteStore::connect(&url).await.unwrap();
     check_schema_reads_the_history(&store).await;
+}
+
+/// A store write from the code holding an open task transaction would wait for that very
+/// transaction (SQLite has one writer): it fails, transient, saying why and what to do, instead
+/// of hanging its task and every worker of the process behind it — at once when called from the
+/// task that opened the transaction, after the dialect's bound when it runs on a task of its own
+/// (`run_now` spawns its claim), as any write elsewhere in the process would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_inside_a_task_transaction_fails_at_once() {
+    let (store, _dir) = testing::temp_store().await;
+    let bound = Duration::from_millis(500);
+    let store = SqliteStore::from_parts(
+        store.connection().clone(),
+        SqliteDialect::default().wait_for_task_transactions(bound),
+    );
+    for c in writes_beside_an_open_task_transaction(&store).await {
+        let what = c.what;
+        let err = c.result.expect_err(what);
+        assert!(err.is_transient(), "{what}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("task transaction") && msg.contains("commit"),
+            "{what}: {msg}"
+        );
+        if what == "client.run_now" {
+            assert!(c.took >= bound, "{what} failed after {:?}", c.took);
+        } else {
+            assert!(
+                c.took < bound,
+                "{what} failed after {:?}, not at once",
+                c.took
+            );
+            assert!(msg.contains("same task"), "{what}: {msg}");
+        }
+    }
+    // Once it committed, the same calls go through.
+    let client = Client::builder(store.clone()).build().unwrap();
+    client
+        .enqueue(&Ping { n: 3 }, EnqueueOptions::new().code("beside"))
+        .await
+        .unwrap();
+    client.run_now("committed-before").await.unwrap();
+}
+
+/// A write elsewhere in the process (a worker, another request) waits for an open task
+/// transaction; if that transaction stays open past the dialect's bound, the write fails,
+/// transient, naming it, instead of waiting forever; once it ends, writes go through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_elsewhere_waits_for_a_task_transaction_within_a_bound() {
+    let (store, _dir) = testing::temp_store().await;
+    let client = Client::builder(store.clone()).build().unwrap();
+
+    // Committed within the bound: the waiting write goes through.
+    let tx = store.begin_with_tasks(&client).await.unwrap();
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.insert(new_task("waited", t0())).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the write did not wait for the transaction"
+    );
+    let _ = tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the write still waits after the commit")
+        .unwrap()
+        .unwrap();
+
+    // Held past the bound: the waiting write (a worker's claim here) fails, and says why.
+    let bound = Duration::from_millis(300);
+    let store = SqliteStore::from_parts(
+        store.connection().clone(),
+        SqliteDialect::default().wait_for_task_transactions(bound),
+    );
+    let client = Client::builder(store.clone()).build().unwrap();
+    let tx = store.begin_with_tasks(&client).await.unwrap();
+    let claim = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let lease = Duration::from_secs(60);
+            let r = store.claim(&ClaimRequest::new("w", 10, lease, t0())).await;
+            (r, t.elapsed())
+        })
+    };
+    let (r, waited) = tokio::time::timeout(Duration::from_secs(5), claim)
+        .await
+        .expect("a claim behind a task transaction held past the bound hung")
+        .unwrap();
+    let err = r.expect_err("a claim behind a task transaction held past the bound");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("task transaction"), "{err}");
+    assert!(waited >= bound, "failed after {waited:?}, before the bound");
+    tx.rollback().await.unwrap();
+    let lease = Duration::from_secs(60);
+    let claimed = store
+        .claim(&ClaimRequest::new("w", 10, lease, t0()))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // A worker of the process, polling while a task transaction stays open past the bound:
+    // its claims fail (transient) instead of stalling it; once the transaction commits, it
+    // runs the task the transaction enqueued.
+    let worker = client
+        .worker()
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let mut tx = store.begin_with_tasks(&client).await.unwrap();
+    let scheduled = EnqueueOptions::new()
+        .code("after-the-transaction")
+        .dispatch(taskrow::Dispatch::Scheduled);
+    tx.enqueue(&Ping { n: 4 }, scheduled).await.unwrap();
+    tokio::time::sleep(bound * 3).await;
+    let _ = tx.commit().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get(&"after-the-transaction".into()).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not run the task after the transaction committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
 }

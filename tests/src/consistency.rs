@@ -60,6 +60,7 @@ fn client<D: Dialect>(
         None => b,
     }
     .build()
+    .unwrap()
 }
 
 /// Rollback leaves neither the business row nor the task, and nothing runs.

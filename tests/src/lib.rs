@@ -87,6 +87,7 @@ macro_rules! store_conformance {
                     skips_finished_tasks,
                     skips_excluded_ids,
                     concurrent_claimers_take_each_task_once,
+                    refuses_worker_id_that_does_not_fit,
                 }
                 claim_one {
                     claims_pending_not_yet_due,
@@ -104,6 +105,7 @@ macro_rules! store_conformance {
                     refuses_succeeded,
                     refuses_unknown,
                     concurrent_claims_have_one_winner,
+                    refuses_worker_id_that_does_not_fit,
                 }
                 finish {
                     success_deletes_and_logs,
@@ -240,6 +242,8 @@ macro_rules! store_conformance {
                     shutdown_on_last_attempt_runs_again,
                     stalled_writer_pauses_claiming,
                     refused_result_does_not_block_others,
+                    shutdown_never_waits_for_a_hung_database,
+                    stale_clock_pauses_claiming,
                 }
             }
         }

@@ -22,6 +22,15 @@ taskrow_tests::store_conformance!(mysql, || async {
     }
 });
 
+taskrow_tests::store_conformance!(postgres, || async {
+    match taskrow_postgres::testing::fresh_store().await {
+        None => Setup::skip("TASKROW_POSTGRES_URL not set"),
+        Some((store, db)) => TestStore::new(store)
+            .with_cleanup(move || db.drop_database())
+            .into(),
+    }
+});
+
 /// Consistency tasks (enqueue in the application's transaction, dispatch after commit) on
 /// every SQL store.
 mod consistency {
@@ -33,6 +42,11 @@ mod consistency {
     });
     taskrow_tests::consistency_cases!(mysql, || async {
         let (store, db) = taskrow_mysql::testing::fresh_store().await?;
+        let guard = TestStore::new(store.clone()).with_cleanup(move || db.drop_database());
+        Some((store, guard))
+    });
+    taskrow_tests::consistency_cases!(postgres, || async {
+        let (store, db) = taskrow_postgres::testing::fresh_store().await?;
         let guard = TestStore::new(store.clone()).with_cleanup(move || db.drop_database());
         Some((store, guard))
     });

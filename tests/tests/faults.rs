@@ -1,7 +1,10 @@
 //! The fault suite: taskrow under crashed workers, database outages, bad rows and bad
 //! handlers, heartbeats cut for one worker, commit replies lost on the wire, handlers that
 //! abort their process, long tasks claimed ahead and shutdowns on a last attempt, on SQLite and
-//! MariaDB/MySQL, and the multi-instance drain (4 worker processes, 5,000 tasks).
+//! MariaDB/MySQL, and the multi-instance drain (4 worker processes, 5,000 tasks). Since issue
+//! 12: a worker whose clock runs ahead (database clock and system clock), a one-shot
+//! `run_now` on a host whose wall clock runs ahead (libfaketime), and a real database crash (a
+//! private MariaDB instance killed with SIGKILL and restarted on its data).
 //!
 //! ```text
 //! TASKROW_MYSQL_URL=mysql://root@127.0.0.1:3306 cargo test -p taskrow-tests --test faults
@@ -15,12 +18,17 @@
 //! (`cargo test -p taskrow-tests --test faults -- crashed_workers`); `--list` lists them.
 //!
 //! MySQL scenarios skip (printing `skipped: …`) without `TASKROW_MYSQL_URL`, except under
-//! `CI=true`, where they fail.
+//! `CI=true`, where they fail. The database crash needs no server URL: it starts its own
+//! MariaDB (`mariadb-install-db` and `mariadbd`, from `apt-get install mariadb-server`) and
+//! fails, saying so, when they are missing. The `run_now` skew scenario needs libfaketime
+//! (`apt-get install faketime`): it skips without it, except under `CI=true`, where it fails.
 
 mod faults {
     pub mod attempts;
+    pub mod clocks;
     pub mod common;
     pub mod handlers;
+    pub mod instance;
     pub mod leases;
     pub mod processes;
     pub mod proxy;
@@ -50,7 +58,9 @@ struct Scenario {
 
 fn scenarios() -> Vec<Scenario> {
     use Backend::{Mysql, Sqlite};
-    use faults::{attempts as a, handlers as h, leases as l, processes as p};
+    use faults::{
+        attempts as a, clocks as c, handlers as h, instance as i, leases as l, processes as p,
+    };
     let both = [Sqlite, Mysql];
     let mut v = Vec::new();
     let mut add = |id: &str, title: &'static str, backends: &[Backend], run: Run, secs: u64| {
@@ -168,6 +178,27 @@ fn scenarios() -> Vec<Scenario> {
         &both,
         |b, s| Box::pin(a::shutdown_last_attempt(b, s)),
         60,
+    );
+    add(
+        "clock_skew",
+        "clock skew: worker-b's local clock 2 × lease ahead (database clock, then system clock)",
+        &[Mysql],
+        |b, s| Box::pin(c::clock_skew(b, s)),
+        90,
+    );
+    add(
+        "run_now_skewed_host",
+        "run_now from a fresh process whose wall clock runs 2 × lease ahead (libfaketime)",
+        &[Mysql],
+        |b, s| Box::pin(c::run_now_skewed_host(b, s)),
+        60,
+    );
+    add(
+        "db_crash",
+        "database crash: a private MariaDB killed with SIGKILL mid-drain, restarted on its data",
+        &[Mysql],
+        |b, s| Box::pin(i::db_crash(b, s)),
+        120,
     );
     v
 }

@@ -97,7 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::builder(store.clone())
         .data_arc(publisher.clone())
         .id("app-caller")
-        .build();
+        .build()
+        .unwrap();
     let worker = client
         .worker()
         .id("worker-1")

@@ -1,6 +1,6 @@
-// Tests shared by the SQLite and MySQL stores' test binaries (included with `#[path]`): each
-// function takes a fresh, migrated store. The full contract is the conformance suite's
-// (`taskrow-tests`); these check what only a SQL store can get wrong.
+// Tests shared by the SQLite, MySQL and PostgreSQL stores' test binaries (included with
+// `#[path]`): each function takes a fresh, migrated store. The full contract is the conformance
+// suite's (`taskrow-tests`); these check what only a SQL store can get wrong.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -860,6 +860,14 @@ pub async fn a_failing_unreadable_row_keeps_the_batch<D: Dialect>(store: &SqlSto
              WHEN NEW.state = 3 BEGIN SELECT RAISE(ABORT, 'injected'); END",
             "DROP TRIGGER taskrow_test_no_fail",
         ),
+        sea_orm::DbBackend::Postgres => (
+            "CREATE FUNCTION taskrow_test_no_fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'injected'; END $$; \
+             CREATE TRIGGER taskrow_test_no_fail BEFORE UPDATE ON taskrow_task FOR EACH ROW \
+             WHEN (NEW.state = 3) EXECUTE FUNCTION taskrow_test_no_fail()",
+            "DROP TRIGGER taskrow_test_no_fail ON taskrow_task; \
+             DROP FUNCTION taskrow_test_no_fail()",
+        ),
         _ => (
             "CREATE TRIGGER taskrow_test_no_fail BEFORE UPDATE ON taskrow_task FOR EACH ROW \
              BEGIN IF NEW.state = 3 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'; \
@@ -1383,4 +1391,86 @@ pub async fn check_schema_reads_the_history<D: Dialect>(store: &SqlStore<D>) {
     .await
     .unwrap();
     store.check_schema().await.unwrap();
+}
+
+/// What a call came to, and how long it took.
+pub struct Called {
+    pub what: &'static str,
+    pub result: Result<(), Error>,
+    pub took: Duration,
+}
+
+/// `fut`, which must end within `bound`: a hang fails the test, naming `what`.
+async fn within<T>(
+    what: &'static str,
+    bound: Duration,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Called {
+    let t = std::time::Instant::now();
+    match tokio::time::timeout(bound, fut).await {
+        Ok(r) => Called {
+            what,
+            result: r.map(drop),
+            took: t.elapsed(),
+        },
+        Err(_) => panic!(
+            "{what}, called by the code holding an open task transaction, hung (still waiting \
+             after {bound:?})"
+        ),
+    }
+}
+
+/// The store writes that code holding an open task transaction (`begin_with_tasks`) may call
+/// on the same store, each bounded so that a hang fails the test instead of stalling it:
+/// `client.enqueue`, `client.run_now` (whose claim runs on a task of its own), a claim (what a
+/// worker of the process calls), another task transaction. Returns what each came to; reads
+/// work meanwhile, and the task transaction still commits, with its task.
+pub async fn writes_beside_an_open_task_transaction<D: Dialect>(
+    store: &SqlStore<D>,
+) -> Vec<Called> {
+    let bound = Duration::from_secs(3);
+    let client = taskrow::Client::builder(store.clone()).build().unwrap();
+    client
+        .enqueue(
+            &Ping { n: 1 },
+            EnqueueOptions::new().code("committed-before"),
+        )
+        .await
+        .unwrap();
+    let later = EnqueueOptions::new()
+        .code("read-me")
+        .delay(Duration::from_secs(3600));
+    client.enqueue(&Ping { n: 1 }, later).await.unwrap();
+    let mut tx = store.begin_with_tasks(&client).await.unwrap();
+    tx.enqueue(
+        &Ping { n: 2 },
+        EnqueueOptions::new()
+            .code("in-the-transaction")
+            .dispatch(taskrow::Dispatch::Scheduled),
+    )
+    .await
+    .unwrap();
+
+    let enqueue = client.enqueue(&Ping { n: 3 }, EnqueueOptions::new().code("beside"));
+    let run_now = client.run_now("committed-before");
+    let lease = Duration::from_secs(60);
+    let req = ClaimRequest::new("w", 10, lease, t0());
+    let claim = store.claim(&req);
+    let nested = async { store.begin_with_tasks(&client).await?.rollback().await };
+    let out = vec![
+        within("client.enqueue", bound, enqueue).await,
+        within("client.run_now", bound, run_now).await,
+        within("store.claim", bound, claim).await,
+        within("store.begin_with_tasks", bound, nested).await,
+    ];
+    within("store.get", bound, store.get(&"read-me".into()))
+        .await
+        .result
+        .expect("a read beside an open task transaction");
+
+    let committed = tx.commit().await.unwrap();
+    assert_eq!(committed.ids().len(), 1);
+    let in_tx = store.get(&"in-the-transaction".into()).await.unwrap();
+    assert_eq!(in_tx.state, TaskState::Pending);
+    out
 }

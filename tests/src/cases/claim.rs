@@ -421,3 +421,24 @@ pub async fn lost_reply_tasks_are_reclaimed_after_lease(store: Arc<dyn TaskStore
         assert_worker_lost(row, before, false);
     }
 }
+
+/// A worker id longer than the lease owner column (or empty) is refused with `InvalidInput`
+/// on every store, before any row is touched — not a database error on every claim.
+pub async fn refuses_worker_id_that_does_not_fit(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert(s, "a", t0()).await;
+    let long = "w".repeat(taskrow::record::MAX_CODE_CHARS + 1);
+    for worker in [long.as_str(), ""] {
+        match s.claim(&ClaimRequest::new(worker, 10, LEASE, t0())).await {
+            Err(taskrow::Error::InvalidInput(m)) => assert!(m.contains("worker id"), "{m}"),
+            other => panic!(
+                "expected InvalidInput for a worker id of {} chars, got {other:?}",
+                worker.len()
+            ),
+        }
+    }
+    let fits = "w".repeat(taskrow::record::MAX_CODE_CHARS);
+    let claimed = claim(s, &fits, 10, t0()).await;
+    assert_eq!(claimed.len(), 1, "the longest id that fits claims");
+    assert_eq!(claimed[0].lease_owner.as_deref(), Some(fits.as_str()));
+}

@@ -288,3 +288,19 @@ pub async fn concurrent_claims_have_one_winner(store: Arc<dyn TaskStore>) {
     assert_eq!(now.attempts, 1);
     assert_eq!(now.version, 1);
 }
+
+/// A worker id longer than the lease owner column is refused with `InvalidInput`, and the
+/// task is left as it was.
+pub async fn refuses_worker_id_that_does_not_fit(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let a = insert(s, "a", t0()).await;
+    let long = "w".repeat(taskrow::record::MAX_CODE_CHARS + 1);
+    match s
+        .claim_one(&"a".into(), &ClaimOne::new(long, LEASE, t0()))
+        .await
+    {
+        Err(Error::InvalidInput(m)) => assert!(m.contains("worker id"), "{m}"),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert_eq!(get(s, "a").await, a, "the task is unchanged");
+}

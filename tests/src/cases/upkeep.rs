@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use taskrow::chrono::{DateTime, Utc};
 use taskrow::typetag;
 use taskrow::{
-    ClaimOne, ClaimRequest, Client, EnqueueOptions, Error, Finish, FinishStatus, Lease, LogFilter,
-    ManualClock, NewTask, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, Task,
-    TaskContext, TaskError, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
-    async_trait,
+    ClaimOne, ClaimRequest, Client, DatabaseClock, DatabaseClockConfig, EnqueueOptions, Error,
+    Finish, FinishStatus, Lease, LogFilter, ManualClock, NewTask, Outcome, Page, Purge,
+    PurgeReport, ResetTarget, Result, StateCount, Task, TaskContext, TaskError, TaskFilter,
+    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore, WorkerHealth, async_trait,
 };
 use tokio::sync::watch;
 
@@ -148,6 +148,12 @@ pub struct Faulty {
     stall: watch::Sender<bool>,
     /// A finish whose batch names this code fails with a permanent error, writing nothing.
     pub refuse_code: Mutex<Option<String>>,
+    /// Finishes, heartbeats and hand-backs never answer (a database that stopped answering,
+    /// with a pool that waits for it).
+    pub hang: AtomicBool,
+    /// Reading the database's time fails (the wrapper offers one: the inner store's, or this
+    /// host's for a store without one).
+    pub fail_database_time: AtomicBool,
 }
 
 impl Faulty {
@@ -160,12 +166,20 @@ impl Faulty {
             lose_finish_replies: AtomicUsize::new(0),
             stall: watch::channel(false).0,
             refuse_code: Mutex::new(None),
+            hang: AtomicBool::new(false),
+            fail_database_time: AtomicBool::new(false),
         })
     }
 
     /// Stalls finishes (`true`) or lets them through (`false`).
     pub fn stall_finishes(&self, yes: bool) {
         self.stall.send_replace(yes);
+    }
+
+    async fn hang_if_told(&self) {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn lost_reply() -> Error {
@@ -197,6 +211,7 @@ impl TaskStore for Faulty {
         self.inner.claim_one(target, req).await
     }
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
+        self.hang_if_told().await;
         let mut stall = self.stall.subscribe();
         let _ = stall.wait_for(|s| !*s).await;
         if let Some(code) = self.refuse_code.lock().unwrap().clone()
@@ -214,6 +229,7 @@ impl TaskStore for Faulty {
         Ok(r)
     }
     async fn release(&self, leases: &[Lease], now: DateTime<Utc>) -> Result<Vec<FinishStatus>> {
+        self.hang_if_told().await;
         self.inner.release(leases, now).await
     }
     async fn extend_lease(
@@ -222,6 +238,7 @@ impl TaskStore for Faulty {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        self.hang_if_told().await;
         if self.fail_beats.load(Ordering::SeqCst) {
             return Err(Error::backend(true, "database unreachable (injected)"));
         }
@@ -258,10 +275,27 @@ impl TaskStore for Faulty {
     async fn check_schema(&self) -> Result<()> {
         self.inner.check_schema().await
     }
+    fn has_database_time(&self) -> bool {
+        true
+    }
+    async fn database_time(&self) -> Result<Option<DateTime<Utc>>> {
+        if self.fail_database_time.load(Ordering::SeqCst) {
+            return Err(Error::backend(true, "database unreachable (injected)"));
+        }
+        Ok(Some(
+            self.inner.database_time().await?.unwrap_or_else(Utc::now),
+        ))
+    }
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.wakeups()
+    }
 }
 
 fn client(store: Arc<dyn TaskStore>, runs: &Arc<Runs>) -> Client {
-    Client::builder_arc(store).data_arc(runs.clone()).build()
+    Client::builder_arc(store)
+        .data_arc(runs.clone())
+        .build()
+        .unwrap()
 }
 
 async fn logs(store: &Arc<dyn TaskStore>, code: &str) -> Vec<TaskLog> {
@@ -414,7 +448,8 @@ pub async fn dropped_run_now_keeps_its_upkeep(store: Arc<dyn TaskStore>) {
         .data_arc(runs.clone())
         .lease(Duration::from_millis(1000))
         .heartbeat(Some(Duration::from_millis(200)))
-        .build();
+        .build()
+        .unwrap();
     c.enqueue(
         &Steady { millis: 1800 },
         EnqueueOptions::new()
@@ -509,7 +544,8 @@ pub async fn shutdown_on_last_attempt_runs_again(store: Arc<dyn TaskStore>) {
     let c = Client::builder_arc(store.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
-        .build();
+        .build()
+        .unwrap();
     c.enqueue(
         &Stubborn {},
         EnqueueOptions::new().code("deployed").max_attempts(1),
@@ -567,7 +603,8 @@ pub async fn stalled_writer_pauses_claiming(store: Arc<dyn TaskStore>) {
     let c = Client::builder_arc(faulty.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
-        .build();
+        .build()
+        .unwrap();
     let work = Steady { millis: 0 };
     let codes: Vec<String> = (0..200).map(|i| format!("quick-{i:03}")).collect();
     let batch: Vec<(&dyn Task, EnqueueOptions)> = codes
@@ -627,7 +664,8 @@ pub async fn refused_result_does_not_block_others(store: Arc<dyn TaskStore>) {
     let c = Client::builder_arc(faulty.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
-        .build();
+        .build()
+        .unwrap();
     c.enqueue(&Steady { millis: 0 }, EnqueueOptions::new().code("poison"))
         .await
         .unwrap();
@@ -664,4 +702,111 @@ pub async fn refused_result_does_not_block_others(store: Arc<dyn TaskStore>) {
     w.shutdown().await;
     assert_eq!(state_of(&store, "poison").await, Some(TaskState::Running));
     assert!(logs(&store, "poison").await.is_empty());
+}
+
+/// Issue 12, item 2. The database stops answering while a task runs (heartbeats, the result
+/// write and hand-backs hang, as on a pool waiting for a connection): shutdown still ends at its
+/// deadline, not a pool timeout later.
+pub async fn shutdown_never_waits_for_a_hung_database(store: Arc<dyn TaskStore>) {
+    let runs = Arc::new(Runs::default());
+    let faulty = Faulty::new(store.clone());
+    let c = Client::builder_arc(faulty.clone())
+        .data_arc(runs.clone())
+        .clock(ManualClock::new(super::t0()))
+        .build()
+        .unwrap();
+    c.enqueue(&Stubborn {}, EnqueueOptions::new().code("hung"))
+        .await
+        .unwrap();
+    let w = c
+        .worker()
+        .lease(Duration::from_secs(30))
+        .heartbeat(Some(Duration::from_millis(50)))
+        .poll_interval(Duration::from_millis(10))
+        .shutdown_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    eventually("the run to start", Duration::from_secs(10), || {
+        let r = runs.clone();
+        async move { !r.attempts().is_empty() }
+    })
+    .await;
+    faulty.hang.store(true, Ordering::SeqCst);
+    // Let a heartbeat get stuck in the hung database.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let began = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+    assert!(
+        report.is_ok(),
+        "shutdown waited for the hung database past its 200 ms deadline"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(runs.overlaps(), Vec::<String>::new());
+}
+
+/// Issue 12, item 1. A worker whose clock follows the database stops claiming while the
+/// database's time cannot be read (its health says why), and claims again once it can.
+pub async fn stale_clock_pauses_claiming(store: Arc<dyn TaskStore>) {
+    let runs = Arc::new(Runs::default());
+    let faulty = Faulty::new(store.clone());
+    let clock = DatabaseClock::with_config(
+        faulty.clone(),
+        DatabaseClockConfig::default()
+            .refresh(Duration::from_millis(20))
+            .max_age(Duration::from_millis(300)),
+    );
+    let c = Client::builder_arc(faulty.clone())
+        .data_arc(runs.clone())
+        .clock(clock)
+        .build()
+        .unwrap();
+    c.enqueue(&Steady { millis: 0 }, EnqueueOptions::new().code("before"))
+        .await
+        .unwrap();
+    let w = c
+        .worker()
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually("the first task to run", Duration::from_secs(10), || {
+        let s = store.clone();
+        async move { state_of(&s, "before").await.is_none() }
+    })
+    .await;
+    assert_eq!(w.health(), WorkerHealth::Running);
+    faulty.fail_database_time.store(true, Ordering::SeqCst);
+    eventually("the worker to pause", Duration::from_secs(10), || {
+        let paused = matches!(w.health(), WorkerHealth::Paused(_));
+        async move { paused }
+    })
+    .await;
+    let WorkerHealth::Paused(why) = w.health() else {
+        unreachable!()
+    };
+    assert!(why.contains("database's time"), "{why}");
+    c.enqueue(&Steady { millis: 0 }, EnqueueOptions::new().code("during"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        state_of(&store, "during").await,
+        Some(TaskState::Pending),
+        "nothing is claimed while the clock cannot be trusted"
+    );
+    faulty.fail_database_time.store(false, Ordering::SeqCst);
+    eventually(
+        "the task enqueued meanwhile to run",
+        Duration::from_secs(10),
+        || {
+            let s = store.clone();
+            async move { state_of(&s, "during").await.is_none() }
+        },
+    )
+    .await;
+    assert_eq!(w.health(), WorkerHealth::Running);
+    w.shutdown().await;
 }

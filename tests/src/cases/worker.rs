@@ -174,6 +174,7 @@ fn client(
         .data_arc(probe.clone())
         .jitter(Jitter::fixed(0.0)))
     .build()
+    .unwrap()
 }
 
 /// Waits until `check` holds, polling; panics naming `what` after `limit`.
@@ -739,18 +740,46 @@ pub async fn run_now_runs_and_refuses(store: Arc<dyn TaskStore>) {
 
 /// Bad worker settings are errors when the worker is built, not hangs.
 pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
-    let c = Client::builder_arc(store).build();
+    let c = Client::builder_arc(store).build().unwrap();
     assert!(matches!(
         c.worker().concurrency(0).build(),
         Err(Error::Config(_))
     ));
+    // A heartbeat longer than half the lease lets a lease lapse after one failed beat: refused
+    // by the worker and the client (run-now and dispatch) alike.
     let e = c
         .worker()
         .lease(Duration::from_secs(10))
-        .heartbeat(Some(Duration::from_secs(10)))
+        .heartbeat(Some(Duration::from_secs(6)))
         .build()
         .unwrap_err();
-    assert!(e.to_string().contains("shorter than the lease"), "{e}");
+    assert!(e.to_string().contains("at most half the lease"), "{e}");
+    assert!(
+        c.worker()
+            .lease(Duration::from_secs(10))
+            .heartbeat(Some(Duration::from_secs(5)))
+            .build()
+            .is_ok()
+    );
+    let e = Client::builder_arc(c.store().clone())
+        .lease(Duration::from_secs(15))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Config(_)) && e.to_string().contains("at most half the lease"),
+        "the default 20 s heartbeat does not fit a 15 s lease: {e}"
+    );
+    let long = "w".repeat(taskrow::record::MAX_CODE_CHARS + 1);
+    assert!(matches!(
+        Client::builder_arc(c.store().clone())
+            .id(long.clone())
+            .build(),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        c.worker().id(long).build(),
+        Err(Error::InvalidInput(_))
+    ));
     assert!(matches!(
         c.worker().poll_interval(Duration::ZERO).build(),
         Err(Error::Config(_))

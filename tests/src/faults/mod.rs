@@ -7,9 +7,11 @@
 //! taskrow's log table. The suite counts executions from both and checks that no two runs of
 //! one task overlapped in time.
 
+pub mod clock;
 pub mod process;
 pub mod records;
 pub mod tasks;
 
+pub use clock::{ClockChoice, SkewedClock};
 pub use process::{WorkerConfig, WorkerProcess};
 pub use records::{Recorder, Run, RunGuard, now_us, read_runs};

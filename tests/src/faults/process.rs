@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::clock::ClockChoice;
 use super::records::now_us;
 
 /// The environment variable the worker binary reads its database URL from when `--url` is not
@@ -37,6 +38,13 @@ pub struct WorkerConfig {
     pub exit_when_idle: bool,
     /// The worker id (lease owner, log rows, run records); taskrow's default when `None`.
     pub id: Option<String>,
+    /// The client's clock: taskrow's default for the store when `None`.
+    pub clock: Option<ClockChoice>,
+    /// How far this process's local time source runs ahead of the system clock, in ms
+    /// (behind when negative). The client uses it with [`ClockChoice::System`]; a
+    /// [`ClockChoice::Database`] clock never reads a wall clock, so there it only serves to
+    /// report how far the local time is from the database's.
+    pub clock_skew_ms: i64,
 }
 
 impl WorkerConfig {
@@ -53,6 +61,8 @@ impl WorkerConfig {
             shutdown_timeout: Duration::from_secs(10),
             exit_when_idle: false,
             id: None,
+            clock: None,
+            clock_skew_ms: 0,
         }
     }
 
@@ -81,6 +91,14 @@ impl WorkerConfig {
         if let Some(id) = &self.id {
             a.push("--worker-id".to_owned());
             a.push(id.clone());
+        }
+        if let Some(c) = self.clock {
+            a.push("--clock".to_owned());
+            a.push(c.name().to_owned());
+        }
+        if self.clock_skew_ms != 0 {
+            a.push("--clock-skew-ms".to_owned());
+            a.push(self.clock_skew_ms.to_string());
         }
         a
     }
@@ -120,6 +138,12 @@ impl WorkerConfig {
                 "--poll-ms" => cfg.poll = Duration::from_millis(num(&v)?),
                 "--shutdown-timeout-ms" => cfg.shutdown_timeout = Duration::from_millis(num(&v)?),
                 "--worker-id" => cfg.id = Some(v),
+                "--clock" => cfg.clock = Some(ClockChoice::parse(&v)?),
+                "--clock-skew-ms" => {
+                    cfg.clock_skew_ms = v
+                        .parse::<i64>()
+                        .map_err(|e| format!("{a}: `{v}` is not a number: {e}"))?;
+                }
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }
@@ -155,11 +179,22 @@ impl WorkerProcess {
     ///
     /// If the log file cannot be made or the binary cannot start.
     pub fn spawn_args(bin: &Path, args: &[String], log: &Path) -> Self {
+        Self::spawn_env(bin, args, &[], log)
+    }
+
+    /// Starts `bin` with `args` and these environment variables set, its output going to
+    /// `log`.
+    ///
+    /// # Panics
+    ///
+    /// If the log file cannot be made or the binary cannot start.
+    pub fn spawn_env(bin: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Self {
         let out = File::create(log)
             .unwrap_or_else(|e| panic!("cannot create the worker log {}: {e}", log.display()));
         let err = out.try_clone().expect("cannot share the worker log");
         let child = Command::new(bin)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -97,6 +97,17 @@ impl Db {
         }
     }
 
+    /// A database the scenario set up itself (a private server's), already migrated.
+    pub fn external(url: String, store: taskrow_mysql::MysqlStore) -> Db {
+        Db {
+            conn: store.connection().clone(),
+            store: Arc::new(store),
+            url,
+            mysql: None,
+            _dir: None,
+        }
+    }
+
     /// Drops the MySQL database (call it when the scenario passed; a failed one leaves it).
     pub async fn done(self) {
         if let Some(db) = self.mysql {
@@ -110,6 +121,7 @@ impl Db {
             .data(rec)
             .jitter(Jitter::fixed(0.0))
             .build()
+            .unwrap()
     }
 
     /// Runs `sql` with `?` placeholders bound to `values`; returns the rows affected.

@@ -260,7 +260,7 @@ pub async fn database_outage(backend: Backend, _seed: u64) -> Option<Row> {
     let via = taskrow_mysql::MysqlStore::connect(&url)
         .await
         .expect("connect through the proxy");
-    let via = Client::builder(via).build();
+    let via = Client::builder(via).build().unwrap();
     logged_at_least(&db, N / 5, Duration::from_secs(60)).await;
 
     // A large batch enqueue in flight when the connections are cut.

@@ -10,10 +10,30 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
+mod database;
+
+pub use database::{DatabaseClock, DatabaseClockConfig};
+
 /// A source of the current time.
+#[async_trait::async_trait]
 pub trait Clock: Send + Sync + Debug + 'static {
     /// The current time, truncated to whole microseconds.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether [`Clock::now`] can be trusted to judge due times and leases right now:
+    /// [`crate::Error::Clock`] saying why not otherwise (a clock that follows the database
+    /// and has lost it). Workers claim nothing while it fails. Always `Ok` by default.
+    fn check(&self) -> crate::Result<()> {
+        Ok(())
+    }
+
+    /// Like [`Clock::check`], but first gives the clock a (short, bounded) chance to become
+    /// trustworthy — a [`DatabaseClock`] reads the database's time now if it has no fresh
+    /// reading. Clients call it before they judge leases (run-now, dispatch) or due times
+    /// (enqueue). By default, [`Clock::check`].
+    async fn ready(&self) -> crate::Result<()> {
+        self.check()
+    }
 }
 
 /// Truncates a time to whole microseconds, the precision every store keeps.
@@ -29,7 +49,9 @@ pub fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// The wall clock of this host. Hosts sharing a database should keep their clocks in sync (NTP).
+/// The wall clock of this host. Hosts that share a database through it must keep their clocks
+/// in sync (NTP): a host whose clock runs ahead takes leases that are still live. On MySQL and
+/// PostgreSQL the default is [`DatabaseClock`], which needs no agreement between hosts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
