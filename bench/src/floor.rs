@@ -7,7 +7,12 @@
 //! - MariaDB: a pool whose sessions are `READ COMMITTED` (set once per connection); the claim is
 //!   `BEGIN; SELECT … ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED; UPDATE … WHERE id IN
 //!   (…); COMMIT` — the locking `SELECT` reads everything a runner needs.
-//! - Delete of a finished batch: one `DELETE … WHERE id IN (…)`.
+//! - PostgreSQL: a pool of 10 connections without the ping before each use; the claim is one
+//!   autocommit statement, `UPDATE … WHERE id IN (SELECT id … ORDER BY run_at, id LIMIT n FOR
+//!   UPDATE SKIP LOCKED) RETURNING …`; deletes take an array, `DELETE … WHERE id = ANY($1)`;
+//!   a `LISTEN` on taskrow's channel (the table's insert trigger notifies it) wakes the floor's
+//!   claimer in the cross-process pickup.
+//! - Delete of a finished batch: one `DELETE … WHERE id IN (…)` (`= ANY($1)` on PostgreSQL).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,6 +21,9 @@ use std::time::Duration;
 use taskrow::NewTask;
 use taskrow::chrono::{DateTime, NaiveDateTime, Utc};
 use taskrow_sql::sea_orm::sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use taskrow_sql::sea_orm::sqlx::postgres::{
+    PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow,
+};
 use taskrow_sql::sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -160,6 +168,33 @@ fn claimed_of_sqlite(r: &sqlx::sqlite::SqliteRow) -> Result<Claimed, sqlx::Error
     })
 }
 
+/// `sql` with PostgreSQL's numbered parameters (`$1`, `$2`, …) for `?` (the floor's statements
+/// have no `?` elsewhere).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 4);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn claimed_of_postgres(r: &PgRow) -> Result<Claimed, sqlx::Error> {
+    Ok(Claimed {
+        id: r.try_get(0)?,
+        code: r.try_get(1)?,
+        task_type: r.try_get(2)?,
+        payload: r.try_get(3)?,
+        attempts: r.try_get(4)?,
+    })
+}
+
 fn claimed_of_mysql(r: &sqlx::mysql::MySqlRow) -> Result<Claimed, sqlx::Error> {
     Ok(Claimed {
         id: r.try_get(0)?,
@@ -179,6 +214,9 @@ pub enum Floor {
     },
     Mysql {
         pool: MySqlPool,
+    },
+    Postgres {
+        pool: PgPool,
     },
 }
 
@@ -218,10 +256,57 @@ impl Floor {
         Ok(Floor::Mysql { pool })
     }
 
+    /// A pool on the PostgreSQL database at `url` (10 connections, as taskrow's), whose
+    /// connections are handed out without a ping (as taskrow's are, unless idle for 1 s), at
+    /// the server's default isolation, `READ COMMITTED`.
+    pub async fn postgres(url: &str) -> BoxResult<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(Floor::Postgres { pool })
+    }
+
     pub async fn close(&self) {
         match self {
             Floor::Sqlite { pool, .. } => pool.close().await,
             Floor::Mysql { pool } => pool.close().await,
+            Floor::Postgres { pool } => pool.close().await,
+        }
+    }
+
+    /// PostgreSQL only: a connection listening on taskrow's notify channel, which every insert
+    /// into `taskrow_task` notifies (at commit), the floor's inserts included.
+    pub async fn listen(&self) -> BoxResult<PgListener> {
+        match self {
+            Floor::Postgres { pool } => {
+                let options = (*pool.connect_options()).clone();
+                let mut listener = PgListener::connect_with(
+                    &PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_lazy_with(options),
+                )
+                .await?;
+                listener.listen(taskrow_migration::NOTIFY_CHANNEL).await?;
+                Ok(listener)
+            }
+            _ => Err("LISTEN/NOTIFY is PostgreSQL's".into()),
+        }
+    }
+
+    /// PostgreSQL only: the number of connections to this database with `application_name`.
+    pub async fn sessions_named(&self, application_name: &str) -> BoxResult<i64> {
+        match self {
+            Floor::Postgres { pool } => Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1",
+            )
+            .bind(application_name)
+            .fetch_one(pool)
+            .await?),
+            _ => Err("pg_stat_activity is PostgreSQL's".into()),
         }
     }
 
@@ -234,6 +319,7 @@ impl Floor {
                 sqlx::query(sql).execute(pool).await?.rows_affected()
             }
             Floor::Mysql { pool } => sqlx::query(sql).execute(pool).await?.rows_affected(),
+            Floor::Postgres { pool } => sqlx::query(sql).execute(pool).await?.rows_affected(),
         })
     }
 
@@ -245,6 +331,7 @@ impl Floor {
                 pool.begin_with("BEGIN IMMEDIATE").await?.commit().await?;
             }
             Floor::Mysql { pool } => pool.begin().await?.commit().await?,
+            Floor::Postgres { pool } => pool.begin().await?.commit().await?,
         }
         Ok(())
     }
@@ -257,11 +344,19 @@ impl Floor {
                 sqlx::query_scalar(AssertSqlSafe(q)).fetch_one(pool).await?
             }
             Floor::Mysql { pool } => sqlx::query_scalar(AssertSqlSafe(q)).fetch_one(pool).await?,
+            Floor::Postgres { pool } => {
+                sqlx::query_scalar(AssertSqlSafe(q)).fetch_one(pool).await?
+            }
         })
     }
 
-    /// Empties both taskrow tables.
+    /// Empties both taskrow tables (`TRUNCATE` on PostgreSQL, which leaves no dead rows for
+    /// the next workload to step over).
     pub async fn clear(&self) -> BoxResult<()> {
+        if let Floor::Postgres { .. } = self {
+            self.exec("TRUNCATE taskrow_task, taskrow_task_log").await?;
+            return Ok(());
+        }
         self.exec("DELETE FROM taskrow_task").await?;
         self.exec("DELETE FROM taskrow_task_log").await?;
         Ok(())
@@ -280,6 +375,12 @@ impl Floor {
             }
             Floor::Mysql { pool } => {
                 sqlx::query("DELETE FROM taskrow_task WHERE run_at < ? OR run_at IS NULL")
+                    .bind(at)
+                    .execute(pool)
+                    .await?;
+            }
+            Floor::Postgres { pool } => {
+                sqlx::query("DELETE FROM taskrow_task WHERE run_at < $1 OR run_at IS NULL")
                     .bind(at)
                     .execute(pool)
                     .await?;
@@ -306,6 +407,11 @@ impl Floor {
                     .await?
                     .last_insert_id();
                 i64::try_from(id)?
+            }
+            Floor::Postgres { pool } => {
+                let sql = AssertSqlSafe(format!("{} RETURNING id", numbered(&insert_sql(1))));
+                let row = bind_row!(sqlx::query(sql), r).fetch_one(pool).await?;
+                row.try_get(0)?
             }
         })
     }
@@ -334,6 +440,13 @@ impl Floor {
                 tx.commit().await?;
                 i64::try_from(id)?
             }
+            Floor::Postgres { pool } => {
+                let sql = AssertSqlSafe(format!("{} RETURNING id", numbered(&insert_sql(1))));
+                let mut tx = pool.begin().await?;
+                let row = bind_row!(sqlx::query(sql), r).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                row.try_get(0)?
+            }
         })
     }
 
@@ -356,6 +469,17 @@ impl Floor {
                 let mut tx = pool.begin().await?;
                 for chunk in rows.chunks(CHUNK) {
                     let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
+                    for r in chunk {
+                        q = bind_row!(q, r);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Floor::Postgres { pool } => {
+                let mut tx = pool.begin().await?;
+                for chunk in rows.chunks(CHUNK) {
+                    let mut q = sqlx::query(AssertSqlSafe(numbered(&insert_sql(chunk.len()))));
                     for r in chunk {
                         q = bind_row!(q, r);
                     }
@@ -439,6 +563,25 @@ impl Floor {
                     })
                     .collect())
             }
+            Floor::Postgres { pool } => {
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE taskrow_task SET state = 1, attempts = attempts + 1, \
+                     version = version + 1, lease_owner = $1, run_at = $2, updated_at = $3 \
+                     WHERE id IN (SELECT id FROM taskrow_task WHERE run_at <= $3 \
+                     AND state IN (0, 1) ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING {CLAIM_COLUMNS}"
+                )))
+                .bind(worker)
+                .bind(until)
+                .bind(now_sql)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Ok(rows
+                    .iter()
+                    .map(claimed_of_postgres)
+                    .collect::<Result<_, _>>()?)
+            }
         }
     }
 
@@ -462,6 +605,14 @@ impl Floor {
                     .rows_affected()
             }
             Floor::Mysql { pool } => sqlx::query(Q)
+                .bind(worker)
+                .bind(until)
+                .bind(now_sql)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Floor::Postgres { pool } => sqlx::query(AssertSqlSafe(numbered(Q)))
                 .bind(worker)
                 .bind(until)
                 .bind(now_sql)
@@ -497,6 +648,12 @@ impl Floor {
                     q = q.bind(*id);
                 }
                 q.execute(pool).await?;
+            }
+            Floor::Postgres { pool } => {
+                sqlx::query("DELETE FROM taskrow_task WHERE id = ANY($1)")
+                    .bind(ids)
+                    .execute(pool)
+                    .await?;
             }
         }
         Ok(())
@@ -538,6 +695,20 @@ impl Floor {
                 }
                 q.execute(&mut *tx).await?;
                 let mut q = sqlx::query(AssertSqlSafe(log));
+                for c in done {
+                    q = bind_log!(q, c, now, worker);
+                }
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            Floor::Postgres { pool } => {
+                let ids: Vec<i64> = done.iter().map(|c| c.id).collect();
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM taskrow_task WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut q = sqlx::query(AssertSqlSafe(numbered(&log)));
                 for c in done {
                     q = bind_log!(q, c, now, worker);
                 }

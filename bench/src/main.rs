@@ -1,14 +1,15 @@
-//! taskrow-bench: throughput, pickup latency and scale of taskrow on the memory store, SQLite
-//! and MariaDB/MySQL, each beside the floor — the same workload in plain SQL through
+//! taskrow-bench: throughput, pickup latency and scale of taskrow on the memory store, SQLite,
+//! MariaDB/MySQL and PostgreSQL, each beside the floor — the same workload in plain SQL through
 //! `sea_orm::sqlx` — measured in the same run, printed as a markdown table.
 //!
 //! ```text
 //! cargo run --release -p taskrow-bench -- [--n 5000] [--concurrency 8]
-//!     [--scale-rows 10000,1000000] [--stores memory,sqlite,mysql] [--quick]
+//!     [--scale-rows 10000,1000000] [--stores memory,sqlite,mysql,postgres] [--quick]
 //! ```
 //!
-//! MariaDB/MySQL runs when `TASKROW_MYSQL_URL` names a server (a fresh database is made and
-//! dropped at the end); otherwise it is skipped.
+//! MariaDB/MySQL runs when `TASKROW_MYSQL_URL` names a server, PostgreSQL when
+//! `TASKROW_POSTGRES_URL` does (a fresh database is made on each, and dropped at the end);
+//! otherwise they are skipped.
 
 mod counting;
 mod floor;
@@ -45,7 +46,11 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     scale_rows: Option<Vec<usize>>,
     /// Stores to measure.
-    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite,mysql")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "memory,sqlite,mysql,postgres"
+    )]
     stores: Vec<Kind>,
     /// Workloads to run (all by default).
     #[arg(long, value_delimiter = ',')]
@@ -99,6 +104,9 @@ enum Child {
         poll_ms: u64,
         #[arg(long)]
         mode: String,
+        /// Enqueue on the system clock instead of the client's default.
+        #[arg(long)]
+        system_clock: bool,
     },
     /// (internal) One workload on one side alone, for profilers (callgrind, perf).
     #[command(hide = true)]
@@ -302,6 +310,37 @@ async fn bench_all(cli: &Cli, s: &Settings, lines: &mut Vec<Line>) -> bool {
                     db.drop_database().await;
                     r?;
                 }
+                Kind::Postgres => {
+                    if taskrow_postgres::testing::server_url().is_none() {
+                        println!(
+                            "PostgreSQL skipped: {} not set (e.g. postgres://postgres@127.0.0.1:5432)",
+                            taskrow_postgres::testing::URL_VAR
+                        );
+                        return Ok(());
+                    }
+                    let (store, db) = taskrow_postgres::testing::fresh_store()
+                        .await
+                        .ok_or("no PostgreSQL server")?;
+                    let r = async {
+                        let floor = Floor::postgres(&db.url).await?;
+                        let sut = Sut::new(
+                            Kind::Postgres,
+                            Concrete::Postgres(store),
+                            Some(floor),
+                            Some(db.url.clone()),
+                        );
+                        let sut = bench_one(sut, s, lines).await?;
+                        if let Concrete::Postgres(store) = &sut.concrete {
+                            let _ = store.connection().clone().close().await;
+                        }
+                        BoxResult::Ok(())
+                    }
+                    .await;
+                    eprintln!("  dropping database {}", db.name);
+                    // `WITH (FORCE)`: the store's LISTEN connection may not have closed yet.
+                    db.drop_database().await;
+                    r?;
+                }
             }
             Ok(())
         }
@@ -362,6 +401,21 @@ async fn profile(
             db.drop_database().await;
             r
         }
+        Kind::Postgres => {
+            let (store, db) = taskrow_postgres::testing::fresh_store()
+                .await
+                .ok_or("TASKROW_POSTGRES_URL not set")?;
+            let floor = Floor::postgres(&db.url).await?;
+            let mut sut = Sut::new(
+                Kind::Postgres,
+                Concrete::Postgres(store),
+                Some(floor),
+                Some(db.url.clone()),
+            );
+            let r = run::profile(&mut sut, workload, floor_side, n, c, floor_batch, count).await;
+            db.drop_database().await;
+            r
+        }
     }
 }
 
@@ -383,6 +437,7 @@ async fn main() -> ExitCode {
         count,
         poll_ms,
         mode,
+        system_clock,
     }) = &cli.command
     {
         let r = run::child_enqueue(
@@ -391,6 +446,7 @@ async fn main() -> ExitCode {
             *count,
             Duration::from_millis(*poll_ms),
             mode == "floor",
+            *system_clock,
         )
         .await;
         return match r {

@@ -45,8 +45,10 @@ pub enum Target {
     RatioAtLeast(f64),
     /// At least this many tasks per second.
     RateAtLeast(f64),
-    /// At most this many microseconds.
+    /// Under this many microseconds.
     MicrosBelow(f64),
+    /// At most this many microseconds.
+    MicrosAtMost(f64),
     /// A factor of at most this.
     FactorAtMost(f64),
 }
@@ -57,6 +59,7 @@ impl Target {
             Target::RatioAtLeast(r) => format!("≥ {r} of floor"),
             Target::RateAtLeast(r) => format!("≥ {} /s", group(r)),
             Target::MicrosBelow(us) => format!("< {} ms", us / 1000.0),
+            Target::MicrosAtMost(us) => format!("≤ {} ms", us / 1000.0),
             Target::FactorAtMost(f) => format!("≤ {f}×"),
         }
     }
@@ -128,6 +131,7 @@ impl Line {
             (Target::RatioAtLeast(min), _) => self.ratio()? >= min,
             (Target::RateAtLeast(min), Value::Rate(r)) => r >= min,
             (Target::MicrosBelow(max), Value::Micros(us)) => us < max,
+            (Target::MicrosAtMost(max), Value::Micros(us)) => us <= max,
             (Target::FactorAtMost(max), Value::Factor(f)) => f <= max,
             _ => return None,
         })

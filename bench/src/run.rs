@@ -11,6 +11,7 @@ use taskrow::{
 };
 use taskrow_memory::MemoryStore;
 use taskrow_mysql::MysqlStore;
+use taskrow_postgres::PostgresStore;
 use taskrow_sql::{Dialect, Dispatched, SqlStore};
 use taskrow_sqlite::SqliteStore;
 use tokio::sync::Notify;
@@ -27,6 +28,9 @@ const LEASE: Duration = Duration::from_secs(60);
 const SAMPLE_GAP: Duration = Duration::from_millis(5);
 /// How long an immediately dispatched task waits before a worker may take it.
 const DISPATCH_DELAY: Duration = Duration::from_secs(60);
+/// The worker's default poll interval, which the cross-process pickup through NOTIFY keeps
+/// (and the floor's listener polls at too).
+const DEFAULT_POLL: Duration = Duration::from_secs(1);
 
 /// Which store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,6 +38,7 @@ pub enum Kind {
     Memory,
     Sqlite,
     Mysql,
+    Postgres,
 }
 
 /// The taskrow store as its concrete type, for the SQL-only transaction API.
@@ -42,6 +47,7 @@ pub enum Concrete {
     Memory(MemoryStore),
     Sqlite(SqliteStore),
     Mysql(MysqlStore),
+    Postgres(PostgresStore),
 }
 
 /// A store under test: taskrow on it, the floor beside it, and what handlers report to.
@@ -63,6 +69,7 @@ impl Sut {
             Kind::Memory => "memory",
             Kind::Sqlite => "SQLite",
             Kind::Mysql => "MariaDB",
+            Kind::Postgres => "PostgreSQL",
         };
         Self {
             kind,
@@ -87,11 +94,38 @@ impl Sut {
             Concrete::Memory(s) => Arc::new(s.clone()),
             Concrete::Sqlite(s) => Arc::new(s.clone()),
             Concrete::Mysql(s) => Arc::new(s.clone()),
+            Concrete::Postgres(s) => Arc::new(s.clone()),
         }
     }
 
+    /// A client on the store without its wake-ups from other processes (PostgreSQL's
+    /// LISTEN/NOTIFY), so that it finds their tasks at its poll only; the store itself elsewhere.
+    fn client_without_wakeups(&self) -> Client {
+        let store: Arc<dyn TaskStore> = match &self.concrete {
+            Concrete::Postgres(s) => Arc::new(PostgresStore::from_parts(
+                s.connection().clone(),
+                s.dialect().clone().without_wakeups(),
+            )),
+            _ => self.store(),
+        };
+        Client::builder(store)
+            .data_arc(self.stats.clone())
+            .build()
+            .unwrap()
+    }
+
     fn client(&self) -> Client {
-        Client::builder_arc(self.store())
+        Client::builder(self.store())
+            .data_arc(self.stats.clone())
+            .build()
+            .unwrap()
+    }
+
+    /// A client on the store following the system clock instead of the default (the
+    /// database's time, on the SQL stores that have one).
+    fn client_on_system_clock(&self) -> Client {
+        Client::builder(self.store())
+            .clock(taskrow::SystemClock)
             .data_arc(self.stats.clone())
             .build()
             .unwrap()
@@ -412,6 +446,8 @@ async fn drain(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResult<
         Kind::Memory => l.target(Target::RateAtLeast(200_000.0)),
         Kind::Sqlite => l.target(Target::RatioAtLeast(0.6)),
         Kind::Mysql => l.target(Target::RatioAtLeast(0.5)),
+        // The target: taskrow, writing its log rows, at 0.8 of the floor writing none.
+        Kind::Postgres => l.target(Target::RatioAtLeast(0.8)),
     };
     lines.push(l);
     if floor.is_some() {
@@ -464,12 +500,19 @@ fn latency_lines(
     );
 }
 
-/// The child process enqueueing probes for the poller measurements.
-fn spawn_enqueuer(sut: &Sut, s: &Settings, floor_mode: bool) -> BoxResult<Child> {
+/// The child process enqueueing probes for the poller measurements (on the system clock with
+/// `system_clock`, else at the client's default).
+fn spawn_enqueuer(
+    sut: &Sut,
+    s: &Settings,
+    floor_mode: bool,
+    system_clock: bool,
+) -> BoxResult<Child> {
     let url = sut.url.as_deref().ok_or("no URL for the child process")?;
     let kind = match sut.kind {
         Kind::Sqlite => "sqlite",
         Kind::Mysql => "mysql",
+        Kind::Postgres => "postgres",
         Kind::Memory => return Err("the memory store cannot be shared with another process".into()),
     };
     let child = Command::new(std::env::current_exe()?)
@@ -478,6 +521,11 @@ fn spawn_enqueuer(sut: &Sut, s: &Settings, floor_mode: bool) -> BoxResult<Child>
         .args(["--count", &s.samples.to_string()])
         .args(["--poll-ms", &s.poll.as_millis().to_string()])
         .args(["--mode", if floor_mode { "floor" } else { "taskrow" }])
+        .args(if system_clock {
+            &["--system-clock"][..]
+        } else {
+            &[]
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -501,16 +549,18 @@ fn sample_budget(s: &Settings) -> Duration {
     Duration::from_secs(60) + (s.poll + Duration::from_millis(30)) * s.samples as u32
 }
 
-/// Poller pickup, taskrow: a worker here polls every `poll`; another process enqueues.
+/// Poller pickup, taskrow: a worker here polls every `poll`; another process enqueues. On
+/// PostgreSQL the worker's store has its wake-ups turned off, so that this measures the poll
+/// (the wake-ups have their own measurement, [`notify_taskrow`]).
 async fn poller_taskrow(sut: &Sut, s: &Settings) -> BoxResult<Vec<u64>> {
     sut.stats.reset();
-    let client = sut.client();
+    let client = sut.client_without_wakeups();
     let worker = client
         .worker()
         .concurrency(s.concurrency)
         .poll_interval(s.poll)
         .start()?;
-    let child = spawn_enqueuer(sut, s, false)?;
+    let child = spawn_enqueuer(sut, s, false, false)?;
     let ok = sut.stats.wait_for(s.samples as u64, sample_budget(s)).await;
     reap(child, ok).await?;
     worker.shutdown().await;
@@ -543,13 +593,113 @@ async fn poller_floor(sut: &Sut, floor: &Floor, s: &Settings) -> BoxResult<Vec<u
             BoxResult::Ok(())
         })
     };
-    let child = spawn_enqueuer(sut, s, true)?;
+    let child = spawn_enqueuer(sut, s, true, false)?;
     let ok = sut.stats.wait_for(s.samples as u64, sample_budget(s)).await;
     reap(child, ok).await?;
     stop.store(true, Ordering::SeqCst);
     poller.await??;
     if !ok {
         return Err("poller pickup (floor): not every probe ran in time".into());
+    }
+    Ok(sut.stats.latencies())
+}
+
+fn notify_budget(s: &Settings) -> Duration {
+    Duration::from_secs(60) + (s.poll + DEFAULT_POLL) * s.samples as u32
+}
+
+/// Waits until the store's LISTEN connection is up (as `pg_stat_activity` shows it), and a
+/// little longer for its `LISTEN` to have been sent.
+async fn wait_for_listener(floor: &Floor) -> BoxResult<()> {
+    let t0 = Instant::now();
+    while floor
+        .sessions_named(taskrow_postgres::APPLICATION_NAME)
+        .await?
+        == 0
+    {
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err("the store's LISTEN connection did not come up in 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}
+
+/// Pickup from another process through LISTEN/NOTIFY, taskrow: a worker here at its default
+/// poll interval (1 s) and otherwise as the other latency workers (concurrency C), woken by
+/// its store's listener; another process enqueues probes through taskrow, spaced as for the
+/// poller. Both clients at their default clock (the database's time), or both on the system
+/// clock with `system_clock`.
+async fn notify_taskrow(
+    sut: &Sut,
+    floor: &Floor,
+    s: &Settings,
+    system_clock: bool,
+) -> BoxResult<Vec<u64>> {
+    sut.stats.reset();
+    let client = if system_clock {
+        sut.client_on_system_clock()
+    } else {
+        sut.client()
+    };
+    let worker = client.worker().concurrency(s.concurrency).start()?;
+    if let Err(e) = wait_for_listener(floor).await {
+        worker.shutdown().await;
+        return Err(e);
+    }
+    let child = spawn_enqueuer(sut, s, false, system_clock)?;
+    let ok = sut.stats.wait_for(s.samples as u64, notify_budget(s)).await;
+    reap(child, ok).await?;
+    worker.shutdown().await;
+    if !ok {
+        return Err("NOTIFY pickup (taskrow): not every probe ran in time".into());
+    }
+    Ok(sut.stats.latencies())
+}
+
+/// Pickup from another process through LISTEN/NOTIFY, floor: one connection here listens on
+/// taskrow's channel; each notification (or 1 s without one: the same poll) starts claims of
+/// up to C with plain SQL until fewer come back; another process inserts with plain SQL (the
+/// table's trigger notifies at its commit).
+async fn notify_floor(sut: &Sut, floor: &Floor, s: &Settings) -> BoxResult<Vec<u64>> {
+    sut.stats.reset();
+    let mut listener = floor.listen().await?;
+    let stop = Arc::new(Notify::new());
+    let claimer = {
+        let (floor, stats, stop) = (floor.clone(), sut.stats.clone(), stop.clone());
+        let c = s.concurrency;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.notified() => return BoxResult::Ok(()),
+                    r = tokio::time::timeout(DEFAULT_POLL, listener.recv()) => {
+                        if let Ok(r) = r {
+                            r?;
+                        }
+                    }
+                }
+                loop {
+                    let rows = floor.claim(c, "floor-listener", LEASE).await?;
+                    for r in &rows {
+                        stats.picked_up(probe_sent_us(&r.payload).unwrap_or_default());
+                    }
+                    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                    floor.delete(&ids).await?;
+                    if rows.len() < c {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    let child = spawn_enqueuer(sut, s, true, false)?;
+    let ok = sut.stats.wait_for(s.samples as u64, notify_budget(s)).await;
+    reap(child, ok).await?;
+    stop.notify_one();
+    claimer.await??;
+    if !ok {
+        return Err("NOTIFY pickup (floor): not every probe ran in time".into());
     }
     Ok(sut.stats.latencies())
 }
@@ -638,8 +788,10 @@ async fn dispatch_sql<D: Dialect>(
             .await?;
         let committed = tx.commit().await?;
         for d in committed.dispatch().await {
-            if let Dispatched::Ran(r) = d {
-                r?.ok_or("immediate dispatch found the task taken")?;
+            match d {
+                Dispatched::Ran(_) => {}
+                Dispatched::NotRun { error, .. } => return Err(error.into()),
+                _ => return Err("immediate dispatch found the task taken".into()),
             }
         }
         if stats.done() != i {
@@ -657,6 +809,7 @@ async fn dispatch_taskrow(sut: &Sut, s: &Settings) -> BoxResult<Vec<u64>> {
     match &sut.concrete {
         Concrete::Sqlite(store) => dispatch_sql(store, &client, &sut.stats, s.samples).await?,
         Concrete::Mysql(store) => dispatch_sql(store, &client, &sut.stats, s.samples).await?,
+        Concrete::Postgres(store) => dispatch_sql(store, &client, &sut.stats, s.samples).await?,
         Concrete::Memory(_) => {
             // No transactions in memory: enqueue (delayed, as dispatch does) and run it now.
             for i in 1..=s.samples as u64 {
@@ -717,7 +870,37 @@ async fn latency(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResul
         let t = poller_taskrow(sut, s).await?;
         sut.reset().await?;
         let f = poller_floor(sut, &floor, s).await?;
-        latency_lines(sut, lines, &poll, t, Some(f), None);
+        let what = if sut.kind == Kind::Postgres {
+            format!("{poll} (wake-ups off)")
+        } else {
+            poll
+        };
+        latency_lines(sut, lines, &what, t, Some(f), None);
+        if sut.kind == Kind::Postgres {
+            sut.reset().await?;
+            let t = notify_taskrow(sut, &floor, s, false).await?;
+            sut.reset().await?;
+            let f = notify_floor(sut, &floor, s).await?;
+            sut.reset().await?;
+            let t_system = notify_taskrow(sut, &floor, s, true).await?;
+            let what = "pickup, another process enqueues, woken by NOTIFY (poll 1 s)";
+            latency_lines(
+                sut,
+                lines,
+                what,
+                t,
+                Some(f.clone()),
+                Some(Target::MicrosAtMost(3000.0)),
+            );
+            latency_lines(
+                sut,
+                lines,
+                &format!("{what}, both clients on the system clock"),
+                t_system,
+                Some(f),
+                None,
+            );
+        }
     } else {
         lines.push(Line::new(sut.label, poll).note("n/a: one process only"));
     }
@@ -849,6 +1032,13 @@ async fn scale(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResult<
     for &size in &sizes {
         let t0 = Instant::now();
         add_filler(sut, filled, size, filler_at).await?;
+        if sut.kind == Kind::Postgres
+            && let Some(f) = &sut.floor
+        {
+            // What autovacuum does after this many inserts, done now, so that the planner's
+            // statistics do not change in the middle of the measurement.
+            f.exec("ANALYZE taskrow_task").await?;
+        }
         filled = size;
         log(
             sut,
@@ -955,6 +1145,7 @@ pub async fn child_enqueue(
     count: usize,
     poll: Duration,
     floor: bool,
+    system_clock: bool,
 ) -> BoxResult<()> {
     // A small deterministic generator: gaps of 3 ms plus 0..poll, not a multiple of the poll.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -969,6 +1160,7 @@ pub async fn child_enqueue(
         let f = match kind {
             Kind::Sqlite => Floor::sqlite(url).await?,
             Kind::Mysql => Floor::mysql(url).await?,
+            Kind::Postgres => Floor::postgres(url).await?,
             Kind::Memory => return Err("no floor for memory".into()),
         };
         for _ in 0..count {
@@ -982,9 +1174,14 @@ pub async fn child_enqueue(
         let store: Arc<dyn TaskStore> = match kind {
             Kind::Sqlite => Arc::new(SqliteStore::connect(url).await?),
             Kind::Mysql => Arc::new(MysqlStore::connect(url).await?),
+            Kind::Postgres => Arc::new(PostgresStore::connect(url).await?),
             Kind::Memory => return Err("the memory store is not shared between processes".into()),
         };
-        let client = Client::builder_arc(store).build().unwrap();
+        let mut client = Client::builder(store);
+        if system_clock {
+            client = client.clock(taskrow::SystemClock);
+        }
+        let client = client.build().unwrap();
         for _ in 0..count {
             tokio::time::sleep(gap()).await;
             let sent_us = wall_us();
@@ -1146,6 +1343,7 @@ pub async fn profile(
             let (select, transaction) = match &sut.concrete {
                 Concrete::Sqlite(st) => ping_sea_orm(st, n).await?,
                 Concrete::Mysql(st) => ping_sea_orm(st, n).await?,
+                Concrete::Postgres(st) => ping_sea_orm(st, n).await?,
                 Concrete::Memory(_) => return Err("no SQL on memory".into()),
             };
             println!(

@@ -75,7 +75,7 @@ async fn seed() -> taskrow::Result<()> {
     let url = std::env::var("TASKROW_DATABASE_URL")
         .map_err(|_| taskrow::Error::Config("set TASKROW_DATABASE_URL".into()))?;
     let store = taskrow_cli::connect(&url).await?;
-    let client = Client::builder_arc(store)
+    let client = Client::builder(store)
         .data(OrderService { up: false })
         .build()
         .unwrap();

@@ -89,7 +89,8 @@ pub(crate) async fn execute(
     } else {
         url
     };
-    let db = open(&url).await.map_err(|e| explain_open(e, &url))?;
+    // The store explains a failed connection (a missing SQLite file names `migrate up`).
+    let db = open(&url).await?;
     if !matches!(cli.command, Command::Migrate { .. }) {
         // Every other command reads and writes the tables as this version knows them: an older
         // or newer schema is named before a query fails on a missing column.
@@ -117,19 +118,6 @@ fn create_if_missing(url: &str) -> String {
     }
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}mode=rwc")
-}
-
-/// A connection error, with a hint for a SQLite file that does not exist yet.
-fn explain_open(e: Error, url: &str) -> CliError {
-    let hint =
-        matches!(e, Error::Unreachable { .. }) && matches!(backend(url), Ok(Backend::Sqlite));
-    if hint {
-        CliError(format!(
-            "{e} (a new SQLite database is created by `taskrow migrate up`)"
-        ))
-    } else {
-        e.into()
-    }
 }
 
 /// A schema this version does not know, with the command that fixes an older one.
@@ -768,7 +756,7 @@ async fn run(
             )));
         }
     }
-    let client: Client = configure(Client::builder_arc(store)).build()?;
+    let client: Client = configure(Client::builder(store)).build()?;
     let report = client
         .run_now(target.0.clone())
         .await

@@ -11,10 +11,14 @@ use crate::clock::{Clock, DatabaseClock, SystemClock};
 use crate::context::Data;
 use crate::error::{Error, Result};
 use crate::options::EnqueueOptions;
+use crate::record::TaskLog;
 use crate::record::TaskRecord;
 use crate::retry::Jitter;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute_and_finish};
-use crate::store::{ClaimOne, TaskRef, TaskStore};
+use crate::store::{
+    ClaimOne, LogFilter, Page, Purge, PurgeReport, ResetTarget, StateCount, TaskFilter, TaskRef,
+    TaskStore,
+};
 use crate::task::Task;
 use crate::worker::WorkerBuilder;
 
@@ -69,16 +73,12 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Time source (a [`crate::ManualClock`] in tests). By default, a store that can read the
+    /// Time source (a [`crate::ManualClock`] in tests; an `Arc` of a clock is a clock too). By
+    /// default, a store that can read the
     /// database's time (MySQL, MariaDB, PostgreSQL) gets a [`DatabaseClock`] following it, so
     /// that hosts need not agree on the time; other stores the [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
-        self
-    }
-    /// Time source, shared.
-    pub fn clock_arc(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
         self
     }
     /// Registers a value handlers fetch with [`crate::TaskContext::data`].
@@ -186,15 +186,11 @@ impl Client {
             .expect("the default settings are valid")
     }
 
-    /// A builder for a client on `store`.
+    /// A builder for a client on `store`: a store value, or one already shared as an `Arc`
+    /// (`Arc<S>` and `Arc<dyn TaskStore>` are stores too).
     pub fn builder(store: impl TaskStore) -> ClientBuilder {
-        Self::builder_arc(Arc::new(store))
-    }
-
-    /// A builder for a client on a shared store.
-    pub fn builder_arc(store: Arc<dyn TaskStore>) -> ClientBuilder {
         ClientBuilder {
-            store,
+            store: Arc::new(store),
             clock: None,
             data: Data::new(),
             jitter: Jitter::from_entropy(),
@@ -352,6 +348,90 @@ impl Client {
             }
             r
         })
+    }
+
+    /// One task, named by code (`"sync_order_job"`), id (`42`) or [`TaskRef`];
+    /// [`Error::NotFound`] when there is none.
+    pub async fn get(&self, task: impl Into<TaskRef>) -> Result<TaskRecord> {
+        self.inner.store.get(&task.into()).await
+    }
+
+    /// Tasks matching `filter`, in id order, one page ([`Page::first`], then
+    /// [`Page::after`] the last id).
+    pub async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
+        self.inner.store.list(filter, page).await
+    }
+
+    /// Every run of one task, oldest first: started, duration, outcome, error, worker, attempt.
+    /// By code, the log outlives a task that success deleted.
+    pub async fn logs(&self, task: impl Into<TaskRef>) -> Result<Vec<TaskLog>> {
+        let filter = match task.into() {
+            TaskRef::Id(id) => LogFilter::task(id),
+            TaskRef::Code(code) => LogFilter::code(code),
+        };
+        self.inner.store.logs(&filter).await
+    }
+
+    /// Log rows matching `filter` (outcomes, since, limit …), oldest first.
+    pub async fn logs_matching(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
+        self.inner.store.logs(filter).await
+    }
+
+    /// How many tasks there are of each type in each state.
+    pub async fn counts(&self) -> Result<Vec<StateCount>> {
+        self.inner.store.counts().await
+    }
+
+    /// Makes one task run again from scratch (seed 003's manual re-run after a fix): pending,
+    /// due now, attempts and interruptions 0, last error cleared. Refuses a task running under
+    /// a live lease ([`Error::Running`]) and a succeeded one ([`Error::Succeeded`]).
+    pub async fn reset(&self, task: impl Into<TaskRef>) -> Result<()> {
+        let target = ResetTarget::One(task.into());
+        self.inner.store.reset(&target, self.now().await).await?;
+        self.wake_workers();
+        Ok(())
+    }
+
+    /// Resets every failed or cancelled task matching `filter` (its states, if given, narrow
+    /// that further); answers how many.
+    pub async fn reset_matching(&self, filter: &TaskFilter) -> Result<u64> {
+        let target = ResetTarget::Matching(filter.clone());
+        let n = self.inner.store.reset(&target, self.now().await).await?;
+        if n > 0 {
+            self.wake_workers();
+        }
+        Ok(n)
+    }
+
+    /// Cancels a pending or failed task (or one whose worker was lost); a cancelled task stays
+    /// until reset or deleted. Refuses a task running under a live lease and a succeeded one.
+    pub async fn cancel(&self, task: impl Into<TaskRef>) -> Result<TaskRecord> {
+        self.inner
+            .store
+            .cancel(&task.into(), self.now().await)
+            .await
+    }
+
+    /// Deletes a task (its log rows stay) and returns it as it was. Refuses a task running
+    /// under a live lease.
+    pub async fn delete(&self, task: impl Into<TaskRef>) -> Result<TaskRecord> {
+        self.inner
+            .store
+            .delete(&task.into(), self.now().await)
+            .await
+    }
+
+    /// Removes old finished tasks and log rows ([`Purge::before`] a time, e.g. 30 days ago by
+    /// the client's clock: `Purge::before(client.clock().now() - chrono::TimeDelta::days(30))`).
+    pub async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
+        self.inner.store.purge(purge).await
+    }
+
+    /// The client's clock's time, once it can be trusted (a clock that follows the database
+    /// reads it first); the time every operation of the client uses.
+    async fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let _ = self.inner.clock.ready().await;
+        self.inner.clock.now()
     }
 
     /// Checks that the store's schema is the one this version knows

@@ -109,9 +109,33 @@ pub enum Error {
         reason: String,
     },
 
+    /// The server refused the login: a wrong user or password, or a user that may not use
+    /// this database from this host.
+    #[error(
+        "the database at `{url}` refused the login: {source}; check the user and password in the URL, and that this user may use the database from this host"
+    )]
+    AccessDenied {
+        /// The URL, without its password.
+        url: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+
+    /// The server runs, but the database the URL names does not exist (or a SQLite file is
+    /// missing).
+    #[error("no database at `{url}`: {source}; {hint}")]
+    NoSuchDatabase {
+        /// The URL, without its password.
+        url: String,
+        /// What to do.
+        hint: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+
     /// The database server cannot be reached.
     #[error(
-        "cannot connect to the database at `{url}`: {source}; check that the server runs and the URL is right"
+        "cannot connect to the database at `{url}`: {source}; check that the server runs and that the URL's host and port are right"
     )]
     Unreachable {
         /// The URL, without its password.

@@ -43,6 +43,16 @@ impl From<String> for TaskRef {
         TaskRef::Code(code)
     }
 }
+impl From<&TaskRecord> for TaskRef {
+    fn from(task: &TaskRecord) -> Self {
+        TaskRef::Id(task.id)
+    }
+}
+impl From<&TaskRef> for TaskRef {
+    fn from(r: &TaskRef) -> Self {
+        r.clone()
+    }
+}
 impl From<&String> for TaskRef {
     fn from(code: &String) -> Self {
         TaskRef::Code(code.clone())

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 /// A fresh SQLite file for one demo run, in the system's temp directory, kept afterwards so
 /// the operator CLI can inspect it. Returns its URL and path.
 pub fn demo_database(name: &str) -> std::io::Result<(String, PathBuf)> {
-    let path = std::env::temp_dir().join(format!("{name}-{}.db", std::process::id()));
+    // One path per demo, emptied at the start of each run: repeated runs leave one file, not
+    // one per run, and the run prints where it is.
+    let path = std::env::temp_dir().join(format!("{name}.db"));
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.clone().into_os_string();
         p.push(suffix);

@@ -156,8 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let client = Client::builder(store)
         .data(OrderTaskService::default())
-        .build()
-        .unwrap();
+        .build()?;
 
     let quick = RetryPolicy::fixed(Duration::from_millis(300));
     let order = |code: &str, name: &str| {
@@ -220,7 +219,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             log.task_type,
             log.attempt,
             log.outcome,
-            log.duration_ms,
+            if log.duration_ms == 0 {
+                "<1".to_owned()
+            } else {
+                log.duration_ms.to_string()
+            },
             log.error.unwrap_or_default()
         );
     }

@@ -35,7 +35,9 @@ pub mod testing;
 
 pub use connect::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE};
 pub use dialect::MysqlDialect;
-pub use taskrow_sql::{SqlStore, entity};
+pub use taskrow_sql::{
+    Committed, DEFAULT_DISPATCH_DELAY, Dispatched, SqlStore, TaskTransaction, entity, sea_orm,
+};
 
 /// The taskrow store on MySQL or MariaDB: [`SqlStore`] with the [`MysqlDialect`].
 ///

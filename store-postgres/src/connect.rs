@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sea_orm::sqlx::{self, Connection};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use taskrow::{Error, Result};
@@ -38,6 +38,15 @@ pub fn is_postgres_url(url: &str) -> bool {
 /// settings (its default isolation level among them): the pool is the application's too, and
 /// taskrow's own transactions are `READ COMMITTED` whatever the default is (see
 /// `PostgresDialect::begin_write`).
+///
+/// **TLS** is set in the URL, as libpq sets it: `sslmode=disable|prefer|require|verify-ca|
+/// verify-full` (`prefer`, the default, uses TLS where the server offers it), `sslrootcert=`
+/// (the CA file that `verify-ca` and `verify-full` check the server's certificate against; the
+/// webpki roots without it), `sslcert=` and `sslkey=` (a client certificate). It needs a TLS
+/// implementation in sqlx: this crate's `rustls` feature (or any other crate of the build
+/// turning sqlx's TLS on). Without one, `prefer` connects in plain text and the modes that
+/// require TLS fail with [`Error::Config`] saying so. The LISTEN connection of the wake-ups
+/// takes the pool's options, TLS included.
 pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     if !is_postgres_url(url) {
         return Err(bad_url(
@@ -62,7 +71,10 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
         .await
         .map_err(|_| unreachable(sqlx::Error::PoolTimedOut))?
-        .map_err(unreachable)?;
+        .map_err(|e| match no_tls(&options, &e) {
+            Some(config) => config,
+            None => unreachable(e),
+        })?;
     let _ = probe.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
@@ -84,6 +96,27 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
         .await
         .map_err(unreachable)?;
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+}
+
+/// The error for a URL that requires TLS when sqlx was built without any: say which feature
+/// turns it on, rather than report an unreachable server.
+fn no_tls(options: &PgConnectOptions, e: &sqlx::Error) -> Option<Error> {
+    let requires_tls = matches!(
+        options.get_ssl_mode(),
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    );
+    match e {
+        sqlx::Error::Tls(inner)
+            if requires_tls && inner.to_string().contains("without TLS support") =>
+        {
+            Some(Error::Config(format!(
+                "the URL's `sslmode` requires TLS, and this build has no TLS: enable the \
+                 `rustls` feature of taskrow-postgres (`taskrow-postgres = {{ version = \"…\", \
+                 features = [\"rustls\"] }}`) ({inner})"
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Whether `url` names its database: in its path (`…:5432/app`) or as a `dbname` parameter.
@@ -113,6 +146,20 @@ mod tests {
         assert!(!is_postgres_url("mysql://u@h/db"));
         assert!(!is_postgres_url("sqlite::memory:"));
         assert!(!is_postgres_url("pg"));
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    #[tokio::test]
+    async fn tls_without_the_feature_says_which_feature() {
+        // sqlx finds it has no TLS once connected, before it sends anything: a socket that
+        // accepts connections (the kernel's backlog does, unanswered) is server enough.
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let url = format!("postgres://u@127.0.0.1:{port}/app?sslmode=require");
+        match open(&url).await {
+            Err(Error::Config(why)) => assert!(why.contains("`rustls` feature"), "{why}"),
+            other => panic!("expected the feature's name, got {other:?}"),
+        }
     }
 
     #[test]

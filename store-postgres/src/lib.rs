@@ -43,7 +43,9 @@ pub mod testing;
 pub use connect::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE};
 pub use dialect::PostgresDialect;
 pub use listen::{APPLICATION_NAME, FIRST_RETRY, LAST_RETRY};
-pub use taskrow_sql::{SqlStore, entity};
+pub use taskrow_sql::{
+    Committed, DEFAULT_DISPATCH_DELAY, Dispatched, SqlStore, TaskTransaction, entity, sea_orm,
+};
 
 /// The taskrow store on PostgreSQL: [`SqlStore`] with the [`PostgresDialect`].
 ///

@@ -128,11 +128,21 @@ pub struct Committed {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Dispatched {
-    /// Run in the caller: its report, or `None` if a worker had taken it first.
-    Ran(Result<Option<RunReport>>),
-    /// Spawned onto the runtime.
+    /// Run in the caller (awaited dispatch): how the run ended.
+    Ran(RunReport),
+    /// A worker had taken the task first (or it was gone): that run stands, nothing ran here.
+    Taken(i64),
+    /// Could not be run now (the database failed): the worker runs it after its delay.
+    NotRun {
+        /// The task's id.
+        id: i64,
+        /// Why.
+        error: taskrow::Error,
+    },
+    /// Spawned onto the runtime (spawned dispatch); the handle answers as
+    /// [`Client::run_committed`] does.
     Spawned(tokio::task::JoinHandle<Result<Option<RunReport>>>),
-    /// Left to the worker.
+    /// Left to the worker (scheduled dispatch).
     Scheduled(i64),
 }
 
@@ -148,7 +158,11 @@ impl Committed {
         let mut out = Vec::with_capacity(self.tasks.len());
         for (id, mode) in self.tasks {
             out.push(match mode {
-                Dispatch::ImmediateAwaited => Dispatched::Ran(self.client.run_committed(id).await),
+                Dispatch::ImmediateAwaited => match self.client.run_committed(id).await {
+                    Ok(Some(report)) => Dispatched::Ran(report),
+                    Ok(None) => Dispatched::Taken(id),
+                    Err(error) => Dispatched::NotRun { id, error },
+                },
                 Dispatch::ImmediateSpawned => Dispatched::Spawned(self.client.spawn_committed(id)),
                 Dispatch::Scheduled => Dispatched::Scheduled(id),
             });

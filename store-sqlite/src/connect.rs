@@ -63,12 +63,26 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     } else {
         options.journal_mode(SqliteJournalMode::Wal)
     };
-    let pool = pool
-        .connect_with(options)
-        .await
-        .map_err(|e| Error::Unreachable {
-            url: redact(url),
-            source: Box::new(e),
-        })?;
+    let missing = !in_memory(url)
+        && !options.get_filename().exists()
+        && !url.contains("mode=rwc")
+        && !url.contains("create_if_missing");
+    let pool = pool.connect_with(options).await.map_err(|e| {
+        if missing {
+            // sqlx opens an existing file only, unless the URL says `mode=rwc`.
+            Error::NoSuchDatabase {
+                url: redact(url),
+                hint: "the file does not exist: add `?mode=rwc` to the URL to create it \
+                       (`sqlite://tasks.db?mode=rwc`), or run `taskrow migrate up`, which creates it"
+                    .to_owned(),
+                source: Box::new(e),
+            }
+        } else {
+            Error::Unreachable {
+                url: redact(url),
+                source: Box::new(e),
+            }
+        }
+    })?;
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }

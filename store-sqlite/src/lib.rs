@@ -31,7 +31,9 @@ pub mod testing;
 
 pub use connect::{BUSY_TIMEOUT, POOL_SIZE};
 pub use dialect::SqliteDialect;
-pub use taskrow_sql::{SqlStore, entity};
+pub use taskrow_sql::{
+    Committed, DEFAULT_DISPATCH_DELAY, Dispatched, SqlStore, TaskTransaction, entity, sea_orm,
+};
 
 /// The taskrow store on SQLite: [`SqlStore`] with the [`SqliteDialect`].
 ///

@@ -108,7 +108,7 @@ pub async fn commit_then_awaited_dispatch<D: Dialect>(store: SqlStore<D>) {
     assert_eq!(out.len(), 2);
     for d in out {
         match d {
-            Dispatched::Ran(Ok(Some(r))) => assert_eq!(r.outcome, Outcome::Succeeded),
+            Dispatched::Ran(r) => assert_eq!(r.outcome, Outcome::Succeeded),
             other => panic!("expected an awaited run, got {other:?}"),
         }
     }
@@ -214,7 +214,7 @@ pub async fn immediate_failure_is_retried_by_worker<D: Dialect>(store: SqlStore<
     .await
     .unwrap();
     let out = tx.commit().await.unwrap().dispatch().await;
-    let Dispatched::Ran(Ok(Some(r))) = &out[0] else {
+    let Dispatched::Ran(r) = &out[0] else {
         panic!("expected an awaited run, got {out:?}")
     };
     assert_eq!(r.outcome, Outcome::Retrying);

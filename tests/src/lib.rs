@@ -233,6 +233,7 @@ macro_rules! store_conformance {
                     run_now_runs_and_refuses,
                     bad_settings_fail_at_build,
                     claimed_ahead_task_is_handed_back,
+                    client_operations_use_the_clients_clock,
                 }
                 upkeep {
                     lost_heartbeats_stop_the_handler,

@@ -1,13 +1,17 @@
 //! The fault suite: taskrow under crashed workers, database outages, bad rows and bad
 //! handlers, heartbeats cut for one worker, commit replies lost on the wire, handlers that
-//! abort their process, long tasks claimed ahead and shutdowns on a last attempt, on SQLite and
-//! MariaDB/MySQL, and the multi-instance drain (4 worker processes, 5,000 tasks). Since issue
+//! abort their process, long tasks claimed ahead and shutdowns on a last attempt, on SQLite,
+//! MariaDB/MySQL and PostgreSQL, and the multi-instance drain (4 worker processes). Since issue
 //! 12: a worker whose clock runs ahead (database clock and system clock), a one-shot
 //! `run_now` on a host whose wall clock runs ahead (libfaketime), and a real database crash (a
-//! private MariaDB instance killed with SIGKILL and restarted on its data).
+//! private MariaDB instance killed with SIGKILL and restarted on its data). Since issue 14:
+//! PostgreSQL in every scenario that applies to it, a private PostgreSQL instance killed with
+//! SIGKILL mid-drain, and commit replies lost on PostgreSQL's wire.
 //!
 //! ```text
-//! TASKROW_MYSQL_URL=mysql://root@127.0.0.1:3306 cargo test -p taskrow-tests --test faults
+//! TASKROW_MYSQL_URL=mysql://root@127.0.0.1:3306 \
+//! TASKROW_POSTGRES_URL=postgres://postgres@127.0.0.1:5432 \
+//!     cargo test -p taskrow-tests --test faults
 //! ```
 //!
 //! The scenarios run one after another (they start worker processes and time leases), each
@@ -17,10 +21,12 @@
 //! `TASKROW_FAULTS_SEED` to replay one. Arguments filter scenarios by name as libtest's do
 //! (`cargo test -p taskrow-tests --test faults -- crashed_workers`); `--list` lists them.
 //!
-//! MySQL scenarios skip (printing `skipped: …`) without `TASKROW_MYSQL_URL`, except under
-//! `CI=true`, where they fail. The database crash needs no server URL: it starts its own
-//! MariaDB (`mariadb-install-db` and `mariadbd`, from `apt-get install mariadb-server`) and
-//! fails, saying so, when they are missing. The `run_now` skew scenario needs libfaketime
+//! MySQL scenarios skip (printing `skipped: …`) without `TASKROW_MYSQL_URL`, PostgreSQL ones
+//! without `TASKROW_POSTGRES_URL`, except under `CI=true`, where they fail. The database
+//! crashes need no server URL: they start their own MariaDB (`mariadb-install-db` and
+//! `mariadbd`, from `apt-get install mariadb-server`) and PostgreSQL (`initdb` and `postgres`,
+//! from `apt-get install postgresql`; as the `postgres` account when run as root) and fail,
+//! saying so, when they are missing. The `run_now` skew scenario needs libfaketime
 //! (`apt-get install faketime`): it skips without it, except under `CI=true`, where it fails.
 
 mod faults {
@@ -57,11 +63,12 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    use Backend::{Mysql, Sqlite};
+    use Backend::{Mysql, Postgres, Sqlite};
     use faults::{
         attempts as a, clocks as c, handlers as h, instance as i, leases as l, processes as p,
     };
-    let both = [Sqlite, Mysql];
+    let all = [Sqlite, Mysql, Postgres];
+    let servers = [Mysql, Postgres];
     let mut v = Vec::new();
     let mut add = |id: &str, title: &'static str, backends: &[Backend], run: Run, secs: u64| {
         for &b in backends {
@@ -77,28 +84,28 @@ fn scenarios() -> Vec<Scenario> {
     add(
         "multi_instance",
         "multi-instance drain: 4 worker processes",
-        &both,
+        &all,
         |b, s| Box::pin(p::multi_instance(b, s)),
         120,
     );
     add(
         "crashed_workers",
         "crashed workers: kill -9 mid-drain",
-        &both,
+        &all,
         |b, s| Box::pin(p::crashed_workers(b, s)),
         120,
     );
     add(
         "graceful_shutdown",
         "graceful shutdown under load (SIGTERM)",
-        &both,
+        &all,
         |b, s| Box::pin(p::graceful_shutdown(b, s)),
         90,
     );
     add(
         "database_outage",
         "database outage: TCP proxy cut, then restored",
-        &[Mysql],
+        &servers,
         |b, s| Box::pin(p::database_outage(b, s)),
         120,
     );
@@ -112,77 +119,77 @@ fn scenarios() -> Vec<Scenario> {
     add(
         "bad_rows",
         "bad rows inserted by hand",
-        &both,
+        &all,
         |b, s| Box::pin(h::bad_rows(b, s)),
         60,
     );
     add(
         "unreadable_claimable_row",
         "bad row: claimable row with an unreadable column",
-        &both,
+        &all,
         |b, s| Box::pin(h::unreadable_claimable_row(b, s)),
         60,
     );
     add(
         "bad_handlers",
         "bad handlers: panic, hang past timeout, 1 MB error",
-        &both,
+        &all,
         |b, s| Box::pin(h::bad_handlers(b, s)),
         60,
     );
     add(
         "lease_expiry",
         "lease expiry under a slow handler (no heartbeat)",
-        &both,
+        &all,
         |b, s| Box::pin(h::lease_expiry(b, s)),
         60,
     );
     add(
         "heartbeat",
         "heartbeats keep a long task's lease",
-        &both,
+        &all,
         |b, s| Box::pin(h::heartbeat_keeps_lease(b, s)),
         60,
     );
     add(
         "heartbeats_cut",
         "heartbeats cut for one worker (its own proxy), a second worker polling",
-        &[Mysql],
+        &servers,
         |b, s| Box::pin(l::heartbeats_cut(b, s)),
         60,
     );
     add(
         "commit_reply_lost",
         "commit reply lost on the wire (proxy drops the answer to COMMIT)",
-        &[Mysql],
+        &servers,
         |b, s| Box::pin(l::commit_reply_lost(b, s)),
         90,
     );
     add(
         "aborting_task",
         "a task that aborts its process on every run",
-        &both,
+        &all,
         |b, s| Box::pin(a::aborting_task(b, s)),
         60,
     );
     add(
         "claim_ahead",
         "2 worker processes × long tasks, default claim-ahead",
-        &both,
+        &all,
         |b, s| Box::pin(l::claim_ahead_long_tasks(b, s)),
         60,
     );
     add(
         "shutdown_last_attempt",
         "shutdown on the last attempt (SIGTERM, handler ignores it)",
-        &both,
+        &all,
         |b, s| Box::pin(a::shutdown_last_attempt(b, s)),
         60,
     );
     add(
         "clock_skew",
         "clock skew: worker-b's local clock 2 × lease ahead (database clock, then system clock)",
-        &[Mysql],
+        &servers,
         |b, s| Box::pin(c::clock_skew(b, s)),
         90,
     );
@@ -197,6 +204,13 @@ fn scenarios() -> Vec<Scenario> {
         "db_crash",
         "database crash: a private MariaDB killed with SIGKILL mid-drain, restarted on its data",
         &[Mysql],
+        |b, s| Box::pin(i::db_crash(b, s)),
+        120,
+    );
+    add(
+        "db_crash",
+        "database crash: a private PostgreSQL killed with SIGKILL mid-drain, restarted on its data",
+        &[Postgres],
         |b, s| Box::pin(i::db_crash(b, s)),
         120,
     );

@@ -36,6 +36,20 @@ pub trait Clock: Send + Sync + Debug + 'static {
     }
 }
 
+/// A shared clock is a clock.
+#[async_trait::async_trait]
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> DateTime<Utc> {
+        (**self).now()
+    }
+    fn check(&self) -> crate::Result<()> {
+        (**self).check()
+    }
+    async fn ready(&self) -> crate::Result<()> {
+        (**self).ready().await
+    }
+}
+
 /// Truncates a time to whole microseconds, the precision every store keeps.
 pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)

@@ -97,8 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::builder(store.clone())
         .data_arc(publisher.clone())
         .id("app-caller")
-        .build()
-        .unwrap();
+        .build()?;
     let worker = client
         .worker()
         .id("worker-1")
@@ -120,7 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  committed: document finished, publish task stored");
 
     for d in committed.dispatch().await {
-        if let Dispatched::Ran(Ok(Some(report))) = d {
+        if let Dispatched::Ran(report) = d {
             println!(
                 "  immediate run (awaited): {}{}",
                 report.outcome,

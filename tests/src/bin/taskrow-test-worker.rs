@@ -8,23 +8,23 @@
 //! taskrow-test-worker run-now --code CODE [the first form's options]
 //! ```
 //!
-//! The first form runs a taskrow worker on the database at URL (`sqlite://…` or `mysql://…`,
-//! already migrated; or `TASKROW_TEST_WORKER_URL`) with the fault suite's task types, their
-//! handlers recording every run in `DIR/runs-<pid>.log` (`faults.aborts` aborts the process
-//! here, and only here). It shuts down gracefully on SIGTERM
-//! or SIGINT, and with `--exit-when-idle` once no task is pending or running. It logs to
-//! stderr (`RUST_LOG` overrides the default filter), including every change of the worker's
-//! health (`worker health: …`).
+//! The first form runs a taskrow worker on the database at URL (`sqlite://…`, `mysql://…` or
+//! `postgres://…`, already migrated; or `TASKROW_TEST_WORKER_URL`) with the fault suite's task
+//! types, their handlers recording every run in `DIR/runs-<pid>.log` (`faults.aborts` aborts
+//! the process here, and only here). It shuts down gracefully on SIGTERM or SIGINT, and with
+//! `--exit-when-idle` once no task is pending or running. It logs to stderr (`RUST_LOG`
+//! overrides the default filter), including every change of the worker's health (`worker
+//! health: …`).
 //!
-//! `--clock` picks the client's clock: `database` is taskrow's default on MySQL/MariaDB (a
-//! `DatabaseClock`, refused on a store without a time of its own), `system` this host's wall
-//! clock moved by `--clock-skew-ms` (a local clock that runs N ms ahead, behind when negative:
-//! a host whose clock is wrong). The skew cannot be given to the database clock: it reads no
-//! wall clock at all, only the database's time and this host's monotonic clock, which is its
-//! point. Without `--clock`, the client gets taskrow's default for the store. Once the clock
-//! can be trusted, the process logs one `clock report` line: how far its local time source and
-//! its client's clock are ahead of the database's time (`local_ahead_ms`, `client_ahead_ms`;
-//! measured against `TaskStore::database_time`, to within half a round trip).
+//! `--clock` picks the client's clock: `database` is taskrow's default on MySQL/MariaDB and
+//! PostgreSQL (a `DatabaseClock`, refused on a store without a time of its own), `system` this
+//! host's wall clock moved by `--clock-skew-ms` (a local clock that runs N ms ahead, behind when
+//! negative: a host whose clock is wrong). The skew cannot be given to the database clock: it reads
+//! no wall clock at all, only the database's time and this host's monotonic clock, which is its
+//! point. Without `--clock`, the client gets taskrow's default for the store. Once the clock can be
+//! trusted, the process logs one `clock report` line: how far its local time source and its
+//! client's clock are ahead of the database's time (`local_ahead_ms`, `client_ahead_ms`; measured
+//! against `TaskStore::database_time`, to within half a round trip).
 //!
 //! The third form builds a client as the first does and calls `Client::run_now` on one task
 //! at once, as a fresh process would (the CLI's `taskrow run`, say): it prints
@@ -117,8 +117,13 @@ fn main() -> ExitCode {
 }
 
 async fn connect(url: &str) -> taskrow::Result<Arc<dyn TaskStore>> {
-    if url.starts_with("sqlite:") {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("sqlite:") {
         Ok(Arc::new(taskrow_sqlite::SqliteStore::connect(url).await?))
+    } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        Ok(Arc::new(
+            taskrow_postgres::PostgresStore::connect(url).await?,
+        ))
     } else {
         Ok(Arc::new(taskrow_mysql::MysqlStore::connect(url).await?))
     }
@@ -219,7 +224,7 @@ fn build_client(
     store: &Arc<dyn TaskStore>,
     recorder: Recorder,
 ) -> Result<Client, ExitCode> {
-    let mut builder = Client::builder_arc(store.clone())
+    let mut builder = Client::builder(store.clone())
         .data(recorder)
         .data(AbortAllowed)
         .lease(cfg.lease)

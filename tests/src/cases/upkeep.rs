@@ -292,7 +292,7 @@ impl TaskStore for Faulty {
 }
 
 fn client(store: Arc<dyn TaskStore>, runs: &Arc<Runs>) -> Client {
-    Client::builder_arc(store)
+    Client::builder(store)
         .data_arc(runs.clone())
         .build()
         .unwrap()
@@ -444,7 +444,7 @@ pub async fn lost_replies_keep_lease_and_result(store: Arc<dyn TaskStore>) {
 /// never runs the task a second time.
 pub async fn dropped_run_now_keeps_its_upkeep(store: Arc<dyn TaskStore>) {
     let runs = Arc::new(Runs::default());
-    let c = Client::builder_arc(store.clone())
+    let c = Client::builder(store.clone())
         .data_arc(runs.clone())
         .lease(Duration::from_millis(1000))
         .heartbeat(Some(Duration::from_millis(200)))
@@ -541,7 +541,7 @@ pub async fn claimed_ahead_tasks_start_at_attempt_one(store: Arc<dyn TaskStore>)
 /// past it, an interruption is a failed attempt, and the task ends.
 pub async fn shutdown_on_last_attempt_runs_again(store: Arc<dyn TaskStore>) {
     let runs = Arc::new(Runs::default());
-    let c = Client::builder_arc(store.clone())
+    let c = Client::builder(store.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
         .build()
@@ -600,7 +600,7 @@ pub async fn stalled_writer_pauses_claiming(store: Arc<dyn TaskStore>) {
     let runs = Arc::new(Runs::default());
     let faulty = Faulty::new(store.clone());
     faulty.stall_finishes(true);
-    let c = Client::builder_arc(faulty.clone())
+    let c = Client::builder(faulty.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
         .build()
@@ -661,7 +661,7 @@ pub async fn refused_result_does_not_block_others(store: Arc<dyn TaskStore>) {
     let runs = Arc::new(Runs::default());
     let faulty = Faulty::new(store.clone());
     *faulty.refuse_code.lock().unwrap() = Some("poison".to_owned());
-    let c = Client::builder_arc(faulty.clone())
+    let c = Client::builder(faulty.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
         .build()
@@ -710,7 +710,7 @@ pub async fn refused_result_does_not_block_others(store: Arc<dyn TaskStore>) {
 pub async fn shutdown_never_waits_for_a_hung_database(store: Arc<dyn TaskStore>) {
     let runs = Arc::new(Runs::default());
     let faulty = Faulty::new(store.clone());
-    let c = Client::builder_arc(faulty.clone())
+    let c = Client::builder(faulty.clone())
         .data_arc(runs.clone())
         .clock(ManualClock::new(super::t0()))
         .build()
@@ -759,7 +759,7 @@ pub async fn stale_clock_pauses_claiming(store: Arc<dyn TaskStore>) {
             .refresh(Duration::from_millis(20))
             .max_age(Duration::from_millis(300)),
     );
-    let c = Client::builder_arc(faulty.clone())
+    let c = Client::builder(faulty.clone())
         .data_arc(runs.clone())
         .clock(clock)
         .build()

@@ -170,7 +170,7 @@ fn client(
     probe: &Arc<Probe>,
     f: impl FnOnce(ClientBuilder) -> ClientBuilder,
 ) -> Client {
-    f(Client::builder_arc(store.clone())
+    f(Client::builder(store.clone())
         .data_arc(probe.clone())
         .jitter(Jitter::fixed(0.0)))
     .build()
@@ -740,7 +740,7 @@ pub async fn run_now_runs_and_refuses(store: Arc<dyn TaskStore>) {
 
 /// Bad worker settings are errors when the worker is built, not hangs.
 pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
-    let c = Client::builder_arc(store).build().unwrap();
+    let c = Client::builder(store).build().unwrap();
     assert!(matches!(
         c.worker().concurrency(0).build(),
         Err(Error::Config(_))
@@ -761,7 +761,7 @@ pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
             .build()
             .is_ok()
     );
-    let e = Client::builder_arc(c.store().clone())
+    let e = Client::builder(c.store().clone())
         .lease(Duration::from_secs(15))
         .build()
         .unwrap_err();
@@ -771,9 +771,7 @@ pub async fn bad_settings_fail_at_build(store: Arc<dyn TaskStore>) {
     );
     let long = "w".repeat(taskrow::record::MAX_CODE_CHARS + 1);
     assert!(matches!(
-        Client::builder_arc(c.store().clone())
-            .id(long.clone())
-            .build(),
+        Client::builder(c.store().clone()).id(long.clone()).build(),
         Err(Error::InvalidInput(_))
     ));
     assert!(matches!(
@@ -849,4 +847,73 @@ pub async fn claimed_ahead_task_is_handed_back(store: Arc<dyn TaskStore>) {
             "{code}"
         );
     }
+}
+
+/// The operations a user calls from code are on `Client`, take anything that names a task, and
+/// use the client's clock: read a failed task and its log, reset it, cancel, delete and purge.
+pub async fn client_operations_use_the_clients_clock(store: Arc<dyn TaskStore>) {
+    let probe = Arc::new(Probe::default());
+    let clock = ManualClock::new(t0());
+    let c = client(&store, &probe, |b| b.clock(clock.clone()));
+    let broken = Work {
+        permanent: true,
+        ..Work::default()
+    };
+    let row = c
+        .enqueue(&broken, EnqueueOptions::new().code("broken"))
+        .await
+        .unwrap();
+    c.worker().build().unwrap().run_until_idle().await.unwrap();
+    let failed = c.get("broken").await.unwrap();
+    assert_eq!(failed.state, TaskState::Failed);
+    assert_eq!(c.get(row.id).await.unwrap(), failed, "by id too");
+    assert_eq!(c.get(&failed).await.unwrap(), failed, "and by the record");
+    let log = c.logs("broken").await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, Outcome::Failed);
+    assert_eq!(c.logs(row.id).await.unwrap(), log);
+
+    // Reset by code, at the client's clock's time.
+    clock.advance(Duration::from_secs(90));
+    c.reset("broken").await.unwrap();
+    let again = c.get("broken").await.unwrap();
+    assert_eq!(
+        (again.state, again.attempts, again.next_run_at),
+        (
+            TaskState::Pending,
+            0,
+            Some(t0() + chrono::TimeDelta::seconds(90))
+        )
+    );
+    c.worker().build().unwrap().run_until_idle().await.unwrap();
+    assert_eq!(
+        c.reset_matching(&taskrow::TaskFilter::all()).await.unwrap(),
+        1,
+        "every failed task"
+    );
+    assert_eq!(
+        c.cancel("broken").await.unwrap().state,
+        TaskState::Cancelled
+    );
+    let counts = c.counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].state, TaskState::Cancelled);
+    assert_eq!(
+        c.list(&taskrow::TaskFilter::all(), &taskrow::Page::first(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        c.delete("broken").await.unwrap().state,
+        TaskState::Cancelled
+    );
+    assert!(matches!(c.get("broken").await, Err(Error::NotFound(_))));
+    clock.advance(Duration::from_secs(3600));
+    let purged = c
+        .purge(&taskrow::Purge::before(c.clock().now()))
+        .await
+        .unwrap();
+    assert_eq!(purged.logs, 2, "both runs' log rows");
 }

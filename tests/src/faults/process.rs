@@ -20,7 +20,7 @@ pub const URL_VAR: &str = "TASKROW_TEST_WORKER_URL";
 /// How a `taskrow-test-worker` process runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
-    /// The database: `sqlite://…` or `mysql://…`. The tables must exist.
+    /// The database: `sqlite://…`, `mysql://…` or `postgres://…`. The tables must exist.
     pub url: String,
     /// Where the handlers write their run records (`runs-<pid>.log`).
     pub records: PathBuf,

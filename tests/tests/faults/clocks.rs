@@ -95,7 +95,7 @@ async fn db_now_us(db: &Db) -> i64 {
         .database_time()
         .await
         .expect("reading the database's time")
-        .expect("MariaDB has a time of its own")
+        .expect("the server has a time of its own")
         .timestamp_micros()
 }
 

@@ -1,4 +1,4 @@
-//! What every scenario uses: a fresh database on either backend, a scratch directory, worker
+//! What every scenario uses: a fresh database on any backend, a scratch directory, worker
 //! processes, waits with deadlines, and the checks of a drain.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +28,8 @@ pub enum Backend {
     Sqlite,
     /// A fresh database on the MariaDB/MySQL server of `TASKROW_MYSQL_URL`.
     Mysql,
+    /// A fresh database on the PostgreSQL server of `TASKROW_POSTGRES_URL`.
+    Postgres,
 }
 
 impl Backend {
@@ -35,8 +37,29 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Mysql => "mysql",
+            Backend::Postgres => "postgres",
         }
     }
+}
+
+/// A store on `url`, whichever database it names (`sqlite:`, `mysql://`, `postgres://`).
+pub async fn connect_store(url: &str) -> taskrow::Result<Arc<dyn TaskStore>> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("sqlite:") {
+        Ok(Arc::new(taskrow_sqlite::SqliteStore::connect(url).await?))
+    } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        Ok(Arc::new(
+            taskrow_postgres::PostgresStore::connect(url).await?,
+        ))
+    } else {
+        Ok(Arc::new(taskrow_mysql::MysqlStore::connect(url).await?))
+    }
+}
+
+/// A test database on a shared server, dropped when the scenario passed.
+enum Fresh {
+    Mysql(taskrow_mysql::testing::FreshDatabase),
+    Postgres(taskrow_postgres::testing::FreshDatabase),
 }
 
 /// One row of the suite's table.
@@ -62,13 +85,13 @@ pub struct Db {
     pub store: Arc<dyn TaskStore>,
     /// The store's pool, for hand-made SQL.
     pub conn: DatabaseConnection,
-    mysql: Option<taskrow_mysql::testing::FreshDatabase>,
+    fresh: Option<Fresh>,
     _dir: Option<TempDir>,
 }
 
 impl Db {
-    /// A fresh database, or `None` when MySQL is not configured (after printing why; under
-    /// `CI=true` that panics instead).
+    /// A fresh database, or `None` when its server is not configured (`TASKROW_MYSQL_URL`,
+    /// `TASKROW_POSTGRES_URL`; after printing why; under `CI=true` that panics instead).
     pub async fn open(backend: Backend) -> Option<Db> {
         match backend {
             Backend::Sqlite => {
@@ -80,7 +103,7 @@ impl Db {
                     conn: store.connection().clone(),
                     store: Arc::new(store),
                     url,
-                    mysql: None,
+                    fresh: None,
                     _dir: Some(dir),
                 })
             }
@@ -90,34 +113,68 @@ impl Db {
                     conn: store.connection().clone(),
                     store: Arc::new(store),
                     url: db.url.clone(),
-                    mysql: Some(db),
+                    fresh: Some(Fresh::Mysql(db)),
+                    _dir: None,
+                })
+            }
+            Backend::Postgres => {
+                let (store, db) = taskrow_postgres::testing::fresh_store().await?;
+                Some(Db {
+                    conn: store.connection().clone(),
+                    store: Arc::new(store),
+                    url: db.url.clone(),
+                    fresh: Some(Fresh::Postgres(db)),
                     _dir: None,
                 })
             }
         }
     }
 
-    /// A database the scenario set up itself (a private server's), already migrated.
-    pub fn external(url: String, store: taskrow_mysql::MysqlStore) -> Db {
+    /// A database the scenario set up itself (a private server's), already migrated: its
+    /// store and that store's pool.
+    pub fn external(url: String, store: Arc<dyn TaskStore>, conn: DatabaseConnection) -> Db {
         Db {
-            conn: store.connection().clone(),
-            store: Arc::new(store),
+            conn,
+            store,
             url,
-            mysql: None,
+            fresh: None,
             _dir: None,
         }
     }
 
-    /// Drops the MySQL database (call it when the scenario passed; a failed one leaves it).
+    /// Drops the test database of a shared server (call it when the scenario passed; a failed
+    /// one leaves it).
     pub async fn done(self) {
-        if let Some(db) = self.mysql {
-            db.drop_database().await;
+        // The store's pool first: PostgreSQL would otherwise drop the database under it.
+        let _ = self.conn.close_by_ref().await;
+        match self.fresh {
+            Some(Fresh::Mysql(db)) => db.drop_database().await,
+            Some(Fresh::Postgres(db)) => db.drop_database().await,
+            None => {}
         }
+    }
+
+    /// `sql` with `?` placeholders in this database's spelling (`$1`, `$2`… on PostgreSQL).
+    fn placeholders(&self, sql: &str) -> String {
+        if self.conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return sql.to_owned();
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// A client on this store whose handlers record to `rec`, with no retry jitter.
     pub fn client(&self, rec: Recorder) -> Client {
-        Client::builder_arc(self.store.clone())
+        Client::builder(self.store.clone())
             .data(rec)
             .jitter(Jitter::fixed(0.0))
             .build()
@@ -127,23 +184,32 @@ impl Db {
     /// Runs `sql` with `?` placeholders bound to `values`; returns the rows affected.
     pub async fn exec(&self, sql: &str, values: Vec<sea_orm::Value>) -> u64 {
         let backend = self.conn.get_database_backend();
+        let text = self.placeholders(sql);
         self.conn
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .execute_raw(Statement::from_sql_and_values(backend, text, values))
             .await
             .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
             .rows_affected()
     }
 
-    /// One integer from `sql`.
+    /// One integer from `sql` (`?` placeholders bound to `values`).
     pub async fn scalar(&self, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
         let backend = self.conn.get_database_backend();
+        let text = self.placeholders(sql);
         let row = self
             .conn
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+            .query_one_raw(Statement::from_sql_and_values(backend, text, values))
             .await
             .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
             .unwrap_or_else(|| panic!("`{sql}` returned no row"));
+        // PostgreSQL is strict about widths: `smallint`, `integer` and `bigint` columns.
         row.try_get_by_index::<i64>(0)
+            .or_else(|e| {
+                row.try_get_by_index::<i32>(0)
+                    .map(i64::from)
+                    .or_else(|_| row.try_get_by_index::<i16>(0).map(i64::from))
+                    .map_err(|_| e)
+            })
             .unwrap_or_else(|e| panic!("`{sql}` did not return an integer: {e}"))
     }
 

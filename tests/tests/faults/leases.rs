@@ -13,8 +13,8 @@ use super::common::{
     Backend, Db, Drained, Row, Scratch, drain_options, enqueue_drains, sum_field, tail,
     wait_all_exit, wait_for,
 };
-use super::proxy::{Proxy, through, upstream_of};
-use super::wire::CommitProxy;
+use super::proxy::{Proxy, in_clear, through, upstream_of};
+use super::wire::{CommitProxy, Wire};
 
 const LEASE: Duration = Duration::from_secs(2);
 const BEAT: Duration = Duration::from_millis(500);
@@ -27,13 +27,13 @@ async fn stop_all(procs: &mut [WorkerProcess]) {
     wait_all_exit(procs, Duration::from_secs(20)).await;
 }
 
-/// Worker A reaches MariaDB through a proxy of its own; while its handler runs a task several
-/// leases long, A's proxy is cut (every connection closed, new ones refused), so its heartbeats
-/// fail. Worker B, connected directly, polls. A's runner must stop the handler before the lease
-/// it last confirmed ends; B claims the task once that lease expired and runs it to success;
-/// when A can reach the database again, its result for the stopped run is refused (lease lost)
-/// or applied as interrupted, never applied as a success. No two runs at once by the handlers'
-/// own record.
+/// Worker A reaches the server (MariaDB, PostgreSQL) through a proxy of its own; while its handler
+/// runs a task several leases long, A's proxy is cut (every connection closed, its LISTEN
+/// connection too, new ones refused), so its heartbeats fail. Worker B, connected directly, polls.
+/// A's runner must stop the handler before the lease it last confirmed ends; B claims the task once
+/// that lease expired and runs it to success; when A can reach the database again, its result for
+/// the stopped run is refused (lease lost) or applied as interrupted, never applied as a success.
+/// No two runs at once by the handlers' own record.
 pub async fn heartbeats_cut(backend: Backend, _seed: u64) -> Option<Row> {
     const CODE: &str = "cut-off";
     const LONG_MS: u64 = 8000;
@@ -272,9 +272,18 @@ pub async fn commit_reply_lost(backend: Backend, _seed: u64) -> Option<Row> {
         .collect();
     client.enqueue_batch(batch).await.unwrap();
 
-    let proxy = CommitProxy::start(upstream_of(&db.url)).await;
+    let wire = match backend {
+        Backend::Postgres => Wire::Postgres,
+        _ => Wire::Mysql,
+    };
+    let proxy = CommitProxy::start(upstream_of(&db.url), wire).await;
+    let check = if backend == Backend::Postgres {
+        pg_wire_check(&db, &proxy).await
+    } else {
+        String::new()
+    };
     proxy.arm(EVERY, LIMIT);
-    let mut cfg = scratch.config(&through(&db.url, proxy.port));
+    let mut cfg = scratch.config(&through(&in_clear(&db.url), proxy.port));
     cfg.exit_when_idle = true;
     cfg.concurrency = 2;
     let started = Instant::now();
@@ -283,6 +292,12 @@ pub async fn commit_reply_lost(backend: Backend, _seed: u64) -> Option<Row> {
     let secs = started.elapsed().as_secs_f64();
     let (dropped, committed) = (proxy.dropped(), proxy.dropped_committed());
     let (commits, result_commits) = (proxy.commits(), proxy.result_commits());
+    if backend == Backend::Postgres {
+        println!(
+            "{} of the {commits} COMMITs came through the extended protocol, the others as simple queries",
+            proxy.extended_commits()
+        );
+    }
     println!(
         "drained in {secs:.1} s; {commits} commits through the proxy, {result_commits} of them result commits; {dropped} replies lost ({committed} of them after a successful commit); {} connections",
         proxy.accepted()
@@ -328,7 +343,7 @@ pub async fn commit_reply_lost(backend: Backend, _seed: u64) -> Option<Row> {
     Some(Row {
         tasks: N,
         faults: format!(
-            "the reply of every {EVERY}th result commit lost on the wire (proxy forwards COMMIT, reads the answer, closes the client): {committed} replies lost after the commit; {retried} failed result writes logged by the workers"
+            "the reply of every {EVERY}th result commit lost on the wire (proxy forwards COMMIT, reads the answer, closes the client): {committed} replies lost after the commit; {retried} failed result writes logged by the workers{check}"
         ),
         lost: d.lost.len(),
         twice_at_once: d.twice_at_once(),
@@ -338,6 +353,66 @@ pub async fn commit_reply_lost(backend: Backend, _seed: u64) -> Option<Row> {
             N - kept.len()
         ),
     })
+}
+
+/// Before the drain, the PostgreSQL proxy's own check, on a table of its own whose name
+/// makes its inserts look like result writes (`taskrow_task_log_probe`): a transaction
+/// committed with a simple `COMMIT` query, and one committed through the extended protocol
+/// (`Parse`/`Bind`/`Execute`/`Sync`, as `sqlx::query("COMMIT")` sends it), each of whose
+/// answers the proxy must lose after the commit took effect. Returns the table's words on it.
+async fn pg_wire_check(db: &Db, proxy: &CommitProxy) -> String {
+    use sea_orm::sqlx::postgres::PgConnection;
+    use sea_orm::sqlx::{Connection, Executor};
+
+    db.exec(
+        "CREATE TABLE taskrow_task_log_probe (n INTEGER NOT NULL)",
+        vec![],
+    )
+    .await;
+    proxy.arm(1, 2);
+    let url = through(&in_clear(&db.url), proxy.port);
+    for (n, extended) in [(1_i32, false), (2, true)] {
+        let mut c = PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("the wire check cannot connect through the proxy: {e}"));
+        c.execute("BEGIN").await.expect("BEGIN through the proxy");
+        sea_orm::sqlx::query("INSERT INTO taskrow_task_log_probe (n) VALUES ($1)")
+            .bind(n)
+            .execute(&mut c)
+            .await
+            .expect("an insert through the proxy");
+        let commit = if extended {
+            sea_orm::sqlx::query("COMMIT")
+                .execute(&mut c)
+                .await
+                .map(|_| ())
+        } else {
+            c.execute("COMMIT").await.map(|_| ())
+        };
+        assert!(
+            commit.is_err(),
+            "the proxy passed on the answer to a COMMIT (extended protocol: {extended})"
+        );
+    }
+    let rows = db
+        .scalar("SELECT COUNT(*) FROM taskrow_task_log_probe", vec![])
+        .await;
+    let (lost, committed, extended) = (
+        proxy.dropped(),
+        proxy.dropped_committed(),
+        proxy.extended_commits(),
+    );
+    assert_eq!(
+        (lost, committed, extended, rows),
+        (2, 2, 1, 2),
+        "the wire check: answers lost, of them after a commit, COMMITs seen in the extended \
+         protocol, rows committed"
+    );
+    db.exec("DROP TABLE taskrow_task_log_probe", vec![]).await;
+    println!(
+        "wire check: a simple-query COMMIT and an extended-protocol COMMIT, both committed, both answers lost"
+    );
+    "; the proxy's own check first: a COMMIT sent as a simple query and one through the extended protocol, both committed and their answers lost".to_owned()
 }
 
 /// Two worker processes with one slot each and the default claim-ahead, six tasks of 1.5 s

@@ -10,8 +10,8 @@ use taskrow_tests::faults::process::LockHolder;
 use taskrow_tests::faults::tasks::Drain;
 
 use super::common::{
-    Backend, Db, Drained, Row, Scratch, between, drain_options, enqueue_drains, rng, sum_field,
-    tail, wait_all_exit, wait_for, worker_bin,
+    Backend, Db, Drained, Row, Scratch, between, connect_store, drain_options, enqueue_drains, rng,
+    sum_field, tail, wait_all_exit, wait_for, worker_bin,
 };
 use super::proxy::{Proxy, through, upstream_of};
 
@@ -239,7 +239,8 @@ pub async fn graceful_shutdown(backend: Backend, _seed: u64) -> Option<Row> {
     })
 }
 
-/// MariaDB disappears mid-drain (a TCP proxy between the workers and the server is cut) and
+/// The server (MariaDB, PostgreSQL) disappears mid-drain (a TCP proxy between the workers and
+/// the server is cut) and
 /// comes back: workers log, back off, reconnect and finish everything; enqueues during the
 /// outage fail with a transient error and write nothing; a batch in flight at the cut is
 /// all-or-nothing.
@@ -257,7 +258,7 @@ pub async fn database_outage(backend: Backend, _seed: u64) -> Option<Row> {
     cfg.exit_when_idle = true;
     cfg.concurrency = 4;
     let mut procs: Vec<WorkerProcess> = (0..2).map(|_| scratch.spawn(&cfg)).collect();
-    let via = taskrow_mysql::MysqlStore::connect(&url)
+    let via = connect_store(&url)
         .await
         .expect("connect through the proxy");
     let via = Client::builder(via).build().unwrap();

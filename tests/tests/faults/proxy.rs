@@ -1,7 +1,7 @@
 //! A TCP forwarder the test controls: the database "disappears" when it is cut (every
 //! connection through it is closed and the port stops listening, so new connections are
 //! refused) and "comes back" when it is restored (the same port listens again). The shared
-//! MariaDB server itself is never touched.
+//! MariaDB and PostgreSQL servers themselves are never touched.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,15 +122,29 @@ async fn pipe(mut client: TcpStream, upstream: String, mut up: watch::Receiver<b
     // the server sees its client go (and rolls back any open transaction).
 }
 
-/// `host:port` of a `mysql://user:pass@host:port/db` URL (port 3306 when not given).
+/// `host:port` of a `mysql://user:pass@host:port/db` or `postgres://…` URL (port 3306 or
+/// 5432 when not given).
 pub fn upstream_of(url: &str) -> String {
     let authority = authority(url);
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if hostport.contains(':') {
         hostport.to_owned()
+    } else if url.to_ascii_lowercase().starts_with("postgres") {
+        format!("{hostport}:5432")
     } else {
         format!("{hostport}:3306")
     }
+}
+
+/// `url` asking for a connection without TLS where the driver could otherwise negotiate it
+/// (PostgreSQL's `sslmode=disable`): a proxy that reads the protocol must see it in clear.
+/// Other URLs are returned as they are.
+pub fn in_clear(url: &str) -> String {
+    if !url.to_ascii_lowercase().starts_with("postgres") || url.contains("sslmode=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}sslmode=disable")
 }
 
 /// `url` with its host and port replaced by `127.0.0.1:<port>`.
