@@ -209,8 +209,17 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // The claim reads `ORDER BY run_at, id`. InnoDB's secondary indexes and SQLite's end in
+        // the row id already, so `(run_at)` is `(run_at, id)` there; PostgreSQL's do not, and
+        // without `id` in the index every claim sorts all due rows instead of reading the first
+        // few in order (2.2 ms against 0.06 ms for 40 of 5,000 due rows).
+        let run_at_cols: Vec<TaskrowTask> = if backend == DbBackend::Postgres {
+            vec![TaskrowTask::RunAt, TaskrowTask::Id]
+        } else {
+            vec![TaskrowTask::RunAt]
+        };
         manager
-            .create_index(index("idx_taskrow_task_run_at", t, [TaskrowTask::RunAt]))
+            .create_index(index("idx_taskrow_task_run_at", t, run_at_cols))
             .await?;
         manager
             .create_index(index(

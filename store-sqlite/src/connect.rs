@@ -63,18 +63,31 @@ pub(crate) async fn open(url: &str) -> Result<DatabaseConnection> {
     } else {
         options.journal_mode(SqliteJournalMode::Wal)
     };
+    let file = options.get_filename().to_path_buf();
     let missing = !in_memory(url)
-        && !options.get_filename().exists()
+        && !file.exists()
         && !url.contains("mode=rwc")
         && !url.contains("create_if_missing");
+    let no_dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(|d| d.display().to_string());
     let pool = pool.connect_with(options).await.map_err(|e| {
         if missing {
             // sqlx opens an existing file only, unless the URL says `mode=rwc`.
+            let hint = match &no_dir {
+                Some(dir) => format!(
+                    "the file does not exist, nor its directory `{dir}`: create the directory, \
+                     then add `?mode=rwc` to the URL (or run `taskrow migrate up`) to create the file"
+                ),
+                None => "the file does not exist: add `?mode=rwc` to the URL to create it \
+                         (`sqlite://tasks.db?mode=rwc`), or run `taskrow migrate up`, which \
+                         creates it"
+                    .to_owned(),
+            };
             Error::NoSuchDatabase {
                 url: redact(url),
-                hint: "the file does not exist: add `?mode=rwc` to the URL to create it \
-                       (`sqlite://tasks.db?mode=rwc`), or run `taskrow migrate up`, which creates it"
-                    .to_owned(),
+                hint,
                 source: Box::new(e),
             }
         } else {

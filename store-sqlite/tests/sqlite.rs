@@ -245,8 +245,24 @@ async fn connection_errors_say_what_to_do() {
     let (url, dir) = testing::temp_url();
     let missing = format!("sqlite://{}", dir.path().join("no/such/dir/x.db").display());
     let err = SqliteStore::connect(&missing).await.unwrap_err();
-    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
-    assert!(err.is_transient());
+    assert!(
+        matches!(&err, Error::NoSuchDatabase { hint, .. } if hint.contains("nor its directory")),
+        "{err:?}"
+    );
+    assert!(
+        !err.is_transient(),
+        "a missing file does not appear by retrying"
+    );
+    let no_file = format!("sqlite://{}", dir.path().join("absent.db").display());
+    let err = SqliteStore::connect(&no_file).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NoSuchDatabase { hint, .. } if hint.contains("?mode=rwc")),
+        "{err:?}"
+    );
+    assert!(
+        !dir.path().join("absent.db").exists(),
+        "connect does not create the file without `mode=rwc`"
+    );
 
     let store = SqliteStore::connect(&url).await.unwrap();
     unmigrated_says_so(&store).await;
