@@ -387,7 +387,7 @@ impl Client {
     /// a live lease ([`Error::Running`]) and a succeeded one ([`Error::Succeeded`]).
     pub async fn reset(&self, task: impl Into<TaskRef>) -> Result<()> {
         let target = ResetTarget::One(task.into());
-        self.inner.store.reset(&target, self.now().await).await?;
+        self.inner.store.reset(&target, self.now().await?).await?;
         self.wake_workers();
         Ok(())
     }
@@ -396,7 +396,7 @@ impl Client {
     /// that further); answers how many.
     pub async fn reset_matching(&self, filter: &TaskFilter) -> Result<u64> {
         let target = ResetTarget::Matching(filter.clone());
-        let n = self.inner.store.reset(&target, self.now().await).await?;
+        let n = self.inner.store.reset(&target, self.now().await?).await?;
         if n > 0 {
             self.wake_workers();
         }
@@ -408,7 +408,7 @@ impl Client {
     pub async fn cancel(&self, task: impl Into<TaskRef>) -> Result<TaskRecord> {
         self.inner
             .store
-            .cancel(&task.into(), self.now().await)
+            .cancel(&task.into(), self.now().await?)
             .await
     }
 
@@ -417,7 +417,7 @@ impl Client {
     pub async fn delete(&self, task: impl Into<TaskRef>) -> Result<TaskRecord> {
         self.inner
             .store
-            .delete(&task.into(), self.now().await)
+            .delete(&task.into(), self.now().await?)
             .await
     }
 
@@ -428,10 +428,11 @@ impl Client {
     }
 
     /// The client's clock's time, once it can be trusted (a clock that follows the database
-    /// reads it first); the time every operation of the client uses.
-    async fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        let _ = self.inner.clock.ready().await;
-        self.inner.clock.now()
+    /// reads it first): reset, cancel and delete judge whether a lease is live by it, so they
+    /// refuse to guess ([`Error::Clock`]) rather than take a live lease for an expired one.
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.clock.ready().await?;
+        Ok(self.inner.clock.now())
     }
 
     /// Checks that the store's schema is the one this version knows

@@ -179,6 +179,8 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                     }
                 };
                 tokio::select! {
+                    // A handler that finished wins over every deadline ready at the same time.
+                    biased;
                     joined = &mut run => break (true, Stopped::Ran(match joined {
                         Ok(r) => r,
                         Err(e) if e.is_panic() => Err((TaskErrorKind::Retry, format!("the handler panicked: {}", panic_message(e.into_panic())))),
@@ -219,7 +221,10 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                         let call = env.store.extend_lease(lease, add(now, env.lease), now);
                         // Bounded by the lease: a beat that answers after the run must be
                         // aborted is worth nothing.
-                        let bounded = tokio::time::timeout_at(abort_at.max(sent + Duration::from_millis(1)), call);
+                        // Bounded by the next deadline of the run: the handler is told to stop
+                        // (and then aborted) on time even while a beat waits for the database.
+                        let bound = if signalled { abort_at } else { signal_at };
+                        let bounded = tokio::time::timeout_at(bound.max(sent + Duration::from_millis(1)), call);
                         // The hard stop does not wait for a beat (a pool timeout, say).
                         let answer = tokio::select! {
                             a = bounded => a,
@@ -260,13 +265,19 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                 // the result makes the task runnable elsewhere. An abort takes effect only when
                 // the handler next yields, so wait — but no longer than the lease (or, at a
                 // hard stop, its grace).
+                let _ = stop_tx.send(true);
                 run.abort();
                 let by = if hard_stopped {
                     lease_end.min(Instant::now() + Duration::from_secs(1))
                 } else {
                     lease_end
                 };
-                if tokio::time::timeout_at(by, &mut run).await.is_err() {
+                let gone = tokio::time::timeout_at(by, &mut run).await;
+                if let Ok(Ok(result)) = gone {
+                    // It had finished before the abort took effect: its own result stands (the
+                    // finish is still guarded by the claim's token).
+                    stopped = Stopped::Ran(result);
+                } else if gone.is_err() {
                     let note = "; the handler did not stop when aborted (code that never reaches an `.await`?)";
                     warn!(id = lease.id, "the handler did not stop when aborted");
                     match &mut stopped {

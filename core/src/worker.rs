@@ -68,7 +68,8 @@ impl WorkerBuilder {
     /// counted; so that it never loses that lease while it waits (and with it an attempt that
     /// never ran), a task still waiting when half its lease is gone is handed back (its attempt
     /// given back) for this or another worker to claim, and the worker claims no further ahead
-    /// until one of its runs ends. Shutdown hands waiting tasks back the same way.
+    /// until one of its runs ends. Shutdown hands waiting tasks back the same way. With heartbeats
+    /// off nothing is claimed ahead (the lease, counted from the claim, limits the run).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
         self
@@ -294,7 +295,13 @@ impl Worker {
         }
         health.send_replace(WorkerHealth::Running);
         let concurrency = self.cfg.concurrency;
-        let ahead = self.cfg.batch_size.unwrap_or(concurrency.max(32));
+        // With heartbeats off the lease is a run's hard limit, counted from its claim: a task
+        // that waited for a slot would lose that time from its run, so nothing is claimed ahead.
+        let ahead = if self.env.heartbeat.is_none() {
+            0
+        } else {
+            self.cfg.batch_size.unwrap_or(concurrency.max(32))
+        };
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut wake = self.cfg.client.wake_receiver();
         // Other processes' enqueues, where the store hears of them (PostgreSQL NOTIFY).
@@ -429,7 +436,14 @@ impl Worker {
                 let req = self
                     .claim_request(want)
                     .exclude_ids(active.iter().chain(cooldown.keys()).copied());
-                match self.env.store.claim(&req).await {
+                // A claim that hangs (a database that stopped answering) is given up at the
+                // hard stop: what it may have claimed runs again after its leases expire.
+                let mut hs = stops.hard_stop.clone();
+                let claimed = tokio::select! {
+                    r = self.env.store.claim(&req) => r,
+                    _ = past_hard_stop(&mut hs) => break 'outer,
+                };
+                match claimed {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(100);
                         drained = claimed.len() < want;

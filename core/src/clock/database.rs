@@ -16,6 +16,21 @@ use crate::store::TaskStore;
 /// than a working quartz clock).
 const DRIFT: f64 = 2e-4;
 
+/// How far the wall clock may run ahead of the monotonic clock between two readings before the
+/// host is taken to have been suspended.
+const SUSPEND_LIMIT: Duration = Duration::from_secs(1);
+
+/// How many milliseconds more the wall clock moved than the monotonic clock since `at`/`wall`.
+fn slept_ms(at: Instant, wall: std::time::SystemTime) -> i128 {
+    let wall_ms = wall.elapsed().map_or(0, |d| d.as_millis() as i128);
+    wall_ms - at.elapsed().as_millis() as i128
+}
+
+/// Whether the host slept (or its wall clock stepped forward) since that reading.
+fn slept(at: Instant, wall: std::time::SystemTime) -> bool {
+    slept_ms(at, wall) > SUSPEND_LIMIT.as_millis() as i128
+}
+
 /// The longest [`Clock::ready`] waits for a reading.
 const READ_LIMIT: Duration = Duration::from_secs(2);
 
@@ -94,8 +109,10 @@ struct State {
     /// The reading the clock counts from: the monotonic instant, the database's time then, and
     /// the uncertainty (half the round trip).
     anchor: Option<(Instant, DateTime<Utc>, Duration)>,
-    /// When the last good reading came back.
-    last_good: Option<Instant>,
+    /// When the last good reading came back, on the monotonic clock and on the host's wall
+    /// clock (the wall clock only to notice a suspended host: the monotonic clock does not
+    /// count the time a host slept).
+    last_good: Option<(Instant, std::time::SystemTime)>,
     /// The store has no time of its own: the system clock stands in.
     no_database_time: bool,
     /// Why the last reading failed, when it did.
@@ -194,13 +211,19 @@ impl Inner {
                 // Keep the tighter of the new reading and the last one (its uncertainty grown by
                 // the monotonic clock's possible drift since): a round trip slowed by a new
                 // connection or a busy pool must not move the clock by its delay.
-                let keep_old = st
-                    .anchor
-                    .is_some_and(|(at, _, u)| u + at.elapsed().mul_f64(DRIFT) < half);
+                // … unless the two disagree beyond their uncertainties: the host slept, or the
+                // database's clock was stepped; then the new reading is the truth.
+                let mid = sent + half;
+                let keep_old = st.anchor.is_some_and(|(at, old_db, u)| {
+                    let slack = u + at.elapsed().mul_f64(DRIFT);
+                    let predicted = add(old_db, mid.saturating_duration_since(at));
+                    let off = (db - predicted).abs().to_std().unwrap_or(Duration::MAX);
+                    slack < half && off <= slack + half + Duration::from_millis(1)
+                });
                 if !keep_old {
                     st.anchor = Some((sent + half, db, half));
                 }
-                st.last_good = Some(received);
+                st.last_good = Some((received, std::time::SystemTime::now()));
                 st.last_error = None;
                 true
             }
@@ -256,12 +279,20 @@ impl Clock for DatabaseClock {
             None => Err(Error::Clock(format!(
                 "the database's time has not been read yet ({why}); claims wait until it is"
             ))),
-            Some(at) if at.elapsed() > self.inner.config.max_age => Err(Error::Clock(format!(
-                "the database's time was last read {} ms ago, longer than the {} ms allowed \
-                     (last error: {why}); claims wait until it can be read again",
-                at.elapsed().as_millis(),
-                self.inner.config.max_age.as_millis()
+            Some((at, wall)) if slept(at, wall) => Err(Error::Clock(format!(
+                "the host's wall clock moved {} ms more than its monotonic clock since the \
+                 database's time was last read: it was suspended (or its clock stepped); claims \
+                 wait for a new reading",
+                slept_ms(at, wall)
             ))),
+            Some((at, _)) if at.elapsed() > self.inner.config.max_age => {
+                Err(Error::Clock(format!(
+                    "the database's time was last read {} ms ago, longer than the {} ms allowed \
+                     (last error: {why}); claims wait until it can be read again",
+                    at.elapsed().as_millis(),
+                    self.inner.config.max_age.as_millis()
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
