@@ -165,6 +165,20 @@ pub enum Error {
     #[error("the clock cannot be trusted: {0}")]
     Clock(String),
 
+    /// [`crate::Client::wait`] gave up: the task had not ended within the time it was given.
+    /// The task is left as it is.
+    #[error(
+        "task {task} has not ended within {timeout:?}: it is {state}; wait longer, or look at it with `taskrow show` and its log"
+    )]
+    WaitTimeout {
+        /// The task waited for.
+        task: TaskRef,
+        /// How long was waited.
+        timeout: Duration,
+        /// The state it was last seen in.
+        state: String,
+    },
+
     /// The worker was shut down.
     #[error("the worker is shut down")]
     Shutdown,

@@ -27,6 +27,7 @@ pub mod retry;
 mod runner;
 pub mod store;
 pub mod task;
+mod wait;
 pub mod worker;
 
 pub use async_trait::async_trait;
@@ -44,6 +45,7 @@ pub use store::{
     PurgeReport, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
 };
 pub use task::{LoadError, Task, TaskDefaults};
+pub use wait::TaskEnd;
 pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandle, WorkerHealth};
 
 // Re-exported so users need no direct dependency lines for them.

@@ -235,6 +235,11 @@ macro_rules! store_conformance {
                     claimed_ahead_task_is_handed_back,
                     client_operations_use_the_clients_clock,
                 }
+                wait {
+                    reports_each_end,
+                    follows_retries_to_the_end,
+                    times_out_and_tells_deleted_from_unknown,
+                }
                 upkeep {
                     lost_heartbeats_stop_the_handler,
                     lost_replies_keep_lease_and_result,

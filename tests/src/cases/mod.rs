@@ -49,6 +49,7 @@ pub mod reset;
 pub mod retry;
 pub mod times;
 pub mod upkeep;
+pub mod wait;
 pub mod worker;
 
 /// The base time of every case: 2026-01-01T00:00:00Z.
