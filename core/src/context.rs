@@ -5,7 +5,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::record::Lease;
+use crate::store::{Finish, FinishResult};
 
 /// Typed values shared with task handlers — the Rust counterpart of the seeds' Spring bean
 /// lookup. Register each service once on the [`crate::Client`]; handlers fetch it by type.
@@ -112,6 +118,10 @@ pub struct TaskContext {
     pub(crate) worker: String,
     pub(crate) shutdown: Shutdown,
     pub(crate) data: Arc<Data>,
+    pub(crate) lease: Lease,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) started: Instant,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl TaskContext {
@@ -161,6 +171,34 @@ impl TaskContext {
     /// becomes a retryable failure naming it.
     pub fn data<T: Send + Sync + 'static>(&self) -> Result<&T, MissingData> {
         self.data.get::<T>()
+    }
+    /// The claim this run holds: the task's id and this run's claim token. A write fenced by
+    /// it applies only while no other claim has taken the task.
+    pub fn lease(&self) -> Lease {
+        self.lease
+    }
+    /// The time now on the worker's clock (the client's: a database-following clock, or a
+    /// manual one in tests).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+    /// This run's success, for a store to apply inside the handler's own transaction (the SQL
+    /// stores' `complete_in`): the business write and the task's end then commit together.
+    /// Its duration runs until this call. The worker's own finish of the run, after the
+    /// handler returns `Ok`, then finds the run already logged as succeeded and writes
+    /// nothing more.
+    pub fn success(&self) -> Finish {
+        let duration_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Finish {
+            lease: self.lease,
+            code: self.code.clone(),
+            task_type: self.task_type.clone(),
+            worker: self.worker.clone(),
+            attempt: self.attempt,
+            started_at: self.started_at,
+            duration_ms,
+            result: FinishResult::Succeeded,
+        }
     }
     /// Shared data of type `T` as an `Arc`, to move into spawned work.
     pub fn data_arc<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, MissingData> {

@@ -142,6 +142,10 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                 worker: env.worker.clone(),
                 shutdown: Shutdown::new(stop_rx),
                 data: env.data.clone(),
+                lease,
+                started_at,
+                started,
+                clock: env.clock.clone(),
             };
             let timeout = task.timeout.unwrap_or(env.default_timeout);
             // Spawned so that a panic is caught as a JoinError and the handler can be aborted.

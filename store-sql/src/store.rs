@@ -478,28 +478,7 @@ async fn finish_one(
     delete_tried: bool,
 ) -> Result<bool, DbErr> {
     Ok(match end {
-        FinishResult::Succeeded => {
-            let deleted = !delete_tried
-                && task::Entity::delete_many()
-                    .filter(lease_condition(&f.lease))
-                    .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
-                    .exec(&**txn)
-                    .await?
-                    .rows_affected
-                    == 1;
-            deleted
-                || lease_update(&f.lease, now)
-                    .filter(task::Column::OnSuccess.ne(OnSuccess::Delete.code()))
-                    .col_expr(
-                        task::Column::State,
-                        Expr::value(TaskState::Succeeded.code()),
-                    )
-                    .col_expr(task::Column::RunAt, null_time())
-                    .exec(&**txn)
-                    .await?
-                    .rows_affected
-                    == 1
-        }
+        FinishResult::Succeeded => succeed(&**txn, f, now, delete_tried).await?,
         FinishResult::Retry { at, error } => {
             lease_update(&f.lease, now)
                 .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
@@ -530,6 +509,37 @@ async fn finish_one(
                 == 1
         }
     })
+}
+
+/// Applies a run's success to its task, guarded by its lease: deletes the row (tasks deleted
+/// on success, unless `delete_tried` says a grouped delete already looked) or marks it
+/// succeeded. Whether it applied.
+pub(crate) async fn succeed<C: ConnectionTrait>(
+    conn: &C,
+    f: &Finish,
+    now: DateTime<Utc>,
+    delete_tried: bool,
+) -> Result<bool, DbErr> {
+    let deleted = !delete_tried
+        && task::Entity::delete_many()
+            .filter(lease_condition(&f.lease))
+            .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
+            .exec(conn)
+            .await?
+            .rows_affected
+            == 1;
+    Ok(deleted
+        || lease_update(&f.lease, now)
+            .filter(task::Column::OnSuccess.ne(OnSuccess::Delete.code()))
+            .col_expr(
+                task::Column::State,
+                Expr::value(TaskState::Succeeded.code()),
+            )
+            .col_expr(task::Column::RunAt, null_time())
+            .exec(conn)
+            .await?
+            .rows_affected
+            == 1)
 }
 
 /// What an interrupted run does to its task besides its due time and error: pending, the

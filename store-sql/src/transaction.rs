@@ -12,10 +12,14 @@
 use std::ops::Deref;
 use std::time::Duration;
 
-use sea_orm::DatabaseTransaction;
-use taskrow::{Client, Dispatch, EnqueueOptions, Result, RunReport, Task, TaskRecord};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait};
+use taskrow::{
+    Client, Dispatch, EnqueueOptions, Error, Outcome, Result, RunReport, Task, TaskContext,
+    TaskRecord,
+};
 
 use crate::dialect::{Dialect, WriteTxn};
+use crate::entity::task_log;
 use crate::store::SqlStore;
 
 /// How long an immediately dispatched task waits before the worker's scheduler may take it
@@ -64,6 +68,54 @@ impl<D: Dialect> SqlStore<D> {
             client: client.clone(),
             tasks: Vec::new(),
         })
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Ends the running task of `ctx` as succeeded inside the handler's own transaction `conn`
+    /// (any SeaORM transaction on this store's database, a [`TaskTransaction`] included), so
+    /// that the handler's business writes and "this task succeeded" commit together or not at
+    /// all: a task whose effect is local to this database then takes effect exactly once.
+    ///
+    /// Fenced by the run's claim token: when another claim has taken the task (this run's
+    /// lease was lost), it writes nothing and fails with [`Error::LeaseLost`]; return that
+    /// error from the handler (`?`) so the transaction is dropped and rolls back.
+    ///
+    /// After the commit, return `Ok(())`: the worker's own finish of the run finds it logged as
+    /// succeeded and writes nothing more. If the transaction rolls back instead, nothing of it
+    /// happened, and the run ends as the handler's result says. It locks the task's row until
+    /// the transaction ends, so keep the transaction short; on SQLite, begin it with a write
+    /// (or with [`SqlStore::begin_with_tasks`]) so that it does not fail as a stale read.
+    ///
+    /// ```ignore
+    /// async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+    ///     let store = ctx.data::<SqliteStore>()?;
+    ///     let tx = store.connection().begin().await.map_err(TaskError::retry)?;
+    ///     tx.execute_unprepared("UPDATE account SET balance = balance - 10 WHERE id = 7").await.map_err(TaskError::retry)?;
+    ///     store.complete_in(&tx, ctx).await?;
+    ///     tx.commit().await.map_err(TaskError::retry)?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn complete_in<C: ConnectionTrait>(&self, conn: &C, ctx: &TaskContext) -> Result<()> {
+        let finish = ctx.success();
+        let applied = crate::store::succeed(conn, &finish, ctx.now(), false)
+            .await
+            .map_err(|e| self.map_db_error(e))?;
+        if !applied {
+            return Err(Error::LeaseLost {
+                id: finish.lease.id,
+            });
+        }
+        task_log::Entity::insert(task_log::Model::insert_for(
+            &finish,
+            Outcome::Succeeded,
+            None,
+        ))
+        .exec_without_returning(conn)
+        .await
+        .map_err(|e| self.map_db_error(e))?;
+        Ok(())
     }
 }
 

@@ -14,8 +14,12 @@ use taskrow_sql::{DEFAULT_DISPATCH_DELAY, Dialect, Dispatched, SqlStore};
 
 use crate::cases::t0;
 use crate::cases::worker::{Probe, Work, eventually};
+pub use crate::complete_in::{
+    completes_with_the_business_write, refuses_after_the_lease_is_lost,
+    rolls_back_with_the_business_write,
+};
 
-async fn business_table<D: Dialect>(store: &SqlStore<D>) {
+pub(crate) async fn business_table<D: Dialect>(store: &SqlStore<D>) {
     let db = store.connection();
     let sql = "CREATE TABLE document (id BIGINT PRIMARY KEY, state VARCHAR(20) NOT NULL)";
     db.execute_unprepared(sql)
@@ -23,7 +27,7 @@ async fn business_table<D: Dialect>(store: &SqlStore<D>) {
         .expect("create the business table");
 }
 
-async fn documents<D: Dialect>(store: &SqlStore<D>) -> Vec<(i64, String)> {
+pub(crate) async fn documents<D: Dialect>(store: &SqlStore<D>) -> Vec<(i64, String)> {
     let db = store.connection();
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -42,7 +46,7 @@ async fn documents<D: Dialect>(store: &SqlStore<D>) -> Vec<(i64, String)> {
         .collect()
 }
 
-async fn finish_document<C: ConnectionTrait>(conn: &C, id: i64) {
+pub(crate) async fn finish_document<C: ConnectionTrait>(conn: &C, id: i64) {
     let sql = format!("INSERT INTO document (id, state) VALUES ({id}, 'done')");
     conn.execute_unprepared(&sql).await.expect("business write");
 }
@@ -317,6 +321,9 @@ macro_rules! consistency_cases {
             crash_before_dispatch_runs_after_delay,
             immediate_failure_is_retried_by_worker,
             dispatch_racing_worker_runs_once,
+            completes_with_the_business_write,
+            rolls_back_with_the_business_write,
+            refuses_after_the_lease_is_lost,
         ]);
     };
 }

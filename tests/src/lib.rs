@@ -17,6 +17,7 @@
 //! ([`cases::t0`]) and moved by hand, so no case sleeps.
 
 pub mod cases;
+pub mod complete_in;
 pub mod consistency;
 pub mod factory;
 pub mod faults;
