@@ -23,6 +23,7 @@ pub mod error;
 pub mod options;
 pub mod policy;
 pub mod record;
+pub mod retention;
 pub mod retry;
 mod runner;
 pub mod store;
@@ -38,6 +39,7 @@ pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use options::{DEFAULT_MAX_ATTEMPTS, EnqueueOptions, Start};
 pub use policy::failure_result;
 pub use record::{Dispatch, Lease, NewTask, OnSuccess, Outcome, TaskLog, TaskRecord, TaskState};
+pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::RunReport;
 pub use store::{

@@ -472,6 +472,9 @@ pub struct Purge {
     pub states: Vec<TaskState>,
     /// Also purge log rows started before `before`.
     pub logs: bool,
+    /// At most this many task rows and this many log rows, the oldest ids first (`None`: all).
+    /// Bounded batches keep each purge's transaction and locks short.
+    pub limit: Option<u64>,
 }
 
 impl Purge {
@@ -482,7 +485,13 @@ impl Purge {
             before,
             states: vec![TaskState::Succeeded, TaskState::Cancelled],
             logs: true,
+            limit: None,
         }
+    }
+    /// At most `n` task rows and `n` log rows, the oldest ids first.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
     }
     /// Purge these finished states.
     pub fn states(mut self, s: impl IntoIterator<Item = TaskState>) -> Self {

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::record::Outcome;
+use crate::retention::Retention;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
 use crate::store::{ClaimRequest, Finish, FinishStatus};
 
@@ -33,6 +34,7 @@ pub struct WorkerBuilder {
     finish_batch: usize,
     biz_types: Vec<String>,
     task_types: Vec<String>,
+    retention: Retention,
 }
 
 impl WorkerBuilder {
@@ -53,7 +55,16 @@ impl WorkerBuilder {
             finish_batch: 128,
             biz_types: Vec::new(),
             task_types: Vec::new(),
+            retention: Retention::default(),
         }
+    }
+
+    /// What this worker purges, and how often (default: succeeded and cancelled tasks and log
+    /// rows older than 30 days, every 10 minutes; see [`Retention`]). `Retention::off()` turns
+    /// it off.
+    pub fn retention(mut self, r: Retention) -> Self {
+        self.retention = r;
+        self
     }
 
     /// Most tasks running at once (default 8).
@@ -148,6 +159,7 @@ impl WorkerBuilder {
         if self.default_timeout.is_zero() {
             return bad("the default timeout must be longer than zero");
         }
+        self.retention.validate()?;
         let id = self
             .id
             .clone()
@@ -313,6 +325,12 @@ impl Worker {
         let max_unwritten = self.cfg.finish_batch.saturating_mul(2);
         let unwritten = Arc::new(AtomicUsize::new(0));
         let (fin_tx, fin_rx) = mpsc::channel::<Finish>(max_unwritten);
+        // Old finished tasks and log rows, purged beside the runs; it stops at shutdown.
+        let retention = tokio::spawn(crate::retention::run(
+            self.env.clone(),
+            self.cfg.retention.clone(),
+            stops.shutdown.clone(),
+        ));
         let finisher = tokio::spawn(finisher(
             self.env.clone(),
             fin_rx,
@@ -519,6 +537,8 @@ impl Worker {
         if let Err(e) = finisher.await {
             warn!(error = %e, "the result writer failed");
         }
+        // A purge cut short here is taken up by the next round of some worker.
+        retention.abort();
         info!(worker = %self.env.worker, finished = report.finished, released = report.released, "taskrow worker stopped");
         report
     }

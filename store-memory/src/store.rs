@@ -554,20 +554,33 @@ impl TaskStore for MemoryStore {
         }
         let before = purge.before;
         let mut inner = self.lock();
-        let doomed: Vec<i64> = inner
+        let limit = purge
+            .limit
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut doomed: Vec<i64> = inner
             .tasks
             .values()
             .filter(|r| purge.states.contains(&r.state) && r.updated_at < before)
             .map(|r| r.id)
             .collect();
+        doomed.sort_unstable();
+        doomed.truncate(limit);
         for &id in &doomed {
             inner.remove(id);
         }
         let mut logs = 0;
         if purge.logs {
-            let n = inner.logs.len();
-            inner.logs.retain(|l| l.started_at >= before);
-            logs = (n - inner.logs.len()) as u64;
+            let mut old: Vec<i64> = inner
+                .logs
+                .iter()
+                .filter(|l| l.started_at < before)
+                .map(|l| l.id)
+                .collect();
+            old.sort_unstable();
+            old.truncate(limit);
+            let old: std::collections::HashSet<i64> = old.into_iter().collect();
+            inner.logs.retain(|l| !old.contains(&l.id));
+            logs = old.len() as u64;
         }
         Ok(PurgeReport {
             tasks: doomed.len() as u64,

@@ -1416,19 +1416,42 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             let r = async {
                 let mut report = PurgeReport::default();
                 if !purge.states.is_empty() {
-                    report.tasks = task::Entity::delete_many()
-                        .filter(task::Column::State.is_in(purge.states.iter().map(|s| s.code())))
-                        .filter(task::Column::UpdatedAt.lt(sql(before)))
-                        .exec(&*txn)
-                        .await?
-                        .rows_affected;
+                    let old = Condition::all()
+                        .add(task::Column::State.is_in(purge.states.iter().map(|s| s.code())))
+                        .add(task::Column::UpdatedAt.lt(sql(before)));
+                    let mut q = task::Entity::delete_many().filter(old.clone());
+                    if let Some(n) = purge.limit {
+                        // The oldest ids first; the delete repeats the condition, so a row
+                        // changed since the select stays.
+                        let ids: Vec<i64> = task::Entity::find()
+                            .select_only()
+                            .column(task::Column::Id)
+                            .filter(old)
+                            .order_by_asc(task::Column::Id)
+                            .limit(n)
+                            .into_tuple()
+                            .all(&*txn)
+                            .await?;
+                        q = q.filter(task::Column::Id.is_in(ids));
+                    }
+                    report.tasks = q.exec(&*txn).await?.rows_affected;
                 }
                 if purge.logs {
-                    report.logs = task_log::Entity::delete_many()
-                        .filter(task_log::Column::StartedAt.lt(sql(before)))
-                        .exec(&*txn)
-                        .await?
-                        .rows_affected;
+                    let old = task_log::Column::StartedAt.lt(sql(before));
+                    let mut q = task_log::Entity::delete_many().filter(old.clone());
+                    if let Some(n) = purge.limit {
+                        let ids: Vec<i64> = task_log::Entity::find()
+                            .select_only()
+                            .column(task_log::Column::Id)
+                            .filter(old)
+                            .order_by_asc(task_log::Column::Id)
+                            .limit(n)
+                            .into_tuple()
+                            .all(&*txn)
+                            .await?;
+                        q = q.filter(task_log::Column::Id.is_in(ids));
+                    }
+                    report.logs = q.exec(&*txn).await?.rows_affected;
                 }
                 Ok(report)
             }

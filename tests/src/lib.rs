@@ -206,6 +206,7 @@ macro_rules! store_conformance {
                     failed_tasks_go_when_named,
                     keeps_logs_when_told,
                     refuses_unfinished_states,
+                    limit_bounds_each_batch,
                 }
                 times {
                     micros_round_trip,
@@ -235,6 +236,10 @@ macro_rules! store_conformance {
                     bad_settings_fail_at_build,
                     claimed_ahead_task_is_handed_back,
                     client_operations_use_the_clients_clock,
+                }
+                retention {
+                    workers_purge_old_rows,
+                    bad_retention_settings_fail_at_build,
                 }
                 wait {
                     reports_each_end,

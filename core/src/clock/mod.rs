@@ -63,6 +63,14 @@ pub fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// Subtracts a `std` duration from a time, saturating at the far past instead of panicking.
+pub fn sub(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// The wall clock of this host. Hosts that share a database through it must keep their clocks
 /// in sync (NTP): a host whose clock runs ahead takes leases that are still live. On MySQL and
 /// PostgreSQL the default is [`DatabaseClock`], which needs no agreement between hosts.

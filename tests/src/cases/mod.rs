@@ -46,6 +46,7 @@ pub mod logs;
 pub mod purge;
 pub mod release;
 pub mod reset;
+pub mod retention;
 pub mod retry;
 pub mod times;
 pub mod upkeep;

@@ -103,3 +103,42 @@ pub async fn refuses_unfinished_states(store: Arc<dyn TaskStore>) {
     assert_eq!(list_codes(s, &TaskFilter::all()).await, tasks_before);
     assert_eq!(all_logs(s).await, logs_before);
 }
+
+/// A bounded purge removes at most `limit` task rows and `limit` log rows, the oldest ids
+/// first; repeated, it removes exactly what one unbounded purge would, then nothing.
+pub async fn limit_bounds_each_batch(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    ages(s).await;
+    let cut = Purge::before(secs(100)).limit(1);
+    assert_eq!(
+        s.purge(&cut).await.unwrap(),
+        PurgeReport { tasks: 1, logs: 1 }
+    );
+    assert!(
+        !list_codes(s, &TaskFilter::all())
+            .await
+            .contains(&"s-old".to_owned()),
+        "the oldest id goes first"
+    );
+    assert!(
+        list_codes(s, &TaskFilter::all())
+            .await
+            .contains(&"c-old".to_owned())
+    );
+    assert_eq!(
+        s.purge(&cut).await.unwrap(),
+        PurgeReport { tasks: 1, logs: 1 }
+    );
+    assert_eq!(
+        s.purge(&cut).await.unwrap(),
+        PurgeReport { tasks: 0, logs: 1 }
+    );
+    assert_eq!(s.purge(&cut).await.unwrap(), PurgeReport::default());
+    assert_eq!(
+        list_codes(s, &TaskFilter::all()).await,
+        strings([
+            "f-old", "p-old", "r-old", "s-edge", "l-edge", "s-new", "c-new"
+        ])
+    );
+    assert_eq!(log_codes(s).await, ["l-edge", "s-new"]);
+}
