@@ -247,6 +247,11 @@ pub struct TaskRecord {
     /// When the last claim was made (`None` before the first claim).
     #[serde(default)]
     pub claimed_at: Option<DateTime<Utc>>,
+    /// When the current or last run became due (its run time as the claim found it: the
+    /// next run time of a pending task, the lease expiry of a task whose worker was lost).
+    /// `claimed_at − due_at` is the run's pickup lag. `None` before the first claim.
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
     /// Runs interrupted from outside (a shutdown, a lease that could not be kept) whose attempt
     /// was given back. Past [`MAX_INTERRUPTIONS`] an interruption counts as a failed attempt, so
     /// that a task interrupted by every deploy still ends.
@@ -297,6 +302,7 @@ impl TaskRecord {
             version: 0,
             claim_token: None,
             claimed_at: None,
+            due_at: None,
             interruptions: 0,
             created_at: new.created_at,
             updated_at: new.created_at,

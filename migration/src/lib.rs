@@ -47,6 +47,7 @@ use sea_orm_migration::prelude::*;
 mod m20260101_000001_create_tables;
 mod m20261128_000001_claim_tokens;
 mod m20261128_000002_notify;
+mod m20261128_000005_due_at;
 
 pub use m20261128_000002_notify::NOTIFY_CHANNEL;
 
@@ -68,6 +69,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20260101_000001_create_tables::Migration),
         Box::new(m20261128_000001_claim_tokens::Migration),
         Box::new(m20261128_000002_notify::Migration),
+        Box::new(m20261128_000005_due_at::Migration),
     ]
 }
 

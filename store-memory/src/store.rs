@@ -95,6 +95,7 @@ fn take(r: &mut TaskRecord, worker: &str, lease: std::time::Duration, now: DateT
     r.version += 1;
     r.claim_token = Some(new_claim_token());
     r.claimed_at = Some(now);
+    r.due_at = r.next_run_at.or(r.lease_expires_at);
     r.lease_owner = Some(worker.to_owned());
     r.lease_expires_at = Some(truncate_micros(add(now, lease)));
     r.next_run_at = None;

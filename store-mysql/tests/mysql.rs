@@ -19,10 +19,11 @@ use taskrow_sql::{Capabilities, Dialect, ErrorKind};
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 3] = [
+const ALL_MIGRATIONS: [&str; 4] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
+    "m20261128_000005_taskrow_due_at",
 ];
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -113,7 +114,9 @@ async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
     let names = |cols: Vec<(String, String, Option<String>)>| -> Vec<String> {
         cols.into_iter().map(|c| c.0).collect()
     };
-    Migrator::down(db, Some(2)).await.unwrap();
+    Migrator::down(db, Some(ALL_MIGRATIONS.len() as u32 - 1))
+        .await
+        .unwrap();
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS[..1]
@@ -143,8 +146,10 @@ async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
         ALL_MIGRATIONS
     );
     let task_cols = names(columns(db, "taskrow_task").await);
+    // The columns of later migrations follow, in order.
+    let first_new = task_cols.iter().position(|c| c == "claim_token").unwrap();
     assert_eq!(
-        task_cols[task_cols.len() - 3..],
+        task_cols[first_new..first_new + 3],
         ["claim_token", "claimed_at", "interruptions"]
     );
     let log_cols = names(columns(db, "taskrow_task_log").await);
@@ -252,6 +257,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
             "m20261128_000002_taskrow_notify",
+            "m20261128_000005_taskrow_due_at",
         ]
     );
     // taskrow's migrations found in the application's history.

@@ -147,6 +147,7 @@ pub fn as_claimed(row: task::Model, claim: &Claim) -> task::Model {
         attempts: row.attempts.saturating_add(1),
         version: row.version + 1,
         lease_owner: Some(claim.worker.clone()),
+        due_at: row.run_at,
         run_at: Some(sql(claim.until)),
         claim_token: Some(claim.token),
         claimed_at: Some(sql(claim.now)),
@@ -164,6 +165,9 @@ pub fn claim_update(claim: &Claim) -> UpdateMany<task::Entity> {
         .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
         .col_expr(Column::Version, Expr::col(Column::Version).add(1))
         .col_expr(Column::LeaseOwner, Expr::value(claim.worker.clone()))
+        // Before `run_at` changes: MySQL assigns left to right, seeing earlier assignments;
+        // SQLite and PostgreSQL read the row as it was.
+        .col_expr(Column::DueAt, Expr::col(Column::RunAt).into())
         .col_expr(Column::RunAt, Expr::value(sql(claim.until)))
         .col_expr(Column::ClaimToken, Expr::value(claim.token))
         .col_expr(Column::ClaimedAt, Expr::value(sql(claim.now)))

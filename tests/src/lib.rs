@@ -89,6 +89,7 @@ macro_rules! store_conformance {
                     skips_excluded_ids,
                     concurrent_claimers_take_each_task_once,
                     refuses_worker_id_that_does_not_fit,
+                    records_when_the_run_became_due,
                 }
                 claim_one {
                     claims_pending_not_yet_due,

@@ -71,6 +71,8 @@ pub struct Model {
     pub claimed_at: Option<DateTime>,
     /// Interrupted runs whose attempt was given back (reset sets it to 0).
     pub interruptions: i32,
+    /// When the current or last run became due: the run time the last claim found.
+    pub due_at: Option<DateTime>,
 }
 
 /// No relations: log rows outlive their tasks, so there is no foreign key.
@@ -111,6 +113,7 @@ impl Model {
             claim_token: None,
             claimed_at: None,
             interruptions: 0,
+            due_at: None,
         }
     }
 
@@ -140,6 +143,7 @@ impl Model {
             claim_token: Set(self.claim_token),
             claimed_at: Set(self.claimed_at),
             interruptions: Set(self.interruptions),
+            due_at: Set(self.due_at),
         }
     }
 
@@ -234,6 +238,7 @@ impl Model {
             "claim_token": self.claim_token,
             "claimed_at": self.claimed_at.map(from_sql),
             "interruptions": interruptions,
+            "due_at": self.due_at.map(from_sql),
             "created_at": from_sql(self.created_at),
             "updated_at": from_sql(self.updated_at),
         });

@@ -79,6 +79,7 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
         claim_token: Some(-7_000_000_000_000_000_001),
         claimed_at: Some(t0().naive_utc()),
         interruptions: 2,
+        due_at: Some(t0().naive_utc()),
     };
     let id = task::Entity::insert(row.clone().into_insert())
         .exec(db)

@@ -442,3 +442,22 @@ pub async fn refuses_worker_id_that_does_not_fit(store: Arc<dyn TaskStore>) {
     assert_eq!(claimed.len(), 1, "the longest id that fits claims");
     assert_eq!(claimed[0].lease_owner.as_deref(), Some(fits.as_str()));
 }
+
+/// A claim records when the run became due: a pending task's next run time, or the lease
+/// expiry of a task whose worker was lost; `claimed_at − due_at` is the pickup lag.
+pub async fn records_when_the_run_became_due(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert_with(s, opts("later").run_at(secs(5)), t0()).await;
+    let first = claim(s, "w1", 10, secs(7)).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].due_at, first[0].claimed_at),
+        (Some(secs(5)), Some(secs(7)))
+    );
+    assert_eq!(get(s, "later").await.due_at, Some(secs(5)), "as stored");
+    // The lease runs out at t0+7+LEASE; the next claim finds the run lost and takes it again.
+    let expiry = plus(secs(7), LEASE);
+    let again = claim(s, "w2", 10, plus(expiry, Duration::from_secs(2))).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].due_at, Some(expiry));
+}
