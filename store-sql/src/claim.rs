@@ -167,7 +167,7 @@ pub fn claim_update(claim: &Claim) -> UpdateMany<task::Entity> {
         .col_expr(Column::LeaseOwner, Expr::value(claim.worker.clone()))
         // Before `run_at` changes: MySQL assigns left to right, seeing earlier assignments;
         // SQLite and PostgreSQL read the row as it was.
-        .col_expr(Column::DueAt, Expr::col(Column::RunAt).into())
+        .col_expr(Column::DueAt, Expr::col(Column::RunAt))
         .col_expr(Column::RunAt, Expr::value(sql(claim.until)))
         .col_expr(Column::ClaimToken, Expr::value(claim.token))
         .col_expr(Column::ClaimedAt, Expr::value(sql(claim.now)))
