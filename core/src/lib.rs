@@ -20,6 +20,7 @@ pub mod client;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod metrics;
 pub mod options;
 pub mod policy;
 pub mod record;

@@ -122,6 +122,7 @@ pub(crate) async fn execute(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran 
 
 async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
     let task = &claimed.task;
+    let _running = crate::metrics::started(task, "default");
     let started_at = env.clock.now();
     let started = Instant::now();
     let lease = task.lease();
@@ -206,7 +207,7 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                     }
                     _ = tokio::time::sleep_until(signal_at), if !signalled => {
                         signalled = true;
-                        warn!(id = lease.id, "the lease could not be confirmed and is about to end: telling the handler to stop");
+                        warn!(id = lease.id, code = %task.code, task_type = %task.task_type, "the lease could not be confirmed and is about to end: telling the handler to stop");
                         let _ = stop_tx.send(true);
                     }
                     _ = tokio::time::sleep_until(abort_at) => {
@@ -215,7 +216,7 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                             None if env.heartbeat.is_none() => format!("it ran as long as its lease ({} ms) allows with heartbeats off, so it was stopped; enable heartbeats or lengthen the lease", env.lease.as_millis()),
                             None => "its lease could not be confirmed before it ended, so it was stopped".to_owned(),
                         };
-                        warn!(id = lease.id, "{why}");
+                        warn!(id = lease.id, code = %task.code, task_type = %task.task_type, "{why}");
                         break (false, Stopped::Interrupted { why, lease: true });
                     }
                     _ = beat => {
@@ -246,16 +247,16 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                             Ok(Err(crate::Error::LeaseLost { .. })) => {
                                 // Another claim holds the task: stop at once.
                                 let _ = stop_tx.send(true);
-                                warn!(id = lease.id, "lease lost while the task runs: stopped");
+                                warn!(id = lease.id, code = %task.code, task_type = %task.task_type, "lease lost while the task runs: stopped");
                                 break (false, Stopped::Interrupted { why: "its lease was lost to another claim while it ran, so it was stopped".to_owned(), lease: true });
                             }
                             Ok(Err(e)) => {
-                                warn!(id = lease.id, error = %e, "heartbeat failed; trying again");
+                                warn!(id = lease.id, code = %task.code, task_type = %task.task_type, error = %e, "heartbeat failed; trying again");
                                 last_beat_error = Some(e.to_string());
                                 next_beat = Some(Instant::now() + beat_retry(heartbeat));
                             }
                             Err(_) => {
-                                warn!(id = lease.id, "heartbeat timed out; trying again");
+                                warn!(id = lease.id, code = %task.code, task_type = %task.task_type, "heartbeat timed out; trying again");
                                 last_beat_error = Some("the store did not answer in time".to_owned());
                                 next_beat = Some(Instant::now() + beat_retry(heartbeat));
                             }
@@ -283,7 +284,7 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                     stopped = Stopped::Ran(result);
                 } else if gone.is_err() {
                     let note = "; the handler did not stop when aborted (code that never reaches an `.await`?)";
-                    warn!(id = lease.id, "the handler did not stop when aborted");
+                    warn!(id = lease.id, code = %task.code, task_type = %task.task_type, "the handler did not stop when aborted");
                     match &mut stopped {
                         Stopped::Ran(Err((_, m))) | Stopped::Interrupted { why: m, .. } => {
                             m.push_str(note)
@@ -309,13 +310,13 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
     match &finish_result {
         FinishResult::Succeeded => debug!(duration_ms, "task succeeded"),
         FinishResult::Retry { at, error } => {
-            warn!(duration_ms, next_run_at = %at, error = %error, "task failed; retry scheduled")
+            warn!(id = task.id, code = %task.code, task_type = %task.task_type, duration_ms, next_run_at = %at, error = %error, "task failed; retry scheduled")
         }
         FinishResult::Failed { error } => {
-            error!(duration_ms, error = %error, "task failed for good")
+            error!(id = task.id, code = %task.code, task_type = %task.task_type, duration_ms, error = %error, "task failed for good")
         }
         FinishResult::Interrupted { error, .. } => {
-            warn!(duration_ms, error = %error, "run interrupted")
+            warn!(id = task.id, code = %task.code, task_type = %task.task_type, duration_ms, error = %error, "run interrupted")
         }
     }
     Ran {
@@ -395,6 +396,7 @@ pub(crate) async fn execute_and_finish(
 ) -> crate::Result<RunReport> {
     let finish = execute(env, claimed, stops).await.finish;
     let status = finish_with_retry(env, vec![finish.clone()]).await?;
+    crate::metrics::finished(&finish, "default", status[0]);
     Ok(RunReport::new(&claimed.task, &finish, status[0]))
 }
 

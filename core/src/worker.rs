@@ -689,7 +689,7 @@ async fn write_until(
 async fn write(env: &Env, batch: Vec<Finish>) -> Vec<Finish> {
     match env.store.finish(batch.clone(), env.clock.now()).await {
         Ok(statuses) => {
-            log_refused(&batch, &statuses);
+            report_written(&batch, &statuses);
             Vec::new()
         }
         Err(e) if batch.len() == 1 => keep_if_transient(batch, &e),
@@ -698,7 +698,7 @@ async fn write(env: &Env, batch: Vec<Finish>) -> Vec<Finish> {
             let mut left = Vec::new();
             for f in batch {
                 match env.store.finish(vec![f.clone()], env.clock.now()).await {
-                    Ok(statuses) => log_refused(std::slice::from_ref(&f), &statuses),
+                    Ok(statuses) => report_written(std::slice::from_ref(&f), &statuses),
                     Err(e) => left.extend(keep_if_transient(vec![f], &e)),
                 }
             }
@@ -709,18 +709,19 @@ async fn write(env: &Env, batch: Vec<Finish>) -> Vec<Finish> {
 
 fn keep_if_transient(one: Vec<Finish>, e: &Error) -> Vec<Finish> {
     if e.is_transient() {
-        warn!(error = %e, id = one[0].lease.id, "writing a task result failed; will try again");
+        warn!(error = %e, id = one[0].lease.id, code = %one[0].code, task_type = %one[0].task_type, "writing a task result failed; will try again");
         one
     } else {
-        error!(error = %e, id = one[0].lease.id, code = %one[0].code, "the store refuses this task result; giving it up: the task runs again after its lease expires");
+        error!(error = %e, id = one[0].lease.id, code = %one[0].code, task_type = %one[0].task_type, "the store refuses this task result; giving it up: the task runs again after its lease expires");
         Vec::new()
     }
 }
 
-fn log_refused(batch: &[Finish], statuses: &[FinishStatus]) {
+fn report_written(batch: &[Finish], statuses: &[FinishStatus]) {
     for (f, s) in batch.iter().zip(statuses) {
+        crate::metrics::finished(f, "default", *s);
         if *s == FinishStatus::LeaseLost {
-            warn!(id = f.lease.id, code = %f.code, "result refused: the lease was lost to another claim");
+            warn!(id = f.lease.id, code = %f.code, task_type = %f.task_type, "result refused: the lease was lost to another claim");
         }
     }
 }
