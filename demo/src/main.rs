@@ -147,6 +147,8 @@ async fn wait_until_empty(store: &dyn TaskStore) -> taskrow::Result<()> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     taskrow_demo::init_tracing();
+    #[cfg(feature = "prometheus")]
+    let metrics = prometheus::serve()?;
 
     let (url, path) = taskrow_demo::demo_database("taskrow-demo")?;
     let store = taskrow_sqlite::connect_and_migrate(&url).await?;
@@ -228,5 +230,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("\ninspect it: cargo run -q -p taskrow-cli -- --database-url '{url}' stats");
+    #[cfg(feature = "prometheus")]
+    prometheus::print(&metrics);
     Ok(())
+}
+
+/// `--features prometheus`: taskrow's metrics for Prometheus, served while the demo runs.
+#[cfg(feature = "prometheus")]
+mod prometheus {
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    /// Where the demo serves `/metrics`; `TASKROW_DEMO_METRICS` overrides it.
+    const ADDR: &str = "127.0.0.1:9898";
+
+    /// Installs the Prometheus recorder and its HTTP listener on the current runtime.
+    pub fn serve() -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
+        let addr: std::net::SocketAddr = std::env::var("TASKROW_DEMO_METRICS")
+            .unwrap_or_else(|_| ADDR.to_owned())
+            .parse()?;
+        let (recorder, exporter) = PrometheusBuilder::new().with_http_listener(addr).build()?;
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder)?;
+        tokio::spawn(async move {
+            if let Err(e) = exporter.await {
+                eprintln!("the metrics listener stopped: {e:?}");
+            }
+        });
+        println!("taskrow demo: metrics for Prometheus at http://{addr}/metrics");
+        Ok(handle)
+    }
+
+    /// Prints taskrow's counters as Prometheus would scrape them.
+    pub fn print(handle: &PrometheusHandle) {
+        println!("\ntaskrow's counters, as Prometheus scrapes them:");
+        for line in handle.render().lines() {
+            if line.starts_with("taskrow_") && line.contains("_total") {
+                println!("  {line}");
+            }
+        }
+    }
 }
