@@ -137,6 +137,7 @@ pub async fn sets_running_and_lease(store: Arc<dyn TaskStore>) {
     );
     expected.claim_token = claimed[0].claim_token;
     expected.claimed_at = Some(now);
+    expected.due_at = inserted.next_run_at;
     assert_eq!(claimed[0], expected);
     assert_eq!(get(s, "a").await, expected);
 }
