@@ -229,6 +229,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
             "m20261128_000002_taskrow_notify",
+            "m20261128_000003_taskrow_queues",
         ]
     );
     // taskrow's migrations found in the application's history.

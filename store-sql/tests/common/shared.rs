@@ -79,6 +79,8 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
         claim_token: Some(-7_000_000_000_000_000_001),
         claimed_at: Some(t0().naive_utc()),
         interruptions: 2,
+        queue: "ωmails-✓".into(),
+        priority: 2,
     };
     let id = task::Entity::insert(row.clone().into_insert())
         .exec(db)
@@ -95,6 +97,8 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
     assert_eq!(record.claimed_at, Some(t0()));
     assert_eq!(record.interruptions, 2);
     assert_eq!(record.lease().token, -7_000_000_000_000_000_001);
+    assert_eq!(record.queue, "ωmails-✓");
+    assert_eq!(record.priority, taskrow::Priority::Low);
 
     let log = task_log::Model {
         id: 0,
@@ -162,6 +166,21 @@ pub async fn corrupt_rows_are_reported<D: Dialect>(store: &SqlStore<D>) {
         Err(Error::CorruptRow { id, reason }) => {
             assert_eq!(id, r.id);
             assert!(reason.contains("state 9"), "{reason}");
+        }
+        other => panic!("expected CorruptRow, got {other:?}"),
+    }
+    // A priority this version does not know.
+    let r = store.insert(new_task("corrupt-level", t0())).await.unwrap();
+    db.execute_unprepared(&format!(
+        "UPDATE taskrow_task SET priority = 7 WHERE id = {}",
+        r.id
+    ))
+    .await
+    .unwrap();
+    match store.get(&TaskRef::Id(r.id)).await {
+        Err(Error::CorruptRow { id, reason }) => {
+            assert_eq!(id, r.id);
+            assert!(reason.contains("priority 7"), "{reason}");
         }
         other => panic!("expected CorruptRow, got {other:?}"),
     }
@@ -1505,13 +1524,14 @@ pub async fn queues_migration_comes_and_goes(db: &sea_orm::DatabaseConnection) {
             .await;
         assert!(r.is_err(), "`{gone}` after the queues migration went down");
     }
-    db.execute_unprepared(
+    db.execute_unprepared(&format!(
         "INSERT INTO taskrow_task (code, task_type, payload, name, biz_type, state, attempts, \
          retry_policy, on_success, dispatch, run_at, version, created_at, updated_at, \
-         interruptions) VALUES ('before-queues', 'store_sql_test.ping', '{\"n\":1}', 'old', '', \
-         0, 0, '{\"kind\":\"none\"}', 0, 0, '2026-01-01 00:00:00', 0, '2026-01-01 00:00:00', \
+         interruptions) VALUES ('before-queues', 'store_sql_test.ping', '{{\"n\":1}}', 'old', '', \
+         0, 0, '{}', 0, 0, '2026-01-01 00:00:00', 0, '2026-01-01 00:00:00', \
          '2026-01-01 00:00:00', 0)",
-    )
+        taskrow::RetryPolicy::default().to_json()
+    ))
     .await
     .unwrap();
 
