@@ -179,6 +179,7 @@ macro_rules! store_conformance {
                 }
                 queues {
                     claim_filters_by_queue,
+                    list_and_reset_filter_by_queue,
                     paused_queue_is_not_claimed_until_resumed,
                     queues_lists_state_and_counts,
                     invalid_queue_name_is_refused,

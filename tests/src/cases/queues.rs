@@ -10,14 +10,15 @@ use std::time::Duration;
 use taskrow::typetag;
 use taskrow::{
     ClaimOne, ClaimRequest, Client, DEFAULT_QUEUE, EnqueueOptions, Error, FinishResult,
-    FinishStatus, Jitter, ManualClock, Task, TaskContext, TaskError, TaskRef, TaskState, TaskStore,
-    async_trait,
+    FinishStatus, Jitter, ManualClock, ResetTarget, Task, TaskContext, TaskError, TaskFilter,
+    TaskRef, TaskState, TaskStore, async_trait,
 };
 use tokio::sync::watch;
 
 use super::worker::eventually;
 use super::{
-    LEASE, build, claim_req, finish_of, finish_one, insert_with, opts, secs, sorted_codes, t0,
+    LEASE, build, claim_req, finish_of, finish_one, insert_with, list_codes, opts, secs,
+    sorted_codes, t0,
 };
 
 fn in_queue(code: &str, queue: &str) -> EnqueueOptions {
@@ -48,6 +49,37 @@ pub async fn claim_filters_by_queue(store: Arc<dyn TaskStore>) {
     assert!(none.is_empty());
     let rest = claim_req(s, &req(10)).await;
     assert_eq!(sorted_codes(&rest), ["b-0", "b-1", "default-0"]);
+}
+
+/// [`TaskStore::list`] and a matching reset filter by queue.
+pub async fn list_and_reset_filter_by_queue(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    fill(s, &[("a", 2), ("b", 1)]).await;
+    let f = TaskFilter::all().queues(["a"]);
+    assert_eq!(list_codes(s, &f).await, ["a-0", "a-1"]);
+    assert_eq!(
+        list_codes(s, &TaskFilter::all().queues(["a", "b"])).await,
+        ["a-0", "a-1", "b-0"]
+    );
+    for code in ["a-0", "b-0"] {
+        s.cancel(&code.into(), secs(1)).await.unwrap();
+    }
+    let n = s
+        .reset(
+            &ResetTarget::Matching(TaskFilter::all().queues(["b"])),
+            secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        s.get(&"a-0".into()).await.unwrap().state,
+        TaskState::Cancelled
+    );
+    assert_eq!(
+        s.get(&"b-0".into()).await.unwrap().state,
+        TaskState::Pending
+    );
 }
 
 /// A paused queue's due tasks are not claimed, by a claim for every queue or for that queue;
