@@ -497,7 +497,7 @@ impl Floor {
         Ok(())
     }
 
-    /// Claims up to `limit` due rows (oldest due first) for `worker` with a lease of `lease`.
+    /// Claims up to `limit` due rows (highest priority, then oldest due, first) for `worker` with a lease of `lease`.
     pub async fn claim(
         &self,
         limit: usize,

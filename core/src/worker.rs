@@ -409,7 +409,7 @@ impl Worker {
         // Tasks whose run here was stopped for want of its lease: this worker (whose heartbeats
         // failed) leaves them to others for one lease before it claims them again.
         let mut cooldown: HashMap<i64, Instant> = HashMap::new();
-        // Claimed tasks waiting for a slot, oldest due first, all from one claim.
+        // Claimed tasks waiting for a slot, in claim order, all from one claim.
         let mut waiting: VecDeque<Claimed> = VecDeque::new();
         // The last claim found fewer due tasks than it asked for.
         let mut drained = false;

@@ -224,7 +224,7 @@ pub fn in_order(ids: &[i64], rows: Vec<task::Model>) -> Vec<task::Model> {
 /// runs among them ([`settle_lost_runs`]), takes the rest ([`crate::Dialect::take_due`]; the
 /// rows the read claimed already need no taking), and reads again for the places the failed
 /// ones left, until the limit is reached or nothing more is due. Returns the claimed rows as
-/// stored after the claim, oldest due first within each read.
+/// stored after the claim, in claim order (priority, due time, id) within each read.
 ///
 /// Every read leaves out the rows read before (a zero lease would make the rows just claimed
 /// due again), and every read after the first follows one that failed at least one row, so

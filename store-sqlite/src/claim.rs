@@ -1,5 +1,5 @@
 //! The batch claim's steps on SQLite (run by `taskrow_sql::claim::claim` under the store's one
-//! writer, in an immediate transaction): select the due ids and states (oldest due first),
+//! writer, in an immediate transaction): select the due ids and states (highest priority, then oldest due, first),
 //! then mark them claimed with one `UPDATE … WHERE id IN (…) RETURNING *`.
 //!
 //! The ids are read first so the rows come back in due order (`RETURNING` gives no order, and
