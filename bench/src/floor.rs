@@ -3,12 +3,12 @@
 //!
 //! - SQLite: one in-process writer lock (as taskrow keeps; without it concurrent writers meet
 //!   `SQLITE_BUSY` and sleep in the busy handler); the claim is one
-//!   `UPDATE … WHERE id IN (SELECT … ORDER BY run_at, id LIMIT n) RETURNING …`.
+//!   `UPDATE … WHERE id IN (SELECT … ORDER BY priority, run_at, id LIMIT n) RETURNING …`.
 //! - MariaDB: a pool whose sessions are `READ COMMITTED` (set once per connection); the claim is
-//!   `BEGIN; SELECT … ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED; UPDATE … WHERE id IN
+//!   `BEGIN; SELECT … ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED; UPDATE … WHERE id IN
 //!   (…); COMMIT` — the locking `SELECT` reads everything a runner needs.
 //! - PostgreSQL: a pool of 10 connections without the ping before each use; the claim is one
-//!   autocommit statement, `UPDATE … WHERE id IN (SELECT id … ORDER BY run_at, id LIMIT n FOR
+//!   autocommit statement, `UPDATE … WHERE id IN (SELECT id … ORDER BY priority, run_at, id LIMIT n FOR
 //!   UPDATE SKIP LOCKED) RETURNING …`; deletes take an array, `DELETE … WHERE id = ANY($1)`;
 //!   a `LISTEN` on taskrow's channel (the table's insert trigger notifies it) wakes the floor's
 //!   claimer in the cross-process pickup.
@@ -49,6 +49,8 @@ pub struct FloorRow {
     pub dispatch: i16,
     pub run_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
+    pub queue: String,
+    pub priority: i16,
 }
 
 impl FloorRow {
@@ -69,6 +71,8 @@ impl FloorRow {
             dispatch: t.dispatch.code(),
             run_at: sql(t.run_at),
             created_at: sql(t.created_at),
+            queue: t.queue.clone(),
+            priority: t.priority.code(),
         }
     }
 }
@@ -85,8 +89,8 @@ pub struct Claimed {
 
 const INSERT_HEAD: &str = "INSERT INTO taskrow_task (code, task_type, payload, name, description, \
      biz_type, state, attempts, max_attempts, retry_policy, timeout_ms, on_success, dispatch, \
-     run_at, lease_owner, last_error, version, created_at, updated_at) VALUES ";
-const INSERT_VALUES: &str = "(?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, ?, ?)";
+     run_at, lease_owner, last_error, version, created_at, updated_at, queue, priority) VALUES ";
+const INSERT_VALUES: &str = "(?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, ?, ?, ?, ?)";
 const CLAIM_COLUMNS: &str = "id, code, task_type, payload, attempts";
 const LOG_HEAD: &str = "INSERT INTO taskrow_task_log (task_id, code, task_type, attempt, \
      started_at, duration_ms, outcome, error, worker) VALUES ";
@@ -110,6 +114,8 @@ macro_rules! bind_row {
             .bind($r.run_at)
             .bind($r.created_at)
             .bind($r.created_at)
+            .bind($r.queue.as_str())
+            .bind($r.priority)
     };
 }
 
@@ -491,7 +497,7 @@ impl Floor {
         Ok(())
     }
 
-    /// Claims up to `limit` due rows (oldest due first) for `worker` with a lease of `lease`.
+    /// Claims up to `limit` due rows (highest priority, then oldest due, first) for `worker` with a lease of `lease`.
     pub async fn claim(
         &self,
         limit: usize,
@@ -506,8 +512,9 @@ impl Floor {
                 let q = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE taskrow_task SET state = 1, attempts = attempts + 1, \
                      version = version + 1, lease_owner = ?, run_at = ?, updated_at = ? \
-                     WHERE id IN (SELECT id FROM taskrow_task WHERE run_at <= ? AND state IN (0, 1) \
-                     ORDER BY run_at, id LIMIT ?) RETURNING {CLAIM_COLUMNS}"
+                     WHERE id IN (SELECT id FROM taskrow_task WHERE priority IN (0, 1, 2) \
+                     AND run_at <= ? AND state IN (0, 1) \
+                     ORDER BY priority, run_at, id LIMIT ?) RETURNING {CLAIM_COLUMNS}"
                 )))
                 .bind(worker)
                 .bind(until)
@@ -526,8 +533,9 @@ impl Floor {
             Floor::Mysql { pool } => {
                 let mut tx = pool.begin().await?;
                 let rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {CLAIM_COLUMNS} FROM taskrow_task WHERE run_at <= ? AND state IN (0, 1) \
-                     ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+                    "SELECT {CLAIM_COLUMNS} FROM taskrow_task WHERE priority IN (0, 1, 2) \
+                     AND run_at <= ? AND state IN (0, 1) \
+                     ORDER BY priority, run_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
                 )))
                 .bind(now_sql)
                 .bind(limit)
@@ -567,8 +575,9 @@ impl Floor {
                 let rows = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE taskrow_task SET state = 1, attempts = attempts + 1, \
                      version = version + 1, lease_owner = $1, run_at = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM taskrow_task WHERE run_at <= $3 \
-                     AND state IN (0, 1) ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     WHERE id IN (SELECT id FROM taskrow_task WHERE priority IN (0, 1, 2) \
+                     AND run_at <= $3 AND state IN (0, 1) ORDER BY priority, run_at, id LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED) \
                      RETURNING {CLAIM_COLUMNS}"
                 )))
                 .bind(worker)

@@ -87,6 +87,8 @@ enum PhaseName {
     Drain,
     Latency,
     Scale,
+    /// The scale workload's claims only (no drains at scale).
+    ScaleClaims,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +139,8 @@ pub struct Phases {
     pub drain: bool,
     pub latency: bool,
     pub scale: bool,
+    /// The scale workload's claims only (implied by `scale`).
+    pub scale_claims: bool,
 }
 
 /// The resolved settings.
@@ -172,6 +176,7 @@ impl Settings {
                 drain: false,
                 latency: false,
                 scale: false,
+                scale_claims: false,
             },
         }
     }
@@ -200,12 +205,14 @@ impl Settings {
                     drain: true,
                     latency: true,
                     scale: true,
+                    scale_claims: true,
                 },
                 Some(p) => Phases {
                     enqueue: p.contains(&PhaseName::Enqueue),
                     drain: p.contains(&PhaseName::Drain),
                     latency: p.contains(&PhaseName::Latency),
                     scale: p.contains(&PhaseName::Scale),
+                    scale_claims: p.contains(&PhaseName::ScaleClaims),
                 },
             },
         };

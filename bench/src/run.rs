@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use taskrow::chrono::{self, DateTime, Utc};
 use taskrow::{
-    ClaimRequest, Client, Dispatch, EnqueueOptions, LogFilter, NewTask, Task, TaskStore,
+    ClaimRequest, Client, Dispatch, EnqueueOptions, LogFilter, NewTask, Priority, Task, TaskStore,
 };
 use taskrow_memory::MemoryStore;
 use taskrow_mysql::MysqlStore;
@@ -182,7 +182,7 @@ pub async fn bench(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxRes
     if s.phases.latency {
         latency(sut, s, lines).await?;
     }
-    if s.phases.scale {
+    if s.phases.scale || s.phases.scale_claims {
         scale(sut, s, lines).await?;
     }
     Ok(())
@@ -309,6 +309,16 @@ async fn enqueue(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResul
 
 /// Stores `n` due no-op tasks (not timed): through taskrow on memory, plain SQL elsewhere.
 async fn fill_due(sut: &Sut, n: usize) -> BoxResult<()> {
+    fill_due_at(sut, n, |_| Priority::Normal).await
+}
+
+/// The level of the `i`-th row of the scale workload: high, normal and low in turn.
+fn mixed(i: usize) -> Priority {
+    Priority::ALL[i % Priority::ALL.len()]
+}
+
+/// Stores `n` due no-op tasks (not timed), the `i`-th at level `level(i)`.
+async fn fill_due_at(sut: &Sut, n: usize, level: fn(usize) -> Priority) -> BoxResult<()> {
     const CHUNK: usize = 5_000;
     match &sut.floor {
         Some(floor) => {
@@ -316,7 +326,12 @@ async fn fill_due(sut: &Sut, n: usize) -> BoxResult<()> {
             while start < n {
                 let end = (start + CHUNK).min(n);
                 let rows = (start..end)
-                    .map(|i| row_of(&Noop { i: i as u64 }, &EnqueueOptions::new()))
+                    .map(|i| {
+                        row_of(
+                            &Noop { i: i as u64 },
+                            &EnqueueOptions::new().priority(level(i)),
+                        )
+                    })
                     .collect::<BoxResult<Vec<_>>>()?;
                 floor.insert_batch(&rows).await?;
                 start = end;
@@ -327,11 +342,12 @@ async fn fill_due(sut: &Sut, n: usize) -> BoxResult<()> {
             let tasks: Vec<Noop> = (0..n as u64).map(|i| Noop { i }).collect();
             for chunk in tasks.chunks(CHUNK) {
                 client
-                    .enqueue_batch(
-                        chunk
-                            .iter()
-                            .map(|t| (t as &dyn Task, EnqueueOptions::new())),
-                    )
+                    .enqueue_batch(chunk.iter().map(|t| {
+                        (
+                            t as &dyn Task,
+                            EnqueueOptions::new().priority(level(t.i as usize)),
+                        )
+                    }))
                     .await?;
             }
         }
@@ -940,8 +956,8 @@ async fn latency(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResul
 // ---------------------------------------------------------------------------------------------
 // Scale
 
-/// Adds filler rows `from..to`: pending, due at `at` (the future), inserted with plain
-/// multi-row `INSERT`s (through `insert_many` on memory).
+/// Adds filler rows `from..to`: pending, due at `at` (the future), high, normal and low in
+/// turn, inserted with plain multi-row `INSERT`s (through `insert_many` on memory).
 async fn add_filler(sut: &Sut, from: usize, to: usize, at: DateTime<Utc>) -> BoxResult<()> {
     const TXN_ROWS: usize = 20_000;
     let options = EnqueueOptions::new().run_at(at);
@@ -955,6 +971,7 @@ async fn add_filler(sut: &Sut, from: usize, to: usize, at: DateTime<Utc>) -> Box
                 let rows: Vec<FloorRow> = (start..end)
                     .map(|i| {
                         row.code = format!("filler-{i:09}");
+                        row.priority = mixed(i).code();
                         row.clone()
                     })
                     .collect();
@@ -965,6 +982,7 @@ async fn add_filler(sut: &Sut, from: usize, to: usize, at: DateTime<Utc>) -> Box
                     .map(|i| {
                         let mut t = template.clone();
                         t.code = format!("filler-{i:09}");
+                        t.priority = mixed(i);
                         t
                     })
                     .collect();
@@ -1048,7 +1066,7 @@ async fn scale(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResult<
         let at = format!("{} not-due rows in the table", thousands(size));
 
         let floor = sut.floor.clone();
-        fill_due(sut, if floor.is_some() { 2 * k * c } else { k * c }).await?;
+        fill_due_at(sut, if floor.is_some() { 2 * k * c } else { k * c }, mixed).await?;
         let (t, f) = claim_latencies(sut, floor.as_ref(), k, c).await?;
         clear_but_filler(sut, filler_at).await?;
         let (t50, t99) = p50_p99(t);
@@ -1076,6 +1094,10 @@ async fn scale(sut: &mut Sut, s: &Settings, lines: &mut Vec<Line>) -> BoxResult<
                 .taskrow(Value::Micros(t99))
                 .floor(f5099.map(|f| Value::Micros(f.1))),
         );
+        if !s.phases.scale {
+            // `--phases scale-claims`: the claims only.
+            continue;
+        }
 
         fill_due(sut, n).await?;
         let t = drain_taskrow(sut, n, c).await?;

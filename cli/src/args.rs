@@ -16,6 +16,8 @@ Examples:
   taskrow list --state failed
   taskrow show order-42
   taskrow reset --failed --type order.sync --dry-run
+  taskrow pause emails
+  taskrow queues
   taskrow purge --older-than 7d";
 
 /// The taskrow operator command line.
@@ -59,7 +61,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Counts by state and type, the oldest due task, and failures in the last hour.
+    /// Counts by state, type, queue and priority, the oldest due task, and failures in the
+    /// last hour.
     Stats {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -85,6 +88,24 @@ pub(crate) enum Command {
     },
     /// Delete finished tasks and log rows older than a duration.
     Purge(PurgeArgs),
+    /// Pause a queue: workers claim none of its tasks until it is resumed (runs already
+    /// started finish).
+    Pause {
+        /// The queue's name.
+        queue: String,
+    },
+    /// Resume a paused queue: workers claim its due tasks again.
+    Resume {
+        /// The queue's name.
+        queue: String,
+    },
+    /// List the queues (those holding tasks, and those ever paused) with their state and
+    /// their tasks per state.
+    Queues {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +137,9 @@ pub(crate) struct FilterArgs {
     /// Only tasks of this type name (repeat for several).
     #[arg(long = "type", value_name = "TYPE")]
     pub task_types: Vec<String>,
+    /// Only tasks in this queue (repeat for several).
+    #[arg(long = "queue", value_name = "QUEUE")]
+    pub queues: Vec<String>,
     /// Only tasks whose code starts with this (literally: no wildcards).
     #[arg(long, value_name = "PREFIX")]
     pub code_prefix: Option<String>,

@@ -11,8 +11,8 @@ use sea_orm_migration::{MigrationStatus, MigratorTrait};
 use serde_json::json;
 use taskrow::task::from_row;
 use taskrow::{
-    Client, ClientBuilder, Clock, Error, LoadError, LogFilter, Outcome, Page, Purge, ResetTarget,
-    RunReport, SystemClock, TaskFilter, TaskRecord, TaskRef, TaskState, TaskStore,
+    Client, ClientBuilder, Clock, Error, LoadError, LogFilter, Outcome, Page, Priority, Purge,
+    ResetTarget, RunReport, SystemClock, TaskFilter, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 use taskrow_migration::Migrator;
 use taskrow_sql::url::redact;
@@ -107,6 +107,9 @@ pub(crate) async fn execute(
         Command::Delete { task } => delete(&*db.store, &task, now, io).await,
         Command::Run { task } => run(db.store.clone(), &task, configure, io).await,
         Command::Purge(args) => purge(&*db.store, args, now, io).await,
+        Command::Pause { queue } => pause(&*db.store, &queue, true, now, io).await,
+        Command::Resume { queue } => pause(&*db.store, &queue, false, now, io).await,
+        Command::Queues { json } => queues(&*db.store, json, io).await,
     }
 }
 
@@ -251,7 +254,8 @@ fn filter(states: Vec<TaskState>, f: FilterArgs) -> TaskFilter {
     let mut filter = TaskFilter::all()
         .states(states)
         .biz_types(f.biz_types)
-        .task_types(f.task_types);
+        .task_types(f.task_types)
+        .queues(f.queues);
     if let Some(p) = f.code_prefix {
         filter = filter.code_prefix(p);
     }
@@ -348,6 +352,8 @@ async fn show(
     }
     fields.extend([
         ("biz type", render::or_dash(&r.biz_type)),
+        ("queue", r.queue.clone()),
+        ("priority", r.priority.to_string()),
         ("state", r.state.to_string()),
         ("attempts", render::attempts(r)),
         ("next run", render::opt_time(r.next_run_at)),
@@ -471,13 +477,28 @@ async fn stats(
     let counts = store.counts().await?;
     let mut by_state: BTreeMap<TaskState, u64> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut by_type: BTreeMap<String, BTreeMap<TaskState, u64>> = BTreeMap::new();
+    let mut by_queue: BTreeMap<String, BTreeMap<TaskState, u64>> = BTreeMap::new();
+    let mut by_priority: BTreeMap<Priority, BTreeMap<TaskState, u64>> = BTreeMap::new();
     for c in &counts {
         *by_state.entry(c.state).or_default() += c.count;
-        *by_type
-            .entry(c.task_type.clone())
-            .or_default()
-            .entry(c.state)
-            .or_default() += c.count;
+        for m in [
+            by_type.entry(c.task_type.clone()).or_default(),
+            by_queue.entry(c.queue.clone()).or_default(),
+            by_priority.entry(c.priority).or_default(),
+        ] {
+            *m.entry(c.state).or_default() += c.count;
+        }
+    }
+    let paused: BTreeMap<String, bool> = store
+        .queues()
+        .await?
+        .into_iter()
+        .map(|q| (q.name, q.paused))
+        .collect();
+    for (q, p) in &paused {
+        if *p {
+            by_queue.entry(q.clone()).or_default();
+        }
     }
     let total: u64 = by_state.values().sum();
 
@@ -510,6 +531,14 @@ async fn stats(
             "by_type": by_type.iter().map(|(t, m)| {
                 (t.clone(), m.iter().map(|(s, n)| (s.as_str(), *n)).collect::<BTreeMap<_, _>>())
             }).collect::<BTreeMap<_, _>>(),
+            "by_queue": by_queue.iter().map(|(q, m)| {
+                let mut v = json!(m.iter().map(|(s, n)| (s.as_str(), *n)).collect::<BTreeMap<_, _>>());
+                v["paused"] = json!(paused.get(q).copied().unwrap_or(false));
+                (q.clone(), v)
+            }).collect::<BTreeMap<_, _>>(),
+            "by_priority": by_priority.iter().map(|(p, m)| {
+                (p.as_str(), m.iter().map(|(s, n)| (s.as_str(), *n)).collect::<BTreeMap<_, _>>())
+            }).collect::<BTreeMap<_, _>>(),
             "due": { "count": due.len(), "at_least": capped },
             "oldest_due": oldest.map(|(at, t)| json!({
                 "id": t.id, "code": t.code, "task_type": t.task_type, "state": t.state, "due_at": at,
@@ -529,28 +558,30 @@ async fn stats(
     write!(io.out, "{}", t.render("  "))?;
 
     writeln!(io.out)?;
-    if by_type.is_empty() {
-        writeln!(io.out, "tasks by type: none")?;
-    } else {
-        writeln!(io.out, "tasks by type")?;
-        let mut header = vec!["TYPE".to_owned()];
-        header.extend(
-            TaskState::ALL
-                .iter()
-                .map(|s| format!(">{}", s.as_str().to_uppercase())),
-        );
-        let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        let mut t = Table::new(&header);
-        for (ty, m) in &by_type {
-            let mut row = vec![ty.clone()];
-            row.extend(
-                TaskState::ALL
-                    .iter()
-                    .map(|s| m.get(s).copied().unwrap_or(0).to_string()),
-            );
-            t.row(row);
+    let by_priority: BTreeMap<String, _> = by_priority
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), m))
+        .collect();
+    let by_queue: BTreeMap<String, _> = by_queue
+        .into_iter()
+        .map(|(q, m)| {
+            let name = if paused.get(&q).copied().unwrap_or(false) {
+                format!("{q} (paused)")
+            } else {
+                q
+            };
+            (name, m)
+        })
+        .collect();
+    for (what, column, rows) in [
+        ("type", "TYPE", &by_type),
+        ("queue", "QUEUE", &by_queue),
+        ("priority", "PRIORITY", &by_priority),
+    ] {
+        if what != "type" {
+            writeln!(io.out)?;
         }
-        write!(io.out, "{}", t.render("  "))?;
+        write_state_table(what, column, rows, io)?;
     }
 
     writeln!(io.out)?;
@@ -580,6 +611,108 @@ async fn stats(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A table of task counts per state, one row per key (a type, a queue or a priority).
+fn write_state_table(
+    what: &str,
+    column: &str,
+    rows: &BTreeMap<String, BTreeMap<TaskState, u64>>,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    if rows.is_empty() {
+        writeln!(io.out, "tasks by {what}: none")?;
+        return Ok(());
+    }
+    writeln!(io.out, "tasks by {what}")?;
+    let mut header = vec![column.to_owned()];
+    header.extend(
+        TaskState::ALL
+            .iter()
+            .map(|s| format!(">{}", s.as_str().to_uppercase())),
+    );
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut t = Table::new(&header);
+    for (key, m) in rows {
+        let mut row = vec![key.clone()];
+        row.extend(
+            TaskState::ALL
+                .iter()
+                .map(|s| m.get(s).copied().unwrap_or(0).to_string()),
+        );
+        t.row(row);
+    }
+    write!(io.out, "{}", t.render("  "))?;
+    Ok(())
+}
+
+async fn pause(
+    store: &dyn TaskStore,
+    queue: &str,
+    paused: bool,
+    now: DateTime<Utc>,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    store.set_queue_paused(queue, paused, now).await?;
+    if paused {
+        writeln!(
+            io.out,
+            "paused queue `{queue}`: workers claim none of its tasks until `taskrow resume {queue}` \
+             (runs already started finish)"
+        )?;
+    } else {
+        writeln!(
+            io.out,
+            "resumed queue `{queue}`: workers claim its due tasks at their next poll"
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn queues(store: &dyn TaskStore, json: bool, io: &mut Io<'_>) -> Result<ExitCode> {
+    let queues = store.queues().await?;
+    if json {
+        let v: Vec<_> = queues
+            .iter()
+            .map(|q| {
+                json!({
+                    "name": q.name,
+                    "paused": q.paused,
+                    "changed_at": q.changed_at,
+                    "counts": q.counts.iter().map(|(s, n)| (s.as_str(), *n)).collect::<BTreeMap<_, _>>(),
+                })
+            })
+            .collect();
+        writeln!(io.out, "{}", pretty(&v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if queues.is_empty() {
+        writeln!(
+            io.out,
+            "no queues: no task is stored and none was ever paused"
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut header = vec!["QUEUE".to_owned(), "STATE".to_owned()];
+    header.extend(
+        TaskState::ALL
+            .iter()
+            .map(|s| format!(">{}", s.as_str().to_uppercase())),
+    );
+    header.push("SINCE".to_owned());
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut t = Table::new(&header);
+    for q in &queues {
+        let mut row = vec![
+            q.name.clone(),
+            if q.paused { "paused" } else { "running" }.to_owned(),
+        ];
+        row.extend(TaskState::ALL.iter().map(|s| q.count(*s).to_string()));
+        row.push(render::opt_time(q.changed_at));
+        t.row(row);
+    }
+    write!(io.out, "{}", t.render(""))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn reset(
     store: &dyn TaskStore,
     args: ResetArgs,
@@ -588,9 +721,13 @@ async fn reset(
 ) -> Result<ExitCode> {
     if let Some(target) = &args.task {
         let f = &args.filter;
-        if !f.biz_types.is_empty() || !f.task_types.is_empty() || f.code_prefix.is_some() {
+        if !f.biz_types.is_empty()
+            || !f.task_types.is_empty()
+            || !f.queues.is_empty()
+            || f.code_prefix.is_some()
+        {
             return Err(CliError(
-                "--biz-type, --type and --code-prefix select tasks for `reset --failed` or \
+                "--biz-type, --type, --queue and --code-prefix select tasks for `reset --failed` or \
                  `reset --cancelled`; they do not apply to one named task"
                     .to_owned(),
             ));

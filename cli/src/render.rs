@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use taskrow::serde::Serialize;
-use taskrow::{Dispatch, OnSuccess, RetryPolicy, TaskLog, TaskRecord, TaskState};
+use taskrow::{Dispatch, OnSuccess, Priority, RetryPolicy, TaskLog, TaskRecord, TaskState};
 
 /// A table with a header row, printed with aligned columns.
 #[derive(Debug)]
@@ -180,6 +180,8 @@ pub(crate) fn task_table(rows: &[TaskRecord]) -> String {
         "CODE",
         "TYPE",
         "BIZ TYPE",
+        "QUEUE",
+        "PRIORITY",
         "STATE",
         ">ATTEMPTS",
         "WHEN",
@@ -191,6 +193,8 @@ pub(crate) fn task_table(rows: &[TaskRecord]) -> String {
             r.code.clone(),
             r.task_type.clone(),
             or_dash(&r.biz_type),
+            r.queue.clone(),
+            r.priority.to_string(),
             r.state.to_string(),
             attempts(r),
             when(r),
@@ -243,6 +247,8 @@ pub(crate) struct TaskJson<'a> {
     name: &'a str,
     description: Option<&'a str>,
     biz_type: &'a str,
+    queue: &'a str,
+    priority: Priority,
     state: TaskState,
     attempts: u32,
     max_attempts: Option<u32>,
@@ -269,6 +275,8 @@ pub(crate) fn task_json(r: &TaskRecord) -> TaskJson<'_> {
         name: &r.name,
         description: r.description.as_deref(),
         biz_type: &r.biz_type,
+        queue: &r.queue,
+        priority: r.priority,
         state: r.state,
         attempts: r.attempts,
         max_attempts: r.max_attempts,

@@ -17,8 +17,8 @@ use std::time::Duration;
 use taskrow::serde::{Deserialize, Serialize};
 use taskrow::typetag;
 use taskrow::{
-    ClaimOne, Client, Clock, EnqueueOptions, Error, LogFilter, Outcome, SystemClock, Task,
-    TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait,
+    ClaimOne, Client, Clock, EnqueueOptions, Error, LogFilter, Outcome, Priority, SystemClock,
+    Task, TaskContext, TaskError, TaskRef, TaskState, TaskStore, async_trait,
 };
 use taskrow_mysql::testing::{FreshDatabase, fresh_database};
 use taskrow_postgres::testing as postgres;
@@ -549,6 +549,136 @@ async fn postgres_session() {
         return;
     };
     session(&db).await;
+    db.done().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues and priorities: `pause`, `resume`, `queues`, and the columns of `list` and `stats`
+
+async fn queues_session(db: &Db) {
+    let url = db.url.as_str();
+    taskrow(url, &["migrate", "up"]).ok();
+    assert!(
+        taskrow(url, &["queues"]).ok().starts_with("no queues"),
+        "an empty database has none"
+    );
+    let store = db.store().await;
+    let client = Client::builder(store.clone()).build().unwrap();
+    for (code, queue, priority) in [
+        ("mail-1", "emails", Priority::High),
+        ("mail-2", "emails", Priority::Low),
+        ("plain-1", "default", Priority::Normal),
+    ] {
+        client
+            .enqueue(
+                &CliTest { n: 1, fail: false },
+                EnqueueOptions::new()
+                    .code(code)
+                    .queue(queue)
+                    .priority(priority),
+            )
+            .await
+            .unwrap();
+    }
+
+    let out = taskrow(url, &["list"]).ok();
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.contains("QUEUE") && header.contains("PRIORITY"),
+        "{out}"
+    );
+    let mail = out.lines().find(|l| l.contains("mail-1")).unwrap();
+    assert!(mail.contains("emails") && mail.contains("high"), "{out}");
+    let out = taskrow(url, &["list", "--queue", "emails"]).ok();
+    assert_eq!(codes(&out), ["mail-1", "mail-2"], "{out}");
+    let out = taskrow(url, &["show", "mail-2"]).ok();
+    assert!(out.contains("queue") && out.contains("emails"), "{out}");
+    assert!(out.contains("priority") && out.contains("low"), "{out}");
+
+    let out = taskrow(url, &["pause", "emails"]).ok();
+    assert!(out.starts_with("paused queue `emails`"), "{out}");
+    let (paused, _) = store
+        .queues()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.name.clone(), q.paused))
+        .partition::<Vec<_>, _>(|(_, p)| *p);
+    assert_eq!(paused, [("emails".to_owned(), true)]);
+    let out = taskrow(url, &["queues"]).ok();
+    let emails = out.lines().find(|l| l.starts_with("emails")).unwrap();
+    assert!(emails.contains("paused"), "{out}");
+    assert_eq!(
+        emails.split_whitespace().nth(2),
+        Some("2"),
+        "two pending: {out}"
+    );
+    let default = out.lines().find(|l| l.starts_with("default")).unwrap();
+    assert!(default.contains("running"), "{out}");
+    let out = taskrow(url, &["queues", "--json"]).ok();
+    assert!(out.contains("\"paused\": true"), "{out}");
+
+    let out = taskrow(url, &["stats"]).ok();
+    assert!(out.contains("tasks by queue"), "{out}");
+    assert!(out.contains("emails (paused)"), "{out}");
+    assert!(out.contains("tasks by priority"), "{out}");
+    let high = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("high"))
+        .unwrap();
+    assert_eq!(high.split_whitespace().nth(1), Some("1"), "{out}");
+    let out = taskrow(url, &["stats", "--json"]).ok();
+    assert!(
+        out.contains("\"by_queue\"") && out.contains("\"by_priority\""),
+        "{out}"
+    );
+
+    // A paused queue is not claimed by a worker; resumed, it is.
+    let drained = client
+        .worker()
+        .build()
+        .unwrap()
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!(drained.executed, 1, "only the default queue ran");
+    let out = taskrow(url, &["resume", "emails"]).ok();
+    assert!(out.starts_with("resumed queue `emails`"), "{out}");
+    let drained = client
+        .worker()
+        .build()
+        .unwrap()
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!(drained.executed, 2);
+
+    let e = taskrow(url, &["pause", "two words"]).error();
+    assert!(e.contains("queue name"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_queues_session() {
+    let db = Db::sqlite();
+    queues_session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_queues_session() {
+    let Some(db) = Db::mysql().await else {
+        return;
+    };
+    queues_session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queues_session() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    queues_session(&db).await;
     db.done().await;
 }
 

@@ -16,8 +16,8 @@ use crate::record::TaskRecord;
 use crate::retry::Jitter;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute_and_finish};
 use crate::store::{
-    ClaimOne, LogFilter, Page, Purge, PurgeReport, ResetTarget, StateCount, TaskFilter, TaskRef,
-    TaskStore,
+    ClaimOne, LogFilter, Page, Purge, PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter,
+    TaskRef, TaskStore,
 };
 use crate::task::Task;
 use crate::worker::WorkerBuilder;
@@ -386,9 +386,35 @@ impl Client {
         self.inner.store.logs(filter).await
     }
 
-    /// How many tasks there are of each type in each state.
+    /// How many tasks there are of each type, queue and priority in each state.
     pub async fn counts(&self) -> Result<Vec<StateCount>> {
         self.inner.store.counts().await
+    }
+
+    /// Pauses a queue: from now on no worker claims its tasks (runs already started finish;
+    /// run-now still runs one by hand) until [`Client::resume_queue`]. Every worker on the
+    /// store honours it at its next claim. The queue need not hold tasks yet.
+    pub async fn pause_queue(&self, queue: &str) -> Result<()> {
+        self.inner
+            .store
+            .set_queue_paused(queue, true, self.now().await?)
+            .await
+    }
+
+    /// Resumes a paused queue: its due tasks are claimed again (workers here are woken).
+    pub async fn resume_queue(&self, queue: &str) -> Result<()> {
+        self.inner
+            .store
+            .set_queue_paused(queue, false, self.now().await?)
+            .await?;
+        self.wake_workers();
+        Ok(())
+    }
+
+    /// Every queue that holds a task or was ever paused or resumed, with its paused state and
+    /// its tasks per state.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        self.inner.store.queues().await
     }
 
     /// Makes one task run again from scratch (seed 003's manual re-run after a fix): pending,

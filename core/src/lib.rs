@@ -39,13 +39,16 @@ pub use context::{Data, MissingData, Shutdown, TaskContext};
 pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use options::{DEFAULT_MAX_ATTEMPTS, EnqueueOptions, Start};
 pub use policy::failure_result;
-pub use record::{Dispatch, Lease, NewTask, OnSuccess, Outcome, TaskLog, TaskRecord, TaskState};
+pub use record::{
+    DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog, TaskRecord,
+    TaskState,
+};
 pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::RunReport;
 pub use store::{
     ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, LogFilter, Page, Purge,
-    PurgeReport, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
+    PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
 };
 pub use task::{LoadError, Task, TaskDefaults};
 pub use wait::TaskEnd;

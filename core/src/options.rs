@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::{add, truncate_micros};
 use crate::error::{Error, Result};
-use crate::record::{Dispatch, MAX_BIZ_TYPE_CHARS, MAX_CODE_CHARS, NewTask, OnSuccess};
+use crate::record::{
+    DEFAULT_QUEUE, Dispatch, MAX_BIZ_TYPE_CHARS, MAX_CODE_CHARS, MAX_QUEUE_CHARS, NewTask,
+    OnSuccess, Priority,
+};
 use crate::retry::RetryPolicy;
 use crate::task::{Task, TaskDefaults, to_row};
 
@@ -27,6 +30,10 @@ pub struct EnqueueOptions {
     pub description: Option<String>,
     /// Business type (empty when `None`).
     pub biz_type: Option<String>,
+    /// The queue ([`DEFAULT_QUEUE`] when `None` and the type sets none).
+    pub queue: Option<String>,
+    /// The priority ([`Priority::Normal`] when `None` and the type sets none).
+    pub priority: Option<Priority>,
     /// When the task may first run.
     pub start: Option<Start>,
     /// Most runs: `Some(Some(n))`, or `Some(None)` for unlimited.
@@ -73,6 +80,19 @@ impl EnqueueOptions {
     /// This biz type.
     pub fn biz_type(mut self, b: impl Into<String>) -> Self {
         self.biz_type = Some(b.into());
+        self
+    }
+    /// Put it in this queue (default [`DEFAULT_QUEUE`]): workers run the queues they are given
+    /// ([`crate::WorkerBuilder::queue`]), each with its own slots, and a queue can be paused.
+    /// A name is 1 to [`MAX_QUEUE_CHARS`] characters, without spaces or control characters.
+    pub fn queue(mut self, q: impl Into<String>) -> Self {
+        self.queue = Some(q.into());
+        self
+    }
+    /// This priority (default [`Priority::Normal`]): among due tasks a claim takes higher
+    /// levels first, then the oldest due.
+    pub fn priority(mut self, p: Priority) -> Self {
+        self.priority = Some(p);
         self
     }
     /// First run no earlier than `d` after enqueue.
@@ -147,6 +167,12 @@ impl EnqueueOptions {
             payload,
             description: self.description.clone(),
             biz_type: self.biz_type.clone().or(d.biz_type).unwrap_or_default(),
+            queue: self
+                .queue
+                .clone()
+                .or(d.queue)
+                .unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
+            priority: self.priority.or(d.priority).unwrap_or_default(),
             run_at,
             max_attempts: self
                 .max_attempts
@@ -176,6 +202,30 @@ pub fn validate_worker_id(id: &str) -> Result<()> {
     if n > MAX_CODE_CHARS {
         return Err(Error::InvalidInput(format!(
             "the worker id is {n} characters long; at most {MAX_CODE_CHARS} fit in the lease owner column: choose a shorter id"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a queue name, as every store does on insert and on pause or resume, and the worker
+/// builder does for [`crate::WorkerBuilder::queue`]: 1 to [`MAX_QUEUE_CHARS`] characters, none
+/// of them whitespace or a control character (names are typed on command lines and compared
+/// exactly).
+pub fn validate_queue(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "the queue name must not be empty: leave it unset for the `{DEFAULT_QUEUE}` queue"
+        )));
+    }
+    let n = name.chars().count();
+    if n > MAX_QUEUE_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "the queue name `{name}` is {n} characters long; at most {MAX_QUEUE_CHARS} fit: choose a shorter name"
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::InvalidInput(format!(
+            "the queue name {name:?} contains {c:?}: use letters, digits and punctuation such as `-`, `_` or `.`, without spaces"
         )));
     }
     Ok(())
@@ -222,6 +272,7 @@ pub fn validate(t: &NewTask) -> Result<()> {
     check("the task type name", &t.task_type, MAX_CODE_CHARS, false)?;
     check("the name", &t.name, MAX_CODE_CHARS, true)?;
     check("the biz type", &t.biz_type, MAX_BIZ_TYPE_CHARS, true)?;
+    validate_queue(&t.queue)?;
     if t.max_attempts == Some(0) {
         return Err(Error::InvalidInput(
             "max attempts must be at least 1 (it counts the first run); use unlimited_attempts() for no limit".into(),

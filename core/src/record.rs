@@ -146,6 +146,83 @@ impl Dispatch {
     }
 }
 
+/// How urgent a task is among the due ones: a claim takes every due task of a higher level
+/// before any of a lower one, then the oldest due first. Stored as a small integer that sorts
+/// the way claims take it (0 high, 1 normal, 2 low), so one ascending index
+/// `(priority, run_at, id)` serves the claim on every database.
+///
+/// Three levels on purpose: enough to put urgent work ahead and background work behind, few
+/// enough that nobody encodes an ordering in them (that is what the due time is for). Strict
+/// order means a steady flood of higher-level tasks can starve lower ones: to reserve capacity
+/// for some work, give it its own queue ([`crate::WorkerBuilder::queue`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// 0: claimed before every normal and low task that is due.
+    High,
+    /// 1: the default.
+    #[default]
+    Normal,
+    /// 2: claimed only when no high or normal task is due (for the claimant's queues and
+    /// filters).
+    Low,
+}
+
+impl Priority {
+    /// Every level, in claim order (first claimed first).
+    pub const ALL: [Priority; 3] = [Self::High, Self::Normal, Self::Low];
+
+    /// The stored code: 0 high, 1 normal, 2 low (ascending = claim order).
+    pub fn code(self) -> i16 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+
+    /// The level for a stored code, or `None` for a value out of range.
+    pub fn from_code(code: i16) -> Option<Self> {
+        Self::ALL.get(usize::try_from(code).ok()?).copied()
+    }
+
+    /// The lower-case name (`high`, `normal`, `low`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s) || p.code().to_string() == s)
+            .ok_or_else(|| format!("unknown priority `{s}`: use high, normal or low"))
+    }
+}
+
+/// The queue of a task that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Longest queue name, in characters.
+pub const MAX_QUEUE_CHARS: usize = 64;
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
+}
+
 /// Longest kept error text, in characters (seed 003 cuts at 5000).
 pub const MAX_ERROR_CHARS: usize = 5000;
 /// Longest code, type name, name and worker id, in characters.
@@ -182,6 +259,10 @@ pub struct NewTask {
     pub description: Option<String>,
     /// Business type, for filtering and for workers that only run some.
     pub biz_type: String,
+    /// The queue it waits in ([`DEFAULT_QUEUE`] unless set).
+    pub queue: String,
+    /// How urgent it is among due tasks.
+    pub priority: Priority,
     /// First time the task may run.
     pub run_at: DateTime<Utc>,
     /// Most runs, the first included; `None` runs until success.
@@ -215,6 +296,12 @@ pub struct TaskRecord {
     pub description: Option<String>,
     /// Business type.
     pub biz_type: String,
+    /// The queue it waits in.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// How urgent it is among due tasks.
+    #[serde(default)]
+    pub priority: Priority,
     /// Current state.
     pub state: TaskState,
     /// Runs started so far (counted at claim).
@@ -288,6 +375,8 @@ impl TaskRecord {
             name: new.name,
             description: new.description,
             biz_type: new.biz_type,
+            queue: new.queue,
+            priority: new.priority,
             state: TaskState::Pending,
             attempts: 0,
             max_attempts: new.max_attempts,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::record::{Lease, NewTask, Outcome, TaskLog, TaskRecord, TaskState};
+use crate::record::{Lease, NewTask, Outcome, Priority, TaskLog, TaskRecord, TaskState};
 
 /// A task named by row id or by code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,6 +75,8 @@ pub struct ClaimRequest {
     pub biz_types: Vec<String>,
     /// Only tasks of these type names (all when empty).
     pub task_types: Vec<String>,
+    /// Only tasks of these queues (all when empty). Paused queues are left out either way.
+    pub queues: Vec<String>,
     /// Never these task ids (a worker's own running tasks, whose leases may have expired).
     pub exclude_ids: Vec<i64>,
 }
@@ -94,6 +96,7 @@ impl ClaimRequest {
             now,
             biz_types: Vec::new(),
             task_types: Vec::new(),
+            queues: Vec::new(),
             exclude_ids: Vec::new(),
         }
     }
@@ -105,6 +108,11 @@ impl ClaimRequest {
     /// Only tasks of these type names.
     pub fn task_types(mut self, t: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.task_types = t.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Only tasks of these queues.
+    pub fn queues(mut self, q: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.queues = q.into_iter().map(Into::into).collect();
         self
     }
     /// Never these task ids.
@@ -298,6 +306,8 @@ pub struct TaskFilter {
     pub biz_types: Vec<String>,
     /// Only these type names.
     pub task_types: Vec<String>,
+    /// Only these queues.
+    pub queues: Vec<String>,
     /// Only codes starting with this.
     pub code_prefix: Option<String>,
     /// Only tasks a claim at this time could take: pending tasks due by then and running tasks
@@ -325,6 +335,11 @@ impl TaskFilter {
         self.task_types = t.into_iter().map(Into::into).collect();
         self
     }
+    /// Only these queues.
+    pub fn queues(mut self, q: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.queues = q.into_iter().map(Into::into).collect();
+        self
+    }
     /// Only codes starting with `p`.
     pub fn code_prefix(mut self, p: impl Into<String>) -> Self {
         self.code_prefix = Some(p.into());
@@ -341,6 +356,7 @@ impl TaskFilter {
         (self.states.is_empty() || self.states.contains(&r.state))
             && (self.biz_types.is_empty() || self.biz_types.contains(&r.biz_type))
             && (self.task_types.is_empty() || self.task_types.contains(&r.task_type))
+            && (self.queues.is_empty() || self.queues.contains(&r.queue))
             && self
                 .code_prefix
                 .as_ref()
@@ -440,15 +456,59 @@ impl LogFilter {
     }
 }
 
-/// Tasks of one type in one state.
+/// Tasks of one type, queue and priority in one state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateCount {
     /// Type name.
     pub task_type: String,
+    /// Queue.
+    pub queue: String,
+    /// Priority.
+    pub priority: Priority,
     /// State.
     pub state: TaskState,
     /// How many.
     pub count: u64,
+}
+
+/// A queue as [`TaskStore::queues`] reports it: every queue that holds a task or was ever
+/// paused or resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueInfo {
+    /// The queue's name.
+    pub name: String,
+    /// Whether it is paused: claims leave its tasks alone.
+    pub paused: bool,
+    /// When it was last paused or resumed (`None` if never).
+    pub changed_at: Option<DateTime<Utc>>,
+    /// Its tasks per state (only non-zero counts, in state order).
+    pub counts: Vec<(TaskState, u64)>,
+}
+
+impl QueueInfo {
+    /// A queue's entry: `name`, paused or not, changed at `changed_at`, with these counts.
+    pub fn new(
+        name: impl Into<String>,
+        paused: bool,
+        changed_at: Option<DateTime<Utc>>,
+        counts: Vec<(TaskState, u64)>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            paused,
+            changed_at,
+            counts,
+        }
+    }
+
+    /// How many of its tasks are in `state`.
+    pub fn count(&self, state: TaskState) -> u64 {
+        self.counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 /// Which tasks [`TaskStore::reset`] runs again.
@@ -554,6 +614,11 @@ pub struct PurgeReport {
 ///   it becomes failed ([`TaskLog::worker_lost_failure`]) and is not returned. So no claim ever
 ///   starts a run past `max_attempts`. Reset, cancel and delete of such a task log the lost run
 ///   the same way.
+/// - **Claim order**: a claim takes due tasks by [`Priority`] (high first), then by due time
+///   (oldest first), then by id. Strict order: while higher-level tasks stay due, lower ones
+///   wait; a queue with its own worker slots reserves capacity instead.
+/// - **Queues**: every task is in one queue (validated on insert); a paused queue's tasks are
+///   not claimed until it is resumed.
 /// - **Never twice at once**: of any number of concurrent claimants, at most one gets a given
 ///   task while its lease is live.
 /// - **Nothing lost**: a row leaves the table only by a successful finish with
@@ -581,8 +646,10 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// the existing row (unchanged, whatever its state) and `false`.
     async fn insert_if_absent(&self, task: NewTask) -> Result<(TaskRecord, bool)>;
 
-    /// Claims up to `req.limit` due tasks (see the contract), oldest due first, limited to
-    /// `req.biz_types` / `req.task_types` when given, never one of `req.exclude_ids`. Each
+    /// Claims up to `req.limit` due tasks (see the contract): the highest [`Priority`] first,
+    /// then the oldest due, then the lowest id; limited to `req.biz_types` / `req.task_types` /
+    /// `req.queues` when given, never one of `req.exclude_ids`, and never a task of a paused
+    /// queue ([`TaskStore::set_queue_paused`], read in the claim's own transaction). Each
     /// claimed task becomes running with `attempts + 1`, `version + 1`, a new claim token,
     /// `claimed_at = req.now`, lease owner `req.worker` and lease expiry `req.now + req.lease`.
     /// Expired leases met on the way are settled first (see *Lost workers*); one at its last
@@ -636,8 +703,20 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// Log rows matching the filter, oldest first.
     async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>>;
 
-    /// How many tasks there are of each type in each state (only non-zero counts).
+    /// How many tasks there are of each type, queue and priority in each state (only non-zero
+    /// counts), ordered by type, queue, priority and state.
     async fn counts(&self) -> Result<Vec<StateCount>>;
+
+    /// Pauses (`paused`) or resumes a queue at `now`: while paused, [`TaskStore::claim`] takes
+    /// none of its tasks; runs already started go on, and run-now
+    /// ([`TaskStore::claim_one`]) still runs one task by hand. The queue need not hold tasks
+    /// yet. Pausing a paused queue (or resuming a running one) keeps its state and time. A name
+    /// [`crate::options::validate_queue`] refuses is [`crate::Error::InvalidInput`].
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: DateTime<Utc>) -> Result<()>;
+
+    /// Every queue that holds a task or was ever paused or resumed, by name, with its paused
+    /// state and its tasks per state.
+    async fn queues(&self) -> Result<Vec<QueueInfo>>;
 
     /// Makes tasks run again: pending, attempts 0, interruptions 0, due `now`, last error
     /// cleared, lease cleared, version + 1. One task: refuses a running task under a live lease
@@ -736,6 +815,17 @@ macro_rules! forward_store {
             }
             async fn counts(&self) -> Result<Vec<StateCount>> {
                 (**self).counts().await
+            }
+            async fn set_queue_paused(
+                &self,
+                queue: &str,
+                paused: bool,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                (**self).set_queue_paused(queue, paused, now).await
+            }
+            async fn queues(&self) -> Result<Vec<QueueInfo>> {
+                (**self).queues().await
             }
             async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {
                 (**self).reset(target, now).await

@@ -67,6 +67,10 @@ pub struct TaskDefaults {
     pub name: Option<String>,
     /// What success does with the row.
     pub on_success: Option<crate::OnSuccess>,
+    /// The queue tasks of this type go to.
+    pub queue: Option<String>,
+    /// The priority tasks of this type get.
+    pub priority: Option<crate::Priority>,
 }
 
 impl TaskDefaults {
@@ -107,6 +111,16 @@ impl TaskDefaults {
     /// Keep the row as succeeded instead of deleting it.
     pub fn keep_on_success(mut self) -> Self {
         self.on_success = Some(crate::OnSuccess::Keep);
+        self
+    }
+    /// Tasks of this type go to this queue.
+    pub fn queue(mut self, q: impl Into<String>) -> Self {
+        self.queue = Some(q.into());
+        self
+    }
+    /// Tasks of this type get this priority.
+    pub fn priority(mut self, p: crate::Priority) -> Self {
+        self.priority = Some(p);
         self
     }
 }

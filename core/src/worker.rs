@@ -35,6 +35,7 @@ pub struct WorkerBuilder {
     biz_types: Vec<String>,
     task_types: Vec<String>,
     retention: Retention,
+    queues: Vec<(String, usize)>,
 }
 
 impl WorkerBuilder {
@@ -56,6 +57,7 @@ impl WorkerBuilder {
             biz_types: Vec::new(),
             task_types: Vec::new(),
             retention: Retention::default(),
+            queues: Vec::new(),
         }
     }
 
@@ -67,7 +69,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Most tasks running at once (default 8).
+    /// Most tasks running at once (default 8), over all queues. Not used once
+    /// [`WorkerBuilder::queue`] gives queues their own slots.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -131,6 +134,16 @@ impl WorkerBuilder {
         self.task_types = t.into_iter().map(Into::into).collect();
         self
     }
+    /// Runs `queue` with `concurrency` slots of its own. Call it once per queue: a worker given
+    /// queues runs only those, each claiming for its own free slots, so a flood in one queue
+    /// cannot take another's slots (`.queue("emails", 4).queue("default", 8)` runs up to 12
+    /// tasks). A worker given no queue runs every queue within [`WorkerBuilder::concurrency`].
+    /// Biz-type and type filters apply within each queue. A paused queue's tasks are not
+    /// claimed ([`Client::pause_queue`]).
+    pub fn queue(mut self, queue: impl Into<String>, concurrency: usize) -> Self {
+        self.queues.push((queue.into(), concurrency));
+        self
+    }
     /// This worker's id (default: the client's).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -142,6 +155,22 @@ impl WorkerBuilder {
         let bad = |m: &str| Err(Error::Config(m.to_owned()));
         if self.concurrency == 0 {
             return bad("concurrency must be at least 1");
+        }
+        for (i, (queue, n)) in self.queues.iter().enumerate() {
+            crate::options::validate_queue(queue).map_err(|e| match e {
+                Error::InvalidInput(m) => Error::Config(m),
+                other => other,
+            })?;
+            if *n == 0 {
+                return Err(Error::Config(format!(
+                    "queue `{queue}` has concurrency 0: give it at least 1 slot, or leave it out"
+                )));
+            }
+            if self.queues[..i].iter().any(|(q, _)| q == queue) {
+                return Err(Error::Config(format!(
+                    "queue `{queue}` is given twice: give each queue once, with its concurrency"
+                )));
+            }
         }
         if self.batch_size == Some(0) {
             return bad("batch size must be at least 1");
@@ -238,19 +267,55 @@ impl Worker {
         )
         .biz_types(self.cfg.biz_types.clone())
         .task_types(self.cfg.task_types.clone())
+        .queues(self.cfg.queues.iter().map(|(q, _)| q.clone()))
+    }
+
+    /// This worker's slots: its one queue's concurrency, or the worker's.
+    fn slots(&self) -> usize {
+        match self.cfg.queues.as_slice() {
+            [(_, n)] => *n,
+            _ => self.cfg.concurrency,
+        }
+    }
+
+    /// One worker per queue, each with that queue's slots (itself, cloned, when it has at
+    /// most one queue): the lanes that run side by side.
+    fn lanes(&self) -> Vec<Worker> {
+        if self.cfg.queues.len() <= 1 {
+            return vec![Worker {
+                cfg: self.cfg.clone(),
+                env: self.env.clone(),
+            }];
+        }
+        self.cfg
+            .queues
+            .iter()
+            .map(|q| Worker {
+                cfg: WorkerBuilder {
+                    queues: vec![q.clone()],
+                    ..self.cfg.clone()
+                },
+                env: self.env.clone(),
+            })
+            .collect()
     }
 
     /// Runs due tasks in the caller until none is due at the clock's current time, and says
-    /// what happened. Retries scheduled for later wait: move the clock and call again.
+    /// what happened. Retries scheduled for later wait: move the clock and call again. Each
+    /// queue given ([`WorkerBuilder::queue`]) claims up to its own concurrency per round.
     pub async fn run_until_idle(&self) -> Result<DrainReport> {
         self.env.store.check_schema().await?;
         self.env.clock.ready().await?;
         let mut report = DrainReport::default();
         let stops = Stops::never();
-        let limit = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
+        let lanes = self.lanes();
         loop {
             let sent = Instant::now();
-            let claimed = self.env.store.claim(&self.claim_request(limit)).await?;
+            let mut claimed = Vec::new();
+            for lane in &lanes {
+                let limit = lane.cfg.batch_size.unwrap_or(lane.slots());
+                claimed.extend(self.env.store.claim(&lane.claim_request(limit)).await?);
+            }
             if claimed.is_empty() {
                 return Ok(report);
             }
@@ -293,7 +358,23 @@ impl Worker {
     }
 
     async fn main_loop(self, stops: Stops, health: watch::Sender<WorkerHealth>) -> ShutdownReport {
-        let report = self.run_loop(stops, &health).await;
+        let report = if self.cfg.queues.len() <= 1 {
+            self.run_loop(stops, &health).await
+        } else {
+            // One loop per queue, each with its own slots, claims and result writer: a flood
+            // in one queue fills only that queue's slots.
+            let loops = self
+                .lanes()
+                .into_iter()
+                .map(|lane| lane.run_loop(stops.clone(), &health));
+            let mut all = ShutdownReport::default();
+            for r in futures::future::join_all(loops).await {
+                all.finished += r.finished;
+                all.released += r.released;
+                all.refused = all.refused.or(r.refused);
+            }
+            all
+        };
         health.send_replace(WorkerHealth::Stopped(report.refused.clone()));
         report
     }
@@ -306,7 +387,7 @@ impl Worker {
             return report;
         }
         health.send_replace(WorkerHealth::Running);
-        let concurrency = self.cfg.concurrency;
+        let concurrency = self.slots();
         // With heartbeats off the lease is a run's hard limit, counted from its claim: a task
         // that waited for a slot would lose that time from its run, so nothing is claimed ahead.
         let ahead = if self.env.heartbeat.is_none() {
@@ -346,7 +427,7 @@ impl Worker {
         // Tasks whose run here was stopped for want of its lease: this worker (whose heartbeats
         // failed) leaves them to others for one lease before it claims them again.
         let mut cooldown: HashMap<i64, Instant> = HashMap::new();
-        // Claimed tasks waiting for a slot, oldest due first, all from one claim.
+        // Claimed tasks waiting for a slot, in claim order, all from one claim.
         let mut waiting: VecDeque<Claimed> = VecDeque::new();
         // The last claim found fewer due tasks than it asked for.
         let mut drained = false;
@@ -357,7 +438,8 @@ impl Worker {
         // A waiting task is handed back once half its lease is gone, so that it starts (here
         // or elsewhere) with at least half a lease left and never loses it while it waits.
         let wait_limit = self.env.lease / 2;
-        info!(worker = %self.env.worker, concurrency, "taskrow worker started");
+        let queues: Vec<&str> = self.cfg.queues.iter().map(|(q, _)| q.as_str()).collect();
+        info!(worker = %self.env.worker, concurrency, ?queues, "taskrow worker started");
 
         let start =
             |running: &mut JoinSet<RunEnd>, claimed: Claimed, permit: OwnedSemaphorePermit| {

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
-use taskrow::options::{validate, validate_worker_id};
+use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::new_claim_token;
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
-    OnSuccess, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter,
-    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget, Result,
+    StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 
 use self::table::Table;
@@ -47,6 +47,8 @@ struct Inner {
     logs: Vec<TaskLog>,
     next_task_id: i64,
     next_log_id: i64,
+    /// Queues ever paused or resumed: whether paused, and since when.
+    queues: BTreeMap<String, (bool, DateTime<Utc>)>,
 }
 
 impl Default for Inner {
@@ -57,6 +59,7 @@ impl Default for Inner {
             logs: Vec::new(),
             next_task_id: 1,
             next_log_id: 1,
+            queues: BTreeMap::new(),
         }
     }
 }
@@ -270,9 +273,12 @@ impl TaskStore for MemoryStore {
         // lost ones it fails on the way (which do not count against the limit).
         let mut plan: Vec<(i64, Step)> = Vec::new();
         let mut taking = 0;
+        let paused = |q: &String| inner.queues.get(q).is_some_and(|(p, _)| *p);
         for r in inner.tasks.due_by(now).filter(|r| {
             (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
                 && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
+                && (req.queues.is_empty() || req.queues.contains(&r.queue))
+                && !paused(&r.queue)
                 && !req.exclude_ids.contains(&r.id)
         }) {
             if taking >= req.limit {
@@ -467,16 +473,60 @@ impl TaskStore for MemoryStore {
 
     async fn counts(&self) -> Result<Vec<StateCount>> {
         let inner = self.lock();
-        let mut counts: BTreeMap<(&str, TaskState), u64> = BTreeMap::new();
+        let mut counts: BTreeMap<(&str, &str, Priority, TaskState), u64> = BTreeMap::new();
         for r in inner.tasks.values() {
-            *counts.entry((r.task_type.as_str(), r.state)).or_default() += 1;
+            *counts
+                .entry((r.task_type.as_str(), r.queue.as_str(), r.priority, r.state))
+                .or_default() += 1;
         }
         Ok(counts
             .into_iter()
-            .map(|((task_type, state), count)| StateCount {
+            .map(|((task_type, queue, priority, state), count)| StateCount {
                 task_type: task_type.to_owned(),
+                queue: queue.to_owned(),
+                priority,
                 state,
                 count,
+            })
+            .collect())
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: DateTime<Utc>) -> Result<()> {
+        validate_queue(queue)?;
+        let now = truncate_micros(now);
+        let mut inner = self.lock();
+        let entry = inner
+            .queues
+            .entry(queue.to_owned())
+            .or_insert((paused, now));
+        if entry.0 != paused {
+            *entry = (paused, now);
+        }
+        Ok(())
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        let inner = self.lock();
+        let mut counts: BTreeMap<&str, BTreeMap<TaskState, u64>> = inner
+            .queues
+            .keys()
+            .map(|q| (q.as_str(), BTreeMap::new()))
+            .collect();
+        for r in inner.tasks.values() {
+            *counts
+                .entry(r.queue.as_str())
+                .or_default()
+                .entry(r.state)
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(name, states)| {
+                let (paused, at) = match inner.queues.get(name) {
+                    Some((p, at)) => (*p, Some(*at)),
+                    None => (false, None),
+                };
+                QueueInfo::new(name, paused, at, states.into_iter().collect())
             })
             .collect())
     }

@@ -1,6 +1,6 @@
 //! The batch claim's steps on MySQL (run by `taskrow_sql::claim::claim` in one short
 //! `READ COMMITTED` transaction): select the due rows whole,
-//! `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, and mark them claimed with
+//! `ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, and mark them claimed with
 //! `UPDATE … WHERE id IN (…)`. MySQL has no `UPDATE … RETURNING`; the rows are locked from the
 //! read to the commit, so the claimed rows are the ones read with the `UPDATE`'s changes made
 //! in memory (`as_claimed`), without reading them again. The whole rows also serve the
@@ -10,7 +10,6 @@
 //! `READ COMMITTED` keeps InnoDB from taking gap locks that would make a second claimer see no
 //! rows although due rows exist.
 
-use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{DbErr, QuerySelect};
 use taskrow::ClaimRequest;
@@ -22,10 +21,10 @@ use taskrow_sql::entity::task;
 pub(crate) async fn read_due(
     txn: &WriteTxn,
     req: &ClaimRequest,
-    now: DateTime<Utc>,
+    claim: &Claim,
     limit: usize,
 ) -> Result<Vec<Due>, DbErr> {
-    let rows = due_rows(req, now, limit)
+    let rows = due_rows(req, claim, limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .all(&**txn)
         .await?;

@@ -1,7 +1,7 @@
 //! taskrow on MySQL and MariaDB: [`MysqlStore`].
 //!
 //! - **The claim** is a short `READ COMMITTED` transaction: select the due rows
-//!   `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, mark them claimed (MySQL has no
+//!   `ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED`, mark them claimed (MySQL has no
 //!   `UPDATE … RETURNING`: the locked rows are updated in memory the same way). Concurrent
 //!   claimers skip each other's rows instead of waiting (see `claim.rs`).
 //!   Runs of lost workers met on the way (running under an expired lease) are logged, and

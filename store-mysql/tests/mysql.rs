@@ -19,10 +19,11 @@ use taskrow_sql::{Capabilities, Dialect, ErrorKind};
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 4] = [
+const ALL_MIGRATIONS: [&str; 5] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
+    "m20261128_000003_taskrow_queues",
     "m20261128_000005_taskrow_due_at",
 ];
 
@@ -89,6 +90,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(
         tables(db).await,
         [
+            "taskrow_queue",
             "taskrow_seaql_migrations",
             "taskrow_task",
             "taskrow_task_log"
@@ -98,12 +100,13 @@ async fn migrations_run_up_down_up() {
     assert_eq!(tables(db).await, ["taskrow_seaql_migrations"]);
     Migrator::up(db, None).await.unwrap();
     Migrator::up(db, None).await.unwrap();
-    assert_eq!(tables(db).await.len(), 3);
+    assert_eq!(tables(db).await.len(), 4);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS
     );
     claim_token_columns_come_and_go(db).await;
+    queues_migration_comes_and_goes(db).await;
     fresh.drop_database().await;
 }
 
@@ -149,8 +152,15 @@ async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
     // The columns of later migrations follow, in order.
     let first_new = task_cols.iter().position(|c| c == "claim_token").unwrap();
     assert_eq!(
-        task_cols[first_new..first_new + 3],
-        ["claim_token", "claimed_at", "interruptions"]
+        task_cols[first_new..],
+        [
+            "claim_token",
+            "claimed_at",
+            "interruptions",
+            "queue",
+            "priority",
+            "due_at"
+        ]
     );
     let log_cols = names(columns(db, "taskrow_task_log").await);
     assert_eq!(log_cols.last().map(String::as_str), Some("claim_token"));
@@ -179,6 +189,10 @@ async fn schema_matches_the_entities() {
     for (table, entity) in [
         ("taskrow_task", entity_columns::<task::Entity>()),
         ("taskrow_task_log", entity_columns::<task_log::Entity>()),
+        (
+            "taskrow_queue",
+            entity_columns::<taskrow_sql::entity::queue::Entity>(),
+        ),
     ] {
         let cols = columns(db, table).await;
         let names: Vec<&str> = cols.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -205,9 +219,11 @@ async fn schema_matches_the_entities() {
         index_names(db).await,
         [
             "idx_taskrow_task_biz_type",
+            "idx_taskrow_task_claim",
             "idx_taskrow_task_log_code",
             "idx_taskrow_task_log_started_at",
             "idx_taskrow_task_log_task_id",
+            "idx_taskrow_task_queue_claim",
             "idx_taskrow_task_run_at",
             "idx_taskrow_task_state_run_at",
             "idx_taskrow_task_task_type",
@@ -257,6 +273,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
             "m20261128_000002_taskrow_notify",
+            "m20261128_000003_taskrow_queues",
             "m20261128_000005_taskrow_due_at",
         ]
     );

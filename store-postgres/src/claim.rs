@@ -4,12 +4,12 @@
 //! ```sql
 //! WITH taskrow_due AS (
 //!     SELECT <every column> FROM taskrow_task WHERE <due>
-//!     ORDER BY run_at, id LIMIT $n FOR UPDATE SKIP LOCKED),
+//!     ORDER BY priority, run_at, id LIMIT $n FOR UPDATE SKIP LOCKED),
 //! taskrow_taken AS (
 //!     UPDATE taskrow_task SET <the claim>
 //!     WHERE id IN (SELECT id FROM taskrow_due WHERE state = <pending>) RETURNING id)
 //! SELECT *, (SELECT COUNT(*) FROM taskrow_taken) AS taskrow_taken
-//! FROM taskrow_due ORDER BY run_at, id
+//! FROM taskrow_due ORDER BY priority, run_at, id
 //! ```
 //!
 //! The due rows are locked and read whole (as locked: under `READ COMMITTED` a row changed
@@ -44,7 +44,7 @@ const TAKEN: &str = "taskrow_taken";
 /// The claim statement (see the module's docs): up to `limit` due rows locked and read whole,
 /// the pending ones among them claimed as `claim` says.
 pub(crate) fn claim_statement(req: &ClaimRequest, claim: &Claim, limit: usize) -> Statement {
-    let read = due_rows(req, claim.now, limit)
+    let read = due_rows(req, claim, limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .into_query();
     let pending = Query::select()
@@ -74,6 +74,7 @@ pub(crate) fn claim_statement(req: &ClaimRequest, claim: &Claim, limit: usize) -
         .column(Asterisk)
         .expr_as(Expr::cust(format!("(SELECT COUNT(*) FROM {TAKEN})")), TAKEN)
         .from(DUE)
+        .order_by(Column::Priority, Order::Asc)
         .order_by(Column::RunAt, Order::Asc)
         .order_by(Column::Id, Order::Asc)
         .to_owned()
@@ -145,7 +146,7 @@ mod tests {
         let sql = claim_statement(&req, &claim, 10).sql;
         for part in [
             "WITH \"taskrow_due\" AS (SELECT ",
-            "ORDER BY \"taskrow_task\".\"run_at\" ASC, \"taskrow_task\".\"id\" ASC LIMIT $",
+            "ORDER BY \"taskrow_task\".\"priority\" ASC, \"taskrow_task\".\"run_at\" ASC, \"taskrow_task\".\"id\" ASC LIMIT $",
             "FOR UPDATE SKIP LOCKED)",
             "\"taskrow_taken\" AS (UPDATE \"taskrow_task\" SET ",
             "WHERE \"taskrow_task\".\"id\" IN (SELECT \"id\" FROM \"taskrow_due\" WHERE \"state\" = $",

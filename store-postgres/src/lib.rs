@@ -1,7 +1,7 @@
 //! taskrow on PostgreSQL: [`PostgresStore`].
 //!
 //! - **The claim** is one statement in a short `READ COMMITTED` transaction: it selects the due
-//!   rows `ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED` and claims the pending ones
+//!   rows `ORDER BY priority, run_at, id LIMIT n FOR UPDATE SKIP LOCKED` and claims the pending ones
 //!   (`UPDATE … WHERE id IN (…)`), in one round trip (see `claim.rs`). Concurrent claimers
 //!   skip each other's rows instead of waiting. Runs of lost workers met on the way (running
 //!   under an expired lease) are logged, and failed at their last attempt, in the same

@@ -11,11 +11,11 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Select, UpdateMany,
 };
-use taskrow::{ClaimRequest, TaskLog, TaskRecord, TaskState};
+use taskrow::{ClaimRequest, Priority, TaskLog, TaskRecord, TaskState};
 
 use crate::dialect::{Dialect, WriteTxn};
 use crate::entity::task::Column;
-use crate::entity::{task, task_log};
+use crate::entity::{queue, task, task_log};
 use crate::time::sql;
 
 /// What a claim writes on every row it takes: the lease owner and expiry, the claim's fencing
@@ -32,6 +32,9 @@ pub struct Claim {
     /// The claim's fencing token ([`taskrow::record::new_claim_token`]), one for every row
     /// of the claim.
     pub token: i64,
+    /// The paused queues whose tasks the claim leaves alone (read by [`claim`] in its
+    /// transaction).
+    pub paused: Vec<String>,
 }
 
 impl Claim {
@@ -42,6 +45,7 @@ impl Claim {
             now,
             until,
             token: taskrow::record::new_claim_token(),
+            paused: Vec::new(),
         }
     }
 }
@@ -98,13 +102,24 @@ impl Due {
     }
 }
 
-/// The rows a claim at `now` may take: pending tasks due by `now` and running tasks whose
-/// lease expired by then (finished rows have a `NULL` `run_at`), of the requested biz types and
-/// task types, but none of the excluded ids.
-pub fn due_condition(req: &ClaimRequest, now: DateTime<Utc>) -> Condition {
-    let mut c = Condition::all()
-        .add(Column::RunAt.lte(sql(now)))
+/// The rows `claim` may take: pending tasks due by its `now` and running tasks whose lease
+/// expired by then (finished rows have a `NULL` `run_at`), of the requested biz types, task
+/// types and queues, but none of the excluded ids nor of the claim's paused queues.
+///
+/// `priority IN (<every level>)` changes no result but lets the databases read the claim index
+/// `(priority, run_at, id)` as one range per level, in index order (see the queues migration).
+pub fn due_condition(req: &ClaimRequest, claim: &Claim) -> Condition {
+    let mut c = Condition::all();
+    if !req.queues.is_empty() {
+        c = c.add(Column::Queue.is_in(req.queues.iter().cloned()));
+    }
+    c = c
+        .add(Column::Priority.is_in(Priority::ALL.map(Priority::code)))
+        .add(Column::RunAt.lte(sql(claim.now)))
         .add(Column::State.is_in([TaskState::Pending.code(), TaskState::Running.code()]));
+    if !claim.paused.is_empty() {
+        c = c.add(Column::Queue.is_not_in(claim.paused.iter().cloned()));
+    }
     if !req.biz_types.is_empty() {
         c = c.add(Column::BizType.is_in(req.biz_types.iter().cloned()));
     }
@@ -117,22 +132,23 @@ pub fn due_condition(req: &ClaimRequest, now: DateTime<Utc>) -> Condition {
     c
 }
 
-/// `SELECT id, state … WHERE <due> ORDER BY run_at, id LIMIT <limit>`: the rows a claim takes,
-/// oldest due first. Read it with `.into_tuple::<(i64, i16)>()`; a dialect adds its row
-/// locking.
-pub fn due_ids(req: &ClaimRequest, now: DateTime<Utc>, limit: usize) -> Select<task::Entity> {
-    due_rows(req, now, limit)
+/// `SELECT id, state … WHERE <due> ORDER BY priority, run_at, id LIMIT <limit>`: the rows a
+/// claim takes, highest priority first, then oldest due. Read it with
+/// `.into_tuple::<(i64, i16)>()`; a dialect adds its row locking.
+pub fn due_ids(req: &ClaimRequest, claim: &Claim, limit: usize) -> Select<task::Entity> {
+    due_rows(req, claim, limit)
         .select_only()
         .column(Column::Id)
         .column(Column::State)
 }
 
-/// `SELECT * … WHERE <due> ORDER BY run_at, id LIMIT <limit>`: the rows a claim takes, oldest
-/// due first, whole (for a dialect that cannot return them from its `UPDATE` and locks them in
-/// this read instead); a dialect adds its row locking.
-pub fn due_rows(req: &ClaimRequest, now: DateTime<Utc>, limit: usize) -> Select<task::Entity> {
+/// `SELECT * … WHERE <due> ORDER BY priority, run_at, id LIMIT <limit>`: the rows a claim
+/// takes, highest priority first, then oldest due, whole (for a dialect that cannot return
+/// them from its `UPDATE` and locks them in this read instead); a dialect adds its row locking.
+pub fn due_rows(req: &ClaimRequest, claim: &Claim, limit: usize) -> Select<task::Entity> {
     task::Entity::find()
-        .filter(due_condition(req, now))
+        .filter(due_condition(req, claim))
+        .order_by_asc(Column::Priority)
         .order_by_asc(Column::RunAt)
         .order_by_asc(Column::Id)
         .limit(u64::try_from(limit).unwrap_or(u64::MAX))
@@ -212,11 +228,14 @@ pub fn in_order(ids: &[i64], rows: Vec<task::Model>) -> Vec<task::Model> {
 /// runs among them ([`settle_lost_runs`]), takes the rest ([`crate::Dialect::take_due`]; the
 /// rows the read claimed already need no taking), and reads again for the places the failed
 /// ones left, until the limit is reached or nothing more is due. Returns the claimed rows as
-/// stored after the claim, oldest due first within each read.
+/// stored after the claim, in claim order (priority, due time, id) within each read.
 ///
 /// Every read leaves out the rows read before (a zero lease would make the rows just claimed
 /// due again), and every read after the first follows one that failed at least one row, so
 /// the reads end.
+///
+/// The paused queues are read first, in the same transaction, and left out of every read: a
+/// pause committed before the claim began is honoured by it.
 pub async fn claim<D: Dialect>(
     dialect: &D,
     txn: &WriteTxn,
@@ -225,6 +244,23 @@ pub async fn claim<D: Dialect>(
 ) -> Result<Vec<task::Model>, DbErr> {
     let mut claimed = Vec::new();
     let mut req = req.clone();
+    let paused: Vec<String> = queue::Entity::find()
+        .select_only()
+        .column(queue::Column::Name)
+        .filter(queue::Column::Paused.eq(true))
+        .into_tuple()
+        .all(&**txn)
+        .await?;
+    let mut claim = claim.clone();
+    if req.queues.is_empty() {
+        claim.paused = paused;
+    } else {
+        req.queues.retain(|q| !paused.contains(q));
+        if req.queues.is_empty() {
+            return Ok(claimed);
+        }
+    }
+    let claim = &claim;
     while claimed.len() < req.limit {
         let want = req.limit - claimed.len();
         let due = dialect.read_due(txn, &req, claim, want).await?;

@@ -459,7 +459,7 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
     }
 
     /// The read of the batch claim ([`crate::claim::claim`]), on its write transaction: up to
-    /// `limit` rows of [`crate::claim::due_condition`] at `claim.now`, oldest due first
+    /// `limit` rows of [`crate::claim::due_condition`] at `claim.now`, highest priority first, then oldest due
     /// (`run_at`, then id), kept from other claimers until `txn` ends. A dialect reads them
     /// whole when it needs the rows for [`Dialect::take_due`], or by id and state
     /// ([`crate::claim::due_ids`]) when not. It may also claim the pending ones as `claim` says

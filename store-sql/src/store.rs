@@ -14,19 +14,19 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 use taskrow::clock::add;
-use taskrow::options::{validate, validate_worker_id};
+use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::bound_error;
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
-    OnSuccess, Outcome, Page, Purge, PurgeReport, ResetTarget, Result, StateCount, TaskFilter,
-    TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget, Result,
+    StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 
 use crate::claim::{Claim, as_claimed, claim_update, fail_lost_run};
 use crate::dialect::{
     BeginError, Capabilities, Dialect, ErrorKind, WriteTxn, WriterBusy, contention_backoff,
 };
-use crate::entity::{task, task_log};
+use crate::entity::{queue, task, task_log};
 use crate::time::{sql, stored};
 
 /// Most rows in one multi-row `INSERT` of [`TaskStore::insert_many`].
@@ -585,6 +585,17 @@ async fn logged_runs(
     Ok(found)
 }
 
+/// A state code read by a count, or [`Error::CorruptRow`] naming where it was found.
+fn state_of_count(state: i16, of: &str) -> Result<TaskState> {
+    TaskState::from_code(state).ok_or_else(|| Error::CorruptRow {
+        id: 0,
+        reason: format!(
+            "tasks of `{of}` have state {state}, which is not a task state; find them with \
+             `SELECT id FROM taskrow_task WHERE state = {state}`"
+        ),
+    })
+}
+
 /// The condition of a [`TaskFilter`].
 fn task_condition(filter: &TaskFilter, backend: DbBackend) -> Condition {
     let mut c = Condition::all();
@@ -596,6 +607,9 @@ fn task_condition(filter: &TaskFilter, backend: DbBackend) -> Condition {
     }
     if !filter.task_types.is_empty() {
         c = c.add(task::Column::TaskType.is_in(filter.task_types.iter().cloned()));
+    }
+    if !filter.queues.is_empty() {
+        c = c.add(task::Column::Queue.is_in(filter.queues.iter().cloned()));
     }
     if let Some(p) = &filter.code_prefix {
         // `INSTR(code, p) = 1` (PostgreSQL: `STRPOS`, the same with another name): a
@@ -1337,35 +1351,131 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>> {
-        let rows: Vec<(String, i16, i64)> = task::Entity::find()
+        let rows: Vec<(String, String, i16, i16, i64)> = task::Entity::find()
             .select_only()
             .column(task::Column::TaskType)
+            .column(task::Column::Queue)
+            .column(task::Column::Priority)
             .column(task::Column::State)
             .column_as(task::Column::Id.count(), "count")
             .group_by(task::Column::TaskType)
+            .group_by(task::Column::Queue)
+            .group_by(task::Column::Priority)
             .group_by(task::Column::State)
             .order_by_asc(task::Column::TaskType)
+            .order_by_asc(task::Column::Queue)
+            .order_by_asc(task::Column::Priority)
             .order_by_asc(task::Column::State)
             .into_tuple()
             .all(&self.db)
             .await
             .map_err(|e| self.error(e.into()))?;
         rows.into_iter()
-            .map(|(task_type, state, count)| {
-                let state = TaskState::from_code(state).ok_or_else(|| Error::CorruptRow {
-                    id: 0,
-                    reason: format!(
-                        "tasks of type `{task_type}` have state {state}, which is not a task state; \
-                         find them with `SELECT id FROM taskrow_task WHERE state = {state}`"
-                    ),
-                })?;
+            .map(|(task_type, queue, priority, state, count)| {
                 Ok(StateCount {
+                    state: state_of_count(state, &task_type)?,
+                    priority: Priority::from_code(priority).ok_or_else(|| Error::CorruptRow {
+                        id: 0,
+                        reason: format!(
+                            "tasks of type `{task_type}` have priority {priority}, which is not 0 \
+                             (high), 1 (normal) or 2 (low); find them with \
+                             `SELECT id FROM taskrow_task WHERE priority = {priority}`"
+                        ),
+                    })?,
                     task_type,
-                    state,
+                    queue,
                     count: u64::try_from(count).unwrap_or(0),
                 })
             })
             .collect()
+    }
+
+    async fn set_queue_paused(
+        &self,
+        queue_name: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        validate_queue(queue_name)?;
+        let now = sql(stored(now));
+        self.retrying(|| async move {
+            let txn = self.begin().await?;
+            let r: Step<()> = async {
+                // A queue seen for the first time gets its row (in the state asked); an
+                // existing row changes only when its state does, so its time says when it
+                // last changed.
+                queue::Entity::insert(queue::ActiveModel {
+                    name: Set(queue_name.to_owned()),
+                    paused: Set(paused),
+                    changed_at: Set(now),
+                })
+                .on_conflict(
+                    // `name = name` on a taken name: a no-op every database accepts (MariaDB
+                    // has no `DO NOTHING`).
+                    OnConflict::column(queue::Column::Name)
+                        .update_column(queue::Column::Name)
+                        .to_owned(),
+                )
+                .exec_without_returning(&*txn)
+                .await?;
+                queue::Entity::update_many()
+                    .col_expr(queue::Column::Paused, Expr::value(paused))
+                    .col_expr(queue::Column::ChangedAt, Expr::value(now))
+                    .filter(queue::Column::Name.eq(queue_name))
+                    .filter(queue::Column::Paused.ne(paused))
+                    .exec(&*txn)
+                    .await?;
+                Ok(())
+            }
+            .await;
+            end(txn, r).await
+        })
+        .await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        let counts: Vec<(String, i16, i64)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::Queue)
+            .column(task::Column::State)
+            .column_as(task::Column::Id.count(), "count")
+            .group_by(task::Column::Queue)
+            .group_by(task::Column::State)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(|e| self.error(e.into()))?;
+        let rows = queue::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(|e| self.error(e.into()))?;
+        let mut by_name: std::collections::BTreeMap<String, QueueInfo> = rows
+            .into_iter()
+            .map(|q| {
+                let info = QueueInfo::new(
+                    q.name.clone(),
+                    q.paused,
+                    Some(crate::time::from_sql(q.changed_at)),
+                    Vec::new(),
+                );
+                (q.name, info)
+            })
+            .collect();
+        for (name, state, count) in counts {
+            let state = state_of_count(state, &name)?;
+            by_name
+                .entry(name.clone())
+                .or_insert_with(|| QueueInfo::new(name, false, None, Vec::new()))
+                .counts
+                .push((state, u64::try_from(count).unwrap_or(0)));
+        }
+        Ok(by_name
+            .into_values()
+            .map(|mut q| {
+                q.counts.sort();
+                q
+            })
+            .collect())
     }
 
     async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {

@@ -1,5 +1,5 @@
 //! The batch claim's steps on SQLite (run by `taskrow_sql::claim::claim` under the store's one
-//! writer, in an immediate transaction): select the due ids and states (oldest due first),
+//! writer, in an immediate transaction): select the due ids and states (highest priority, then oldest due, first),
 //! then mark them claimed with one `UPDATE … WHERE id IN (…) RETURNING *`.
 //!
 //! The ids are read first so the rows come back in due order (`RETURNING` gives no order, and
@@ -8,7 +8,6 @@
 //! meanwhile: the store's writer lock keeps this process's writers out, and `BEGIN IMMEDIATE`
 //! other processes.
 
-use chrono::{DateTime, Utc};
 use sea_orm::DbErr;
 use taskrow::ClaimRequest;
 use taskrow_sql::WriteTxn;
@@ -19,10 +18,10 @@ use taskrow_sql::entity::task;
 pub(crate) async fn read_due(
     txn: &WriteTxn,
     req: &ClaimRequest,
-    now: DateTime<Utc>,
+    claim: &Claim,
     limit: usize,
 ) -> Result<Vec<Due>, DbErr> {
-    let due: Vec<(i64, i16)> = due_ids(req, now, limit).into_tuple().all(&**txn).await?;
+    let due: Vec<(i64, i16)> = due_ids(req, claim, limit).into_tuple().all(&**txn).await?;
     Ok(due
         .into_iter()
         .map(|(id, state)| Due::id_and_state(id, state))

@@ -119,7 +119,7 @@ impl Dialect for SqliteDialect {
         claim: &Claim,
         limit: usize,
     ) -> Result<Vec<Due>, DbErr> {
-        crate::claim::read_due(txn, req, claim.now, limit).await
+        crate::claim::read_due(txn, req, claim, limit).await
     }
 
     async fn take_due(

@@ -172,6 +172,23 @@ macro_rules! store_conformance {
                     empty_store_has_none,
                     by_type_and_state,
                 }
+                priority {
+                    higher_level_beats_age,
+                    same_level_oldest_due_first,
+                    retried_task_keeps_its_level,
+                    levels_come_from_options_then_type,
+                    counts_by_queue_and_level,
+                }
+                queues {
+                    claim_filters_by_queue,
+                    list_and_reset_filter_by_queue,
+                    paused_queue_is_not_claimed_until_resumed,
+                    queues_lists_state_and_counts,
+                    invalid_queue_name_is_refused,
+                    flood_in_one_queue_leaves_anothers_slots,
+                    worker_honours_pause_and_resume,
+                    run_until_idle_runs_each_queue,
+                }
                 reset {
                     one_failed_task_runs_again,
                     one_cancelled_task_runs_again,

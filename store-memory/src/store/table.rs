@@ -1,7 +1,7 @@
 //! [`Table`]: the task rows by id, and beside them the due index a claim walks.
 //!
-//! The index holds `(due time, id)` for every row a claim could take at some time: a pending
-//! row at its `next_run_at`, a running row at its `lease_expires_at`. Its fields are private to
+//! The index holds `(priority, due time, id)` for every row a claim could take at some time: a
+//! pending row at its `next_run_at`, a running row at its `lease_expires_at`. Its fields are private to
 //! this module and every change of a row goes through [`Table::insert`], [`Table::remove`],
 //! [`Table::update`] or [`Table::update_matching`], which keep the index in step, so it cannot
 //! drift from the rows.
@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
-use taskrow::{TaskRecord, TaskState};
+use taskrow::{Priority, TaskRecord, TaskState};
 
-/// A row's place in the due index: when a claim could take it, then its id.
-type Key = (DateTime<Utc>, i64);
+/// A row's place in the due index: its priority's code (claimed first when lowest), when a
+/// claim could take it, then its id.
+type Key = (i16, DateTime<Utc>, i64);
 
 /// When a claim could take `r`: a pending task's next run time, or an expired-or-not running
 /// task's lease expiry. `None` for other states.
@@ -26,7 +27,7 @@ fn due_at(r: &TaskRecord) -> Option<DateTime<Utc>> {
 }
 
 fn key(r: &TaskRecord) -> Option<Key> {
-    due_at(r).map(|d| (d, r.id))
+    due_at(r).map(|d| (r.priority.code(), d, r.id))
 }
 
 /// Moves a row's index entry from `before` to `after`.
@@ -74,13 +75,20 @@ impl Table {
         self.rows.range(from..).map(|(_, r)| r)
     }
 
-    /// The rows a claim at `now` could take, oldest due first (ties by id): pending rows with
-    /// `next_run_at <= now` and running rows with `lease_expires_at <= now`. Costs one step per
-    /// row yielded, whatever the table's size.
+    /// The rows a claim at `now` could take, highest priority first, then oldest due (ties by
+    /// id): pending rows with `next_run_at <= now` and running rows with
+    /// `lease_expires_at <= now`. Costs one step per row yielded (and one range per priority
+    /// level), whatever the table's size.
     pub(super) fn due_by(&self, now: DateTime<Utc>) -> impl Iterator<Item = &TaskRecord> {
-        self.due
-            .range((Bound::Unbounded, Bound::Included((now, i64::MAX))))
-            .map(|(_, id)| &self.rows[id])
+        Priority::ALL.into_iter().flat_map(move |p| {
+            let p = p.code();
+            self.due
+                .range((
+                    Bound::Included((p, DateTime::<Utc>::MIN_UTC, i64::MIN)),
+                    Bound::Included((p, now, i64::MAX)),
+                ))
+                .map(|(_, _, id)| &self.rows[id])
+        })
     }
 
     /// Adds a row whose id is not in the table.

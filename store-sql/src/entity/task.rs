@@ -7,7 +7,9 @@ use sea_orm::entity::prelude::*;
 
 use crate::time::from_sql;
 use taskrow::serde_json::{self, json};
-use taskrow::{Dispatch, Error, NewTask, OnSuccess, Result, RetryPolicy, TaskRecord, TaskState};
+use taskrow::{
+    Dispatch, Error, NewTask, OnSuccess, Priority, Result, RetryPolicy, TaskRecord, TaskState,
+};
 
 /// A `taskrow_task` row as stored. Times are UTC, kept without a zone (see
 /// [`crate::time::sql`]).
@@ -71,6 +73,10 @@ pub struct Model {
     pub claimed_at: Option<DateTime>,
     /// Interrupted runs whose attempt was given back (reset sets it to 0).
     pub interruptions: i32,
+    /// The queue.
+    pub queue: String,
+    /// [`Priority::code`]: 0 high, 1 normal, 2 low (ascending is claim order).
+    pub priority: i16,
     /// When the current or last run became due: the run time the last claim found.
     pub due_at: Option<DateTime>,
 }
@@ -113,6 +119,8 @@ impl Model {
             claim_token: None,
             claimed_at: None,
             interruptions: 0,
+            queue: task.queue.clone(),
+            priority: task.priority.code(),
             due_at: None,
         }
     }
@@ -143,6 +151,8 @@ impl Model {
             claim_token: Set(self.claim_token),
             claimed_at: Set(self.claimed_at),
             interruptions: Set(self.interruptions),
+            queue: Set(self.queue),
+            priority: Set(self.priority),
             due_at: Set(self.due_at),
         }
     }
@@ -208,6 +218,12 @@ impl Model {
                 self.dispatch
             ))
         })?;
+        let priority = Priority::from_code(self.priority).ok_or_else(|| {
+            self.corrupt(format!(
+                "priority {} is not 0 (high), 1 (normal) or 2 (low)",
+                self.priority
+            ))
+        })?;
         let (next_run_at, lease_expires_at) = match state {
             TaskState::Pending => (self.run_at.map(from_sql), None),
             TaskState::Running => (None, self.run_at.map(from_sql)),
@@ -223,6 +239,8 @@ impl Model {
             "name": self.name,
             "description": self.description,
             "biz_type": self.biz_type,
+            "queue": self.queue,
+            "priority": priority,
             "state": state,
             "attempts": attempts,
             "max_attempts": max_attempts,

@@ -79,6 +79,8 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
         claim_token: Some(-7_000_000_000_000_000_001),
         claimed_at: Some(t0().naive_utc()),
         interruptions: 2,
+        queue: "ωmails-✓".into(),
+        priority: 2,
         due_at: Some(t0().naive_utc()),
     };
     let id = task::Entity::insert(row.clone().into_insert())
@@ -96,6 +98,8 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
     assert_eq!(record.claimed_at, Some(t0()));
     assert_eq!(record.interruptions, 2);
     assert_eq!(record.lease().token, -7_000_000_000_000_000_001);
+    assert_eq!(record.queue, "ωmails-✓");
+    assert_eq!(record.priority, taskrow::Priority::Low);
 
     let log = task_log::Model {
         id: 0,
@@ -163,6 +167,21 @@ pub async fn corrupt_rows_are_reported<D: Dialect>(store: &SqlStore<D>) {
         Err(Error::CorruptRow { id, reason }) => {
             assert_eq!(id, r.id);
             assert!(reason.contains("state 9"), "{reason}");
+        }
+        other => panic!("expected CorruptRow, got {other:?}"),
+    }
+    // A priority this version does not know.
+    let r = store.insert(new_task("corrupt-level", t0())).await.unwrap();
+    db.execute_unprepared(&format!(
+        "UPDATE taskrow_task SET priority = 7 WHERE id = {}",
+        r.id
+    ))
+    .await
+    .unwrap();
+    match store.get(&TaskRef::Id(r.id)).await {
+        Err(Error::CorruptRow { id, reason }) => {
+            assert_eq!(id, r.id);
+            assert!(reason.contains("priority 7"), "{reason}");
         }
         other => panic!("expected CorruptRow, got {other:?}"),
     }
@@ -1474,4 +1493,63 @@ pub async fn writes_beside_an_open_task_transaction<D: Dialect>(
     let in_tx = store.get(&"in-the-transaction".into()).await.unwrap();
     assert_eq!(in_tx.state, TaskState::Pending);
     out
+}
+
+/// The queues migration (the last one) down and up again on a migrated database holding a task
+/// written before it: down, the queue table and the task's queue and priority columns are gone
+/// (and the rest still reads); up, the old task reads in the `default` queue at normal
+/// priority, and the queue table works.
+pub async fn queues_migration_comes_and_goes(db: &sea_orm::DatabaseConnection) {
+    use sea_orm_migration::MigratorTrait;
+    use taskrow_migration::Migrator;
+    use taskrow_sql::entity::queue;
+
+    let all = history(db, "taskrow_seaql_migrations").await;
+    assert_eq!(
+        all.last().map(String::as_str),
+        Some("m20261128_000003_taskrow_queues")
+    );
+    Migrator::down(db, Some(1)).await.unwrap();
+    assert_eq!(
+        history(db, "taskrow_seaql_migrations").await,
+        all[..all.len() - 1]
+    );
+    let backend = db.get_database_backend();
+    for gone in [
+        "SELECT queue FROM taskrow_task",
+        "SELECT priority FROM taskrow_task",
+        "SELECT name FROM taskrow_queue",
+    ] {
+        let r = db
+            .query_all_raw(Statement::from_string(backend, gone))
+            .await;
+        assert!(r.is_err(), "`{gone}` after the queues migration went down");
+    }
+    db.execute_unprepared(&format!(
+        "INSERT INTO taskrow_task (code, task_type, payload, name, biz_type, state, attempts, \
+         retry_policy, on_success, dispatch, run_at, version, created_at, updated_at, \
+         interruptions) VALUES ('before-queues', 'store_sql_test.ping', '{{\"n\":1}}', 'old', '', \
+         0, 0, '{}', 0, 0, '2026-01-01 00:00:00', 0, '2026-01-01 00:00:00', \
+         '2026-01-01 00:00:00', 0)",
+        taskrow::RetryPolicy::default().to_json()
+    ))
+    .await
+    .unwrap();
+
+    Migrator::up(db, None).await.unwrap();
+    assert_eq!(history(db, "taskrow_seaql_migrations").await, all);
+    let old = task::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.code == "before-queues")
+        .expect("the old row is kept")
+        .into_record()
+        .unwrap();
+    assert_eq!(
+        (old.queue.as_str(), old.priority),
+        (taskrow::DEFAULT_QUEUE, taskrow::Priority::Normal)
+    );
+    assert!(queue::Entity::find().all(db).await.unwrap().is_empty());
 }

@@ -1,8 +1,8 @@
-//! [`TaskStore::counts`]: tasks per type and state.
+//! [`TaskStore::counts`]: tasks per type, queue, priority and state.
 
 use std::sync::Arc;
 
-use taskrow::{StateCount, TaskState, TaskStore};
+use taskrow::{DEFAULT_QUEUE, Priority, StateCount, TaskState, TaskStore};
 
 use super::{
     build_task, insert, make_cancelled, make_failed, make_running, make_succeeded, opts, t0,
@@ -40,6 +40,8 @@ pub async fn by_type_and_state(store: Arc<dyn TaskStore>) {
     counts.sort_by(|a, b| (&a.task_type, a.state).cmp(&(&b.task_type, b.state)));
     let count = |task_type: &str, state, count| StateCount {
         task_type: task_type.to_owned(),
+        queue: DEFAULT_QUEUE.to_owned(),
+        priority: Priority::Normal,
         state,
         count,
     };

@@ -260,6 +260,12 @@ impl TaskStore for Faulty {
     async fn counts(&self) -> Result<Vec<StateCount>> {
         self.inner.counts().await
     }
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: DateTime<Utc>) -> Result<()> {
+        self.inner.set_queue_paused(queue, paused, now).await
+    }
+    async fn queues(&self) -> Result<Vec<taskrow::QueueInfo>> {
+        self.inner.queues().await
+    }
     async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {
         self.inner.reset(target, now).await
     }
