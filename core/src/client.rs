@@ -232,7 +232,7 @@ impl Client {
         let _ = self.inner.clock.ready().await;
         let row = options.build(task, self.inner.clock.now())?;
         let rec = self.inner.store.insert(row).await?;
-        crate::metrics::enqueued(&rec.task_type, "default", 1);
+        crate::metrics::enqueued(&rec.task_type, &rec.queue, 1);
         self.wake_workers();
         Ok(rec)
     }
@@ -250,7 +250,7 @@ impl Client {
         let row = options.build(task, self.inner.clock.now())?;
         let (rec, created) = self.inner.store.insert_if_absent(row).await?;
         if created {
-            crate::metrics::enqueued(&rec.task_type, "default", 1);
+            crate::metrics::enqueued(&rec.task_type, &rec.queue, 1);
             self.wake_workers();
         }
         Ok((rec, created))
@@ -269,13 +269,15 @@ impl Client {
             .into_iter()
             .map(|(t, o)| o.build(t, now))
             .collect::<Result<Vec<_>>>()?;
-        let mut per_type: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut per_type: std::collections::BTreeMap<(String, String), u64> = Default::default();
         for r in &rows {
-            *per_type.entry(r.task_type.clone()).or_default() += 1;
+            *per_type
+                .entry((r.task_type.clone(), r.queue.clone()))
+                .or_default() += 1;
         }
         let n = self.inner.store.insert_many(rows).await?;
-        for (task_type, count) in per_type {
-            crate::metrics::enqueued(&task_type, "default", count);
+        for ((task_type, queue), count) in per_type {
+            crate::metrics::enqueued(&task_type, &queue, count);
         }
         self.wake_workers();
         Ok(n)

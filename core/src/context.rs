@@ -113,6 +113,7 @@ pub struct TaskContext {
     pub(crate) code: String,
     pub(crate) task_type: String,
     pub(crate) biz_type: String,
+    pub(crate) queue: String,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) worker: String,
@@ -140,6 +141,10 @@ impl TaskContext {
     /// The task's biz type.
     pub fn biz_type(&self) -> &str {
         &self.biz_type
+    }
+    /// The task's queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
     }
     /// This run's attempt number (1 for the first run).
     pub fn attempt(&self) -> u32 {
@@ -193,6 +198,7 @@ impl TaskContext {
             lease: self.lease,
             code: self.code.clone(),
             task_type: self.task_type.clone(),
+            queue: self.queue.clone(),
             worker: self.worker.clone(),
             attempt: self.attempt,
             started_at: self.started_at,

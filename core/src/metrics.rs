@@ -37,14 +37,14 @@ pub fn enqueued(task_type: &str, queue: &str, n: u64) {
 }
 
 /// Counts a run whose result the store answered: its outcome, or `lease_lost` when refused.
-pub(crate) fn finished(f: &Finish, queue: &str, status: FinishStatus) {
+pub(crate) fn finished(f: &Finish, status: FinishStatus) {
     let outcome = match status {
         FinishStatus::Applied => f.outcome(),
         FinishStatus::LeaseLost => Outcome::LeaseLost,
     };
     let labels = [
         ("task_type", f.task_type.clone()),
-        ("queue", queue.to_owned()),
+        ("queue", f.queue.clone()),
         ("outcome", outcome.as_str().to_owned()),
     ];
     counter!(RUNS, &labels).increment(1);
@@ -63,7 +63,8 @@ impl Drop for Running {
 }
 
 /// Counts a run starting: its pickup lag and one more running.
-pub(crate) fn started(task: &TaskRecord, queue: &str) -> Running {
+pub(crate) fn started(task: &TaskRecord) -> Running {
+    let queue = task.queue.as_str();
     if let (Some(due), Some(claimed)) = (task.due_at, task.claimed_at) {
         histogram!(PICKUP_LAG, "task_type" => task.task_type.clone(), "queue" => queue.to_owned())
             .record(seconds_between(due, claimed));

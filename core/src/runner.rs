@@ -122,7 +122,7 @@ pub(crate) async fn execute(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran 
 
 async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
     let task = &claimed.task;
-    let _running = crate::metrics::started(task, "default");
+    let _running = crate::metrics::started(task);
     let started_at = env.clock.now();
     let started = Instant::now();
     let lease = task.lease();
@@ -138,6 +138,7 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                 code: task.code.clone(),
                 task_type: task.task_type.clone(),
                 biz_type: task.biz_type.clone(),
+                queue: task.queue.clone(),
                 attempt: task.attempts,
                 max_attempts: task.max_attempts,
                 worker: env.worker.clone(),
@@ -396,7 +397,7 @@ pub(crate) async fn execute_and_finish(
 ) -> crate::Result<RunReport> {
     let finish = execute(env, claimed, stops).await.finish;
     let status = finish_with_retry(env, vec![finish.clone()]).await?;
-    crate::metrics::finished(&finish, "default", status[0]);
+    crate::metrics::finished(&finish, status[0]);
     Ok(RunReport::new(&claimed.task, &finish, status[0]))
 }
 

@@ -164,6 +164,8 @@ pub struct Finish {
     pub code: String,
     /// The task's type name (for the log row).
     pub task_type: String,
+    /// The task's queue (for metrics).
+    pub queue: String,
     /// The worker that ran it.
     pub worker: String,
     /// Which attempt this was.
@@ -190,6 +192,7 @@ impl Finish {
             lease,
             code: task.code.clone(),
             task_type: task.task_type.clone(),
+            queue: task.queue.clone(),
             worker: worker.into(),
             attempt: task.attempts,
             started_at,

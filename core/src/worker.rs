@@ -801,7 +801,7 @@ fn keep_if_transient(one: Vec<Finish>, e: &Error) -> Vec<Finish> {
 
 fn report_written(batch: &[Finish], statuses: &[FinishStatus]) {
     for (f, s) in batch.iter().zip(statuses) {
-        crate::metrics::finished(f, "default", *s);
+        crate::metrics::finished(f, *s);
         if *s == FinishStatus::LeaseLost {
             warn!(id = f.lease.id, code = %f.code, task_type = %f.task_type, "result refused: the lease was lost to another claim");
         }

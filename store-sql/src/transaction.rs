@@ -37,8 +37,8 @@ pub struct TaskTransaction<'s, D: Dialect> {
     store: &'s SqlStore<D>,
     client: Client,
     tasks: Vec<(i64, Dispatch)>,
-    /// The task type of each of `tasks`, counted as enqueued at the commit.
-    types: Vec<String>,
+    /// The task type and queue of each of `tasks`, counted as enqueued at the commit.
+    types: Vec<(String, String)>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -141,7 +141,7 @@ impl<D: Dialect> TaskTransaction<'_, D> {
         let row = options.build(task, self.client.clock().now())?;
         let rec = self.store.insert_on(&*self.txn, row).await?;
         self.tasks.push((rec.id, dispatch));
-        self.types.push(rec.task_type.clone());
+        self.types.push((rec.task_type.clone(), rec.queue.clone()));
         Ok(rec)
     }
 
@@ -150,8 +150,8 @@ impl<D: Dialect> TaskTransaction<'_, D> {
     pub async fn commit(self) -> Result<Committed> {
         let store = self.store;
         self.txn.commit().await.map_err(|e| store.map_db_error(e))?;
-        for task_type in &self.types {
-            taskrow::metrics::enqueued(task_type, "default", 1);
+        for (task_type, queue) in &self.types {
+            taskrow::metrics::enqueued(task_type, queue, 1);
         }
         Ok(Committed {
             client: self.client,

@@ -101,9 +101,11 @@ impl Recorded {
     }
 }
 
-/// Three tasks: one succeeds, one fails once and succeeds on its retry 5 s later, one fails
-/// for good. Counted: 3 enqueued; runs 2 succeeded, 1 retrying, 1 failed, each with its
-/// duration; 4 pickup lags, the retry's 5 s late by the manual clock; none running after.
+/// Three tasks in the default queue: one succeeds, one fails once and succeeds on its retry 5 s
+/// later, one fails for good; and one in `emails` that succeeds. Counted by queue: 3 and 1
+/// enqueued; runs 2 succeeded, 1 retrying, 1 failed, and 1 succeeded in `emails`, each with its
+/// duration; 4 pickup lags in the default queue, the retry's 2 s late by the manual clock; none
+/// running after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_run_is_counted() {
     let recorded: &'static Recorded = Box::leak(Box::default());
@@ -139,6 +141,9 @@ async fn a_known_run_is_counted() {
     c.enqueue(&bad, EnqueueOptions::new().code("bad"))
         .await
         .unwrap();
+    c.enqueue(&ok, EnqueueOptions::new().code("mail").queue("emails"))
+        .await
+        .unwrap();
     let w = c.worker().build().unwrap();
     w.run_until_idle().await.unwrap();
     clock.advance(Duration::from_secs(7));
@@ -165,6 +170,19 @@ async fn a_known_run_is_counted() {
         ),
         (2, 1, 1, 0)
     );
+    assert_eq!(
+        recorded.counter(&format!(
+            "taskrow_enqueued_total{{queue=emails,task_type={ty}}}"
+        )),
+        1
+    );
+    assert_eq!(
+        recorded.counter(&format!(
+            "taskrow_runs_total{{outcome=succeeded,queue=emails,task_type={ty}}}"
+        )),
+        1
+    );
+    assert_eq!(recorded.gauge("taskrow_running{queue=emails}"), 0.0);
     for (outcome, n) in [("succeeded", 2), ("retrying", 1), ("failed", 1)] {
         let d = recorded.samples(&format!(
             "taskrow_run_duration_seconds{{outcome={outcome},queue=default,task_type={ty}}}"
