@@ -25,6 +25,7 @@ pub mod policy;
 pub mod record;
 pub mod retry;
 mod runner;
+pub mod schedule;
 pub mod store;
 pub mod task;
 pub mod worker;
@@ -39,6 +40,9 @@ pub use policy::failure_result;
 pub use record::{Dispatch, Lease, NewTask, OnSuccess, Outcome, TaskLog, TaskRecord, TaskState};
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::RunReport;
+pub use schedule::{
+    AdvanceStatus, MissedTicks, NewSchedule, Schedule, ScheduleAdvance, ScheduleRecord,
+};
 pub use store::{
     ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, LogFilter, Page, Purge,
     PurgeReport, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
@@ -48,6 +52,7 @@ pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandl
 
 // Re-exported so users need no direct dependency lines for them.
 pub use chrono;
+pub use chrono_tz;
 pub use serde;
 pub use serde_json;
 pub use typetag;

@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::record::Outcome;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
+use crate::schedule::{Schedule, Ticker};
 use crate::store::{ClaimRequest, Finish, FinishStatus};
 
 /// Configures and starts a [`Worker`]. Get one from [`Client::worker`].
@@ -33,6 +34,7 @@ pub struct WorkerBuilder {
     finish_batch: usize,
     biz_types: Vec<String>,
     task_types: Vec<String>,
+    schedules: Vec<Schedule>,
 }
 
 impl WorkerBuilder {
@@ -53,6 +55,7 @@ impl WorkerBuilder {
             finish_batch: 128,
             biz_types: Vec::new(),
             task_types: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 
@@ -120,6 +123,15 @@ impl WorkerBuilder {
         self.task_types = t.into_iter().map(Into::into).collect();
         self
     }
+    /// Ticks this schedule: the worker registers it at its start and enqueues its task at
+    /// every tick (see [`crate::schedule`]). Every instance may register the same schedules;
+    /// each tick is enqueued once among them. The worker wakes at the next tick or its poll
+    /// interval, whichever comes first. Names must be unique; [`WorkerBuilder::build`] checks
+    /// each schedule ([`Schedule::check`]).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
     /// This worker's id (default: the client's).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -162,7 +174,16 @@ impl WorkerBuilder {
             heartbeat: self.heartbeat,
             default_timeout: self.default_timeout,
         };
-        Ok(Worker { cfg: self, env })
+        let ticker = if self.schedules.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Ticker::new(self.schedules.clone())?))
+        };
+        Ok(Worker {
+            cfg: self,
+            env,
+            ticker,
+        })
     }
 
     /// Builds and starts the worker on the current tokio runtime.
@@ -177,6 +198,7 @@ impl WorkerBuilder {
 pub struct Worker {
     cfg: WorkerBuilder,
     env: Env,
+    ticker: Option<Arc<Ticker>>,
 }
 
 /// Counts from [`Worker::run_until_idle`].
@@ -195,6 +217,8 @@ pub struct DrainReport {
     pub lease_lost: u64,
     /// Runs stopped from outside (shutdown, a lease that could not be kept).
     pub interrupted: u64,
+    /// Tasks this call enqueued for due ticks of the worker's schedules.
+    pub scheduled: u64,
 }
 
 impl DrainReport {
@@ -230,10 +254,19 @@ impl Worker {
 
     /// Runs due tasks in the caller until none is due at the clock's current time, and says
     /// what happened. Retries scheduled for later wait: move the clock and call again.
+    ///
+    /// A worker with schedules first registers them (on its first call) and enqueues the
+    /// tasks of the ticks due at the clock's time, as a started worker does.
     pub async fn run_until_idle(&self) -> Result<DrainReport> {
         self.env.store.check_schema().await?;
         self.env.clock.ready().await?;
         let mut report = DrainReport::default();
+        if let Some(ticker) = &self.ticker {
+            report.scheduled = ticker
+                .tick(&*self.env.store, self.env.clock.now())
+                .await?
+                .enqueued;
+        }
         let stops = Stops::never();
         let limit = self.cfg.batch_size.unwrap_or(self.cfg.concurrency);
         loop {
@@ -303,6 +336,15 @@ impl Worker {
             self.cfg.batch_size.unwrap_or(concurrency.max(32))
         };
         let slots = Arc::new(Semaphore::new(concurrency));
+        let ticking = self.ticker.clone().map(|t| {
+            tokio::spawn(tick_loop(
+                t,
+                self.env.clone(),
+                self.cfg.client.clone(),
+                self.cfg.poll_interval,
+                stops.shutdown.clone(),
+            ))
+        });
         let mut wake = self.cfg.client.wake_receiver();
         // Other processes' enqueues, where the store hears of them (PostgreSQL NOTIFY).
         let mut remote_wake = self.env.store.wakeups();
@@ -515,12 +557,55 @@ impl Worker {
         while let Some(r) = running.join_next().await {
             report.count(r, &mut active);
         }
+        if let Some(t) = ticking
+            && let Err(e) = t.await
+        {
+            warn!(error = %e, "the schedule ticker failed");
+        }
         drop(fin_tx);
         if let Err(e) = finisher.await {
             warn!(error = %e, "the result writer failed");
         }
         info!(worker = %self.env.worker, finished = report.finished, released = report.released, "taskrow worker stopped");
         report
+    }
+}
+
+/// Ticks the worker's schedules until shutdown: at each pass it enqueues what is due at the
+/// clock's time, then sleeps until the next tick or the poll interval, whichever is first (the
+/// poll interval bounds how long a changed row or a moved clock goes unseen).
+async fn tick_loop(
+    ticker: Arc<Ticker>,
+    env: Env,
+    client: Client,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = match env.clock.check() {
+            Err(e) => {
+                warn!(worker = %env.worker, error = %e, "schedules not ticked: the clock cannot be trusted");
+                poll
+            }
+            Ok(()) => match ticker.tick(&*env.store, env.clock.now()).await {
+                Ok(pass) => {
+                    if pass.enqueued > 0 {
+                        client.wake_workers();
+                    }
+                    pass.next
+                        .and_then(|next| (next - env.clock.now()).to_std().ok())
+                        .map_or(poll, |d| d.min(poll))
+                }
+                Err(e) => {
+                    warn!(worker = %env.worker, error = %e, "ticking schedules failed; trying again");
+                    poll
+                }
+            },
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! The taskrow tables as [sea-orm-migration] migrations: `taskrow_task` (one row per task) and
-//! `taskrow_task_log` (one row per execution).
+//! The taskrow tables as [sea-orm-migration] migrations: `taskrow_task` (one row per task),
+//! `taskrow_task_log` (one row per execution) and `taskrow_schedule` (one row per periodic
+//! task).
 //!
 //! A change of the tables is always a new migration (one that has landed is never edited), so a
 //! database migrated by one version of taskrow is brought up to the next by running the new
@@ -47,6 +48,7 @@ use sea_orm_migration::prelude::*;
 mod m20260101_000001_create_tables;
 mod m20261128_000001_claim_tokens;
 mod m20261128_000002_notify;
+mod m20261128_000004_schedules;
 
 pub use m20261128_000002_notify::NOTIFY_CHANNEL;
 
@@ -59,6 +61,8 @@ pub mod tables {
     pub const TASK: &str = "taskrow_task";
     /// The execution log table.
     pub const TASK_LOG: &str = "taskrow_task_log";
+    /// The schedule table (one row per periodic task).
+    pub const SCHEDULE: &str = "taskrow_schedule";
 }
 
 /// Every taskrow migration, oldest first: add them to your own [`MigratorTrait`] to keep one
@@ -68,6 +72,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20260101_000001_create_tables::Migration),
         Box::new(m20261128_000001_claim_tokens::Migration),
         Box::new(m20261128_000002_notify::Migration),
+        Box::new(m20261128_000004_schedules::Migration),
     ]
 }
 

@@ -16,16 +16,17 @@ use sea_orm_migration::MigratorTrait;
 use taskrow::{Client, EnqueueOptions, Error, LogFilter, TaskRef, TaskStore};
 use taskrow_migration::Migrator;
 use taskrow_postgres::{PostgresDialect, PostgresStore, testing};
-use taskrow_sql::entity::{task, task_log};
+use taskrow_sql::entity::{schedule, task, task_log};
 use taskrow_sql::{Dialect, ErrorKind};
 
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 3] = [
+const ALL_MIGRATIONS: [&str; 4] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
+    "m20261128_000004_taskrow_schedules",
 ];
 
 async fn rows(db: &impl ConnectionTrait, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -105,6 +106,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(
         tables(db).await,
         [
+            "taskrow_schedule",
             "taskrow_seaql_migrations",
             "taskrow_task",
             "taskrow_task_log"
@@ -124,7 +126,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(functions, 0, "the trigger's function goes with it");
     Migrator::up(db, None).await.unwrap();
     Migrator::up(db, None).await.unwrap();
-    assert_eq!(tables(db).await.len(), 3);
+    assert_eq!(tables(db).await.len(), 4);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS
@@ -142,6 +144,9 @@ async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
     let names = |cols: Vec<(String, String, bool)>| -> Vec<String> {
         cols.into_iter().map(|c| c.0).collect()
     };
+    // The schedules migration (the fourth) first.
+    Migrator::down(db, Some(1)).await.unwrap();
+    assert!(!tables(db).await.contains(&"taskrow_schedule".to_owned()));
     Migrator::down(db, Some(1)).await.unwrap();
     assert!(triggers(db).await.is_empty());
     Migrator::down(db, Some(1)).await.unwrap();
@@ -206,6 +211,7 @@ async fn schema_matches_the_entities() {
     for (table, entity) in [
         ("taskrow_task", entity_columns::<task::Entity>()),
         ("taskrow_task_log", entity_columns::<task_log::Entity>()),
+        ("taskrow_schedule", entity_columns::<schedule::Entity>()),
     ] {
         let cols = columns(db, table).await;
         let names: Vec<&str> = cols.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -300,6 +306,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
             "m20261128_000002_taskrow_notify",
+            "m20261128_000004_taskrow_schedules",
         ]
     );
     // taskrow's migrations found in the application's history.

@@ -10,16 +10,17 @@ use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::MigratorTrait;
 use taskrow::{ClaimRequest, Client, EnqueueOptions, Error, TaskStore};
 use taskrow_migration::Migrator;
-use taskrow_sql::entity::{task, task_log};
+use taskrow_sql::entity::{schedule, task, task_log};
 use taskrow_sqlite::{SqliteDialect, SqliteStore, testing};
 
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 3] = [
+const ALL_MIGRATIONS: [&str; 4] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
+    "m20261128_000004_taskrow_schedules",
 ];
 
 async fn pragma(db: &sea_orm::DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -72,6 +73,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(
         tables(db).await,
         [
+            "taskrow_schedule",
             "taskrow_seaql_migrations",
             "taskrow_task",
             "taskrow_task_log"
@@ -81,7 +83,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(tables(db).await, ["taskrow_seaql_migrations"]);
     Migrator::up(db, None).await.unwrap();
     Migrator::up(db, None).await.unwrap(); // nothing pending: a no-op
-    assert_eq!(tables(db).await.len(), 3);
+    assert_eq!(tables(db).await.len(), 4);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS
@@ -95,6 +97,9 @@ async fn migrations_run_up_down_up() {
 async fn claim_token_columns_come_and_go(db: &sea_orm::DatabaseConnection) {
     let names =
         |cols: Vec<(String, String)>| -> Vec<String> { cols.into_iter().map(|c| c.0).collect() };
+    // The schedules migration (the fourth) first, then the notify and claim token ones.
+    Migrator::down(db, Some(1)).await.unwrap();
+    assert!(!tables(db).await.contains(&"taskrow_schedule".to_owned()));
     Migrator::down(db, Some(2)).await.unwrap();
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
@@ -154,6 +159,7 @@ async fn schema_matches_the_entities() {
     for (table, entity) in [
         ("taskrow_task", entity_columns::<task::Entity>()),
         ("taskrow_task_log", entity_columns::<task_log::Entity>()),
+        ("taskrow_schedule", entity_columns::<schedule::Entity>()),
     ] {
         let cols = columns(db, table).await;
         let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
@@ -174,6 +180,7 @@ async fn schema_matches_the_entities() {
             "idx_taskrow_task_run_at",
             "idx_taskrow_task_state_run_at",
             "idx_taskrow_task_task_type",
+            "uq_taskrow_schedule_name",
             "uq_taskrow_task_code",
             "uq_taskrow_task_log_run",
         ]
@@ -214,6 +221,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20260102_000001_create_orders",
             "m20261128_000001_taskrow_claim_tokens",
             "m20261128_000002_taskrow_notify",
+            "m20261128_000004_taskrow_schedules",
         ]
     );
     // taskrow's migrations found in the application's history.

@@ -1,6 +1,7 @@
-//! SeaORM entities for the two taskrow tables, with their conversions to and from taskrow's
+//! SeaORM entities for the taskrow tables, with their conversions to and from taskrow's
 //! records. The schema itself is created by `taskrow-migration`; the tests of the store crates
 //! check that it matches these entities column for column.
 
+pub mod schedule;
 pub mod task;
 pub mod task_log;

@@ -47,6 +47,7 @@ pub mod purge;
 pub mod release;
 pub mod reset;
 pub mod retry;
+pub mod schedule;
 pub mod times;
 pub mod upkeep;
 pub mod worker;
