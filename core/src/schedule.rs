@@ -79,7 +79,10 @@ impl MissedTicks {
 
 #[derive(Clone)]
 enum Spec {
-    Cron { expr: String, cron: croner::Cron },
+    Cron {
+        expr: String,
+        cron: Box<croner::Cron>,
+    },
     Every(Duration),
 }
 
@@ -182,7 +185,7 @@ impl Schedule {
             name,
             Spec::Cron {
                 expr: expression.trim().to_owned(),
-                cron,
+                cron: Box::new(cron),
             },
         ))
     }
@@ -216,8 +219,8 @@ impl Schedule {
     }
 
     /// The IANA time zone of a cron expression (`"Europe/Berlin"`; default `"UTC"`). Daylight
-    /// saving is followed: a wall time that does not exist that day is skipped, one that occurs
-    /// twice ticks once. A name the time zone database does not know is a [`Error::Config`];
+    /// saving is followed: a wall time that a jump forward skips ticks at the jump's end (02:30
+    /// at 03:00), and one that occurs twice ticks once, at its first occurrence. A name the time zone database does not know is a [`Error::Config`];
     /// a fixed interval takes none.
     pub fn time_zone(mut self, name: &str) -> Result<Self> {
         if matches!(self.spec, Spec::Every(_)) {
@@ -686,5 +689,160 @@ impl Ticker {
             }
         }
         Ok(pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TaskContext;
+    use crate::error::TaskError;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Tick {
+        n: u32,
+    }
+
+    #[typetag::serde(name = "core.schedule.tick")]
+    #[async_trait::async_trait]
+    impl Task for Tick {
+        async fn run(&self, _ctx: &TaskContext) -> std::result::Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn intervals_align_to_the_epoch() {
+        let s = Schedule::every("i", Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            s.next_after(at("2026-01-01T00:00:00Z")),
+            Some(at("2026-01-01T00:00:30Z"))
+        );
+        assert_eq!(
+            s.next_after(at("2026-01-01T00:00:29.999Z")),
+            Some(at("2026-01-01T00:00:30Z"))
+        );
+        assert_eq!(
+            s.latest_at_or_before(at("2026-01-01T00:01:10Z")),
+            Some(at("2026-01-01T00:01:00Z"))
+        );
+        assert_eq!(
+            s.latest_at_or_before(at("2026-01-01T00:01:00Z")),
+            Some(at("2026-01-01T00:01:00Z"))
+        );
+        assert_eq!(s.spec_text(), "every 30s");
+        let ms = Schedule::every("m", Duration::from_millis(1500)).unwrap();
+        assert_eq!(ms.spec_text(), "every 1500ms");
+    }
+
+    #[test]
+    fn cron_follows_its_time_zone_and_daylight_saving() {
+        let s = Schedule::cron("c", "0 30 2 * * *")
+            .unwrap()
+            .time_zone("Europe/Berlin")
+            .unwrap();
+        // 02:30 Berlin in winter is 01:30 UTC.
+        assert_eq!(
+            s.next_after(at("2026-01-10T00:00:00Z")),
+            Some(at("2026-01-10T01:30:00Z"))
+        );
+        // 2026-03-29: clocks jump from 02:00 to 03:00 in Berlin; 02:30 does not exist that day
+        // and the tick comes at the jump's end (03:00 CEST, 01:00 UTC).
+        assert_eq!(
+            s.next_after(at("2026-03-28T12:00:00Z")),
+            Some(at("2026-03-29T01:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(at("2026-03-29T01:00:00Z")),
+            Some(at("2026-03-30T00:30:00Z"))
+        );
+        // 2026-10-25: 02:30 occurs twice (CEST, then CET); it ticks once.
+        assert_eq!(
+            s.next_after(at("2026-10-24T12:00:00Z")),
+            Some(at("2026-10-25T00:30:00Z"))
+        );
+        assert_eq!(
+            s.next_after(at("2026-10-25T00:30:00Z")),
+            Some(at("2026-10-26T01:30:00Z"))
+        );
+        // In summer 02:30 Berlin is 00:30 UTC.
+        assert_eq!(
+            s.next_after(at("2026-07-01T00:00:00Z")),
+            Some(at("2026-07-01T00:30:00Z"))
+        );
+        // Five fields start at the minute; UTC by default.
+        let m = Schedule::cron("m", "*/15 * * * *").unwrap();
+        assert_eq!(
+            m.next_after(at("2026-01-01T00:00:00Z")),
+            Some(at("2026-01-01T00:15:00Z"))
+        );
+        assert_eq!(m.time_zone_name(), "UTC");
+    }
+
+    #[test]
+    fn plan_enqueues_on_time_ticks_and_follows_the_missed_policy() {
+        let s = Schedule::every("p", Duration::from_secs(600)).unwrap();
+        let t0 = at("2026-01-01T00:00:00Z");
+        let min = |m: i64| t0 + TimeDelta::minutes(m);
+        assert!(matches!(s.plan(t0, min(5)), Plan::Wait(t) if t == min(10)));
+        assert!(matches!(
+            s.plan(t0, min(10) + TimeDelta::seconds(60)),
+            Plan::Advance { to, enqueue: true } if to == min(10)
+        ));
+        assert!(matches!(
+            s.plan(t0, min(35)),
+            Plan::Advance { to, enqueue: false } if to == min(30)
+        ));
+        // The latest is on time, older ones missed: skip to it and enqueue it.
+        assert!(matches!(
+            s.plan(t0, min(30) + TimeDelta::seconds(10)),
+            Plan::Advance { to, enqueue: true } if to == min(30)
+        ));
+        let r = s.clone().missed(MissedTicks::RunLatest);
+        assert!(matches!(
+            r.plan(t0, min(35)),
+            Plan::Advance { to, enqueue: true } if to == min(30)
+        ));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_definition_only() {
+        let base = Schedule::every("f", Duration::from_secs(60))
+            .unwrap()
+            .task(Tick { n: 1 });
+        let fp = base.check().unwrap();
+        assert_eq!(fp.len(), 16);
+        assert_eq!(base.clone().check().unwrap(), fp, "stable");
+        for other in [
+            base.clone().task(Tick { n: 2 }),
+            base.clone().missed(MissedTicks::RunLatest),
+            base.clone().grace(Duration::from_secs(5)),
+            base.clone().options(EnqueueOptions::new().biz_type("b")),
+            base.clone()
+                .options(EnqueueOptions::new().delay(Duration::from_secs(1))),
+            Schedule::every("f", Duration::from_secs(61))
+                .unwrap()
+                .task(Tick { n: 1 }),
+        ] {
+            assert_ne!(other.check().unwrap(), fp, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn tick_task_is_due_at_the_tick_under_its_code() {
+        let s = Schedule::cron("report", "0 0 3 * * *")
+            .unwrap()
+            .task(Tick { n: 1 })
+            .options(EnqueueOptions::new().delay(Duration::from_secs(5)));
+        let tick = at("2026-01-02T03:00:00Z");
+        let row = s.task_for(tick, at("2026-01-02T03:00:01Z")).unwrap();
+        assert_eq!(row.code, "report@2026-01-02T03:00:00Z");
+        assert_eq!(row.run_at, at("2026-01-02T03:00:05Z"));
+        assert_eq!(row.task_type, "core.schedule.tick");
+        assert_eq!(row.payload, r#"{"n":1}"#);
     }
 }

@@ -525,7 +525,7 @@ pub async fn periodic_ticks(backend: Backend, _seed: u64) -> Option<Row> {
         &format!("{TICKS} ticks run after every process registered"),
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || async { ticked(&db.logs().await) >= TICKS + 1 },
+        || async { ticked(&db.logs().await) > TICKS },
     )
     .await;
     for p in &procs {
