@@ -5,6 +5,8 @@
 //! - A [`Client`] enqueues tasks into a [`TaskStore`] (memory, SQLite or MySQL) and builds
 //!   [`Worker`]s that claim due tasks under a lease, run them, retry failures per their
 //!   [`RetryPolicy`], and log every run.
+//! - A [`Schedule`] (cron expression or fixed interval) registered on workers enqueues a task at
+//!   every tick, once among all the instances that register it ([`schedule`]).
 //! - Semantics: at least once; never twice at once while a lease holds; nothing lost. See the
 //!   [`TaskStore`] contract.
 //!
