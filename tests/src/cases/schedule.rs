@@ -540,9 +540,12 @@ pub async fn removed_schedule_stops_ticking(store: Arc<dyn TaskStore>) {
         1,
         "only `keep`"
     );
-    let listed = row(&*store, "dropped").await;
+    let client = Client::new(store.clone());
+    let listed = client.schedules().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let listed = listed.into_iter().find(|r| r.name == "dropped").unwrap();
     assert_eq!(listed.last_tick, minutes(10), "listed with its last tick");
-    store.remove_schedule("dropped").await.unwrap();
+    assert_eq!(client.remove_schedule("dropped").await.unwrap(), listed);
 
     // A worker of the old version still running when the row is removed stops ticking it.
     let stale = worker_with(&store, &clock, "stale", &[keep.clone(), drop_me.clone()]);
