@@ -253,6 +253,7 @@ macro_rules! store_conformance {
                     changed_schedule_is_taken_up_on_start,
                     removed_schedule_stops_ticking,
                     started_worker_ticks,
+                    started_worker_wakes_at_the_next_tick,
                     bad_definitions_fail_at_build,
                 }
                 upkeep {

@@ -608,6 +608,29 @@ pub async fn started_worker_ticks(store: Arc<dyn TaskStore>) {
     handle.shutdown().await;
 }
 
+/// A started worker sleeps until the next tick, not its poll interval: with an hour's poll
+/// and the store's default clock (real time), a schedule ticking every second enqueues within
+/// seconds.
+pub async fn started_worker_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
+    let client = Client::new(store.clone());
+    let handle = client
+        .worker()
+        .poll_interval(Duration::from_secs(3600))
+        .schedule(every("wake", 1))
+        .start()
+        .unwrap();
+    super::worker::eventually("a tick's task ran", Duration::from_secs(20), || async {
+        store
+            .logs(&LogFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.code.starts_with("wake@") && l.outcome == Outcome::Succeeded)
+    })
+    .await;
+    handle.shutdown().await;
+}
+
 /// Bad definitions fail when the schedule or the worker is built, saying why.
 pub async fn bad_definitions_fail_at_build(store: Arc<dyn TaskStore>) {
     let config = |r: taskrow::Result<Schedule>, what: &str| match r {
