@@ -573,7 +573,9 @@ impl Worker {
 
 /// Ticks the worker's schedules until shutdown: at each pass it enqueues what is due at the
 /// clock's time, then sleeps until the next tick or the poll interval, whichever is first (the
-/// poll interval bounds how long a changed row or a moved clock goes unseen).
+/// poll interval bounds how long a changed row or a moved clock goes unseen). While the clock
+/// cannot be trusted it enqueues nothing and looks again every 100 ms; after a failed pass it
+/// tries again sooner than the poll interval (from 250 ms, doubling up to it, at most 30 s).
 async fn tick_loop(
     ticker: Arc<Ticker>,
     env: Env,
@@ -581,26 +583,44 @@ async fn tick_loop(
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut untrusted = false;
+    let mut backoff = Duration::from_millis(250);
     loop {
-        let wait = match env.clock.check() {
+        let ready = tokio::select! {
+            r = env.clock.ready() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let wait = match ready {
             Err(e) => {
-                warn!(worker = %env.worker, error = %e, "schedules not ticked: the clock cannot be trusted");
-                poll
+                if !untrusted {
+                    warn!(worker = %env.worker, error = %e, "not ticking schedules until the clock can be trusted");
+                }
+                untrusted = true;
+                Duration::from_millis(100).min(poll)
             }
-            Ok(()) => match ticker.tick(&*env.store, env.clock.now()).await {
-                Ok(pass) => {
-                    if pass.enqueued > 0 {
-                        client.wake_workers();
+            Ok(()) => {
+                if untrusted {
+                    info!(worker = %env.worker, "the clock can be trusted again: ticking schedules");
+                    untrusted = false;
+                }
+                match ticker.tick(&*env.store, env.clock.now()).await {
+                    Ok(pass) => {
+                        backoff = Duration::from_millis(250);
+                        if pass.enqueued > 0 {
+                            client.wake_workers();
+                        }
+                        pass.next
+                            .and_then(|next| (next - env.clock.now()).to_std().ok())
+                            .map_or(poll, |d| d.min(poll))
                     }
-                    pass.next
-                        .and_then(|next| (next - env.clock.now()).to_std().ok())
-                        .map_or(poll, |d| d.min(poll))
+                    Err(e) => {
+                        warn!(worker = %env.worker, error = %e, "ticking schedules failed; trying again");
+                        let wait = backoff.min(poll);
+                        backoff = (backoff * 2).min(poll).min(Duration::from_secs(30));
+                        wait
+                    }
                 }
-                Err(e) => {
-                    warn!(worker = %env.worker, error = %e, "ticking schedules failed; trying again");
-                    poll
-                }
-            },
+            }
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
