@@ -575,7 +575,8 @@ impl Worker {
 /// clock's time, then sleeps until the next tick or the poll interval, whichever is first (the
 /// poll interval bounds how long a changed row or a moved clock goes unseen). While the clock
 /// cannot be trusted it enqueues nothing and looks again every 100 ms; after a failed pass it
-/// tries again sooner than the poll interval (from 250 ms, doubling up to it, at most 30 s).
+/// tries again sooner than the poll interval (from 250 ms, doubling up to it, at most 5 s, so a
+/// tick is late by little more than an outage).
 async fn tick_loop(
     ticker: Arc<Ticker>,
     env: Env,
@@ -616,7 +617,7 @@ async fn tick_loop(
                     Err(e) => {
                         warn!(worker = %env.worker, error = %e, "ticking schedules failed; trying again");
                         let wait = backoff.min(poll);
-                        backoff = (backoff * 2).min(poll).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(poll).min(Duration::from_secs(5));
                         wait
                     }
                 }
