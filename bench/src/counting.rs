@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use taskrow::chrono::{DateTime, Utc};
+use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
     ClaimOne, ClaimRequest, Finish, FinishStatus, Lease, LogFilter, NewTask, Page, Purge,
     PurgeReport, ResetTarget, Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef,
@@ -98,6 +99,18 @@ impl TaskStore for Counting {
     }
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.wakeups()
+    }
+    async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+        self.inner.register_schedule(schedule).await
+    }
+    async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
+        self.inner.advance_schedule(advance).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.inner.schedules().await
+    }
+    async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.inner.remove_schedule(name).await
     }
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
         self.inner.get(target).await

@@ -18,7 +18,9 @@ Examples:
   taskrow reset --failed --type order.sync --dry-run
   taskrow pause emails
   taskrow queues
-  taskrow purge --older-than 7d";
+  taskrow purge --older-than 7d
+  taskrow schedules
+  taskrow schedules remove nightly-report";
 
 /// The taskrow operator command line.
 #[derive(Debug, Parser)]
@@ -105,6 +107,26 @@ pub(crate) enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// List the periodic tasks' schedules (name, spec, time zone, last and next tick), or
+    /// remove one.
+    Schedules {
+        #[command(subcommand)]
+        action: Option<SchedulesAction>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchedulesAction {
+    /// Delete a schedule's row (the tasks it enqueued stay). Workers that still register the
+    /// schedule stop ticking it until they start again and register it anew, so remove it
+    /// once no running version registers it.
+    Remove {
+        /// The schedule's name.
+        name: String,
     },
 }
 

@@ -17,7 +17,9 @@ use taskrow::{
 use taskrow_migration::Migrator;
 use taskrow_sql::url::redact;
 
-use crate::args::{Cli, Command, FilterArgs, ListArgs, MigrateAction, PurgeArgs, ResetArgs};
+use crate::args::{
+    Cli, Command, FilterArgs, ListArgs, MigrateAction, PurgeArgs, ResetArgs, SchedulesAction,
+};
 use crate::parse::Target;
 use crate::render::{self, Table};
 use crate::{Backend, Opened, backend, open};
@@ -110,6 +112,11 @@ pub(crate) async fn execute(
         Command::Pause { queue } => pause(&*db.store, &queue, true, now, io).await,
         Command::Resume { queue } => pause(&*db.store, &queue, false, now, io).await,
         Command::Queues { json } => queues(&*db.store, json, io).await,
+        Command::Schedules { action: None, json } => schedules(&*db.store, now, json, io).await,
+        Command::Schedules {
+            action: Some(SchedulesAction::Remove { name }),
+            ..
+        } => remove_schedule(&*db.store, &name, io).await,
     }
 }
 
@@ -818,6 +825,78 @@ async fn reset_one(
         io.out,
         "reset {n} task: `{}` (id {}, was {}) is pending again, attempts 0, due now",
         task.code, task.id, task.state
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schedules(
+    store: &dyn TaskStore,
+    now: DateTime<Utc>,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let rows = store.schedules().await?;
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name, "spec": r.spec, "time_zone": r.time_zone,
+                    "task_type": r.task_type, "fingerprint": r.fingerprint,
+                    "last_tick": r.last_tick, "next_tick": r.next_tick,
+                    "created_at": r.created_at, "registered_at": r.registered_at,
+                    "updated_at": r.updated_at,
+                })
+            })
+            .collect();
+        writeln!(io.out, "{}", pretty(&json!(v)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        writeln!(
+            io.out,
+            "no schedules: workers register theirs when they start"
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&[
+        "NAME",
+        "SPEC",
+        "TZ",
+        "TYPE",
+        "LAST TICK",
+        "NEXT TICK",
+        "REGISTERED",
+    ]);
+    for r in &rows {
+        t.row(vec![
+            r.name.clone(),
+            r.spec.clone(),
+            r.time_zone.clone(),
+            r.task_type.clone(),
+            render::time(r.last_tick),
+            render::opt_time(r.next_tick),
+            render::ago(r.registered_at, now),
+        ]);
+    }
+    write!(io.out, "{}", t.render(""))?;
+    writeln!(
+        io.out,
+        "(only workers that register a schedule tick it: one no running worker registers \
+         keeps its row until `taskrow schedules remove NAME`)"
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove_schedule(store: &dyn TaskStore, name: &str, io: &mut Io<'_>) -> Result<ExitCode> {
+    let row = store.remove_schedule(name).await?;
+    writeln!(
+        io.out,
+        "removed schedule `{}` ({}, last tick {}); its tasks stay. A worker that still \
+         registers it ticks it again after its next start",
+        row.name,
+        row.spec,
+        render::time(row.last_tick)
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -920,3 +920,87 @@ fn connection_errors_are_one_clear_line() {
     let o = taskrow(&missing, &["frobnicate"]);
     assert_eq!(o.code, Some(2), "{o:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// `schedules`: the periodic tasks' rows
+
+async fn schedules_session(db: &Db) {
+    let url = db.url.as_str();
+    taskrow(url, &["migrate", "up"]).ok();
+    let out = taskrow(url, &["schedules"]).ok();
+    assert!(out.contains("no schedules"), "{out}");
+
+    let store = db.store().await;
+    let nightly = taskrow::Schedule::cron("nightly", "0 0 3 * * *")
+        .unwrap()
+        .time_zone("Europe/Berlin")
+        .unwrap()
+        .task(CliTest { n: 1, fail: false });
+    let now = SystemClock.now();
+    let row = store
+        .register_schedule(&nightly.registration(now).unwrap())
+        .await
+        .unwrap();
+    let next = nightly.next_after(now).unwrap();
+
+    let out = taskrow(url, &["schedules"]).ok();
+    let header = out.lines().next().unwrap();
+    for col in [
+        "NAME",
+        "SPEC",
+        "TZ",
+        "TYPE",
+        "LAST TICK",
+        "NEXT TICK",
+        "REGISTERED",
+    ] {
+        assert!(header.contains(col), "{out}");
+    }
+    let line = out.lines().nth(1).unwrap();
+    assert!(line.starts_with("nightly"), "{out}");
+    for cell in ["0 0 3 * * *", "Europe/Berlin", "cli.test"] {
+        assert!(line.contains(cell), "{out}");
+    }
+    // 03:00 in Berlin is 02:00 UTC in winter, 01:00 in summer.
+    let next_text = next.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert!(next_text.ends_with("T02:00:00Z") || next_text.ends_with("T01:00:00Z"));
+    assert!(line.contains(&next_text), "next tick {next_text}: {out}");
+    assert!(out.contains("taskrow schedules remove NAME"), "{out}");
+
+    let json: taskrow::serde_json::Value =
+        taskrow::serde_json::from_str(&taskrow(url, &["schedules", "--json"]).ok()).unwrap();
+    assert_eq!(json[0]["name"], "nightly");
+    assert_eq!(json[0]["time_zone"], "Europe/Berlin");
+    assert_eq!(json[0]["fingerprint"], row.fingerprint.as_str());
+
+    let out = taskrow(url, &["schedules", "remove", "nightly"]).ok();
+    assert!(out.starts_with("removed schedule `nightly`"), "{out}");
+    let e = taskrow(url, &["schedules", "remove", "nightly"]).error();
+    assert!(e.contains("schedule `nightly` not found"), "{e}");
+    assert!(store.schedules().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_schedules() {
+    let db = Db::sqlite();
+    schedules_session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_schedules() {
+    let Some(db) = Db::mysql().await else {
+        return;
+    };
+    schedules_session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schedules() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    schedules_session(&db).await;
+    db.done().await;
+}

@@ -464,6 +464,19 @@ impl Client {
         self.inner.store.purge(purge).await
     }
 
+    /// Every schedule's row ([`crate::schedule`]): spec, time zone, last and next tick, and
+    /// when an instance last registered it.
+    pub async fn schedules(&self) -> Result<Vec<crate::ScheduleRecord>> {
+        self.inner.store.schedules().await
+    }
+
+    /// Deletes a schedule's row (its tasks stay) and returns it as it was
+    /// ([`Error::ScheduleNotFound`] when there is none). Workers that still register the
+    /// schedule stop ticking it until they start again.
+    pub async fn remove_schedule(&self, name: &str) -> Result<crate::ScheduleRecord> {
+        self.inner.store.remove_schedule(name).await
+    }
+
     /// The client's clock's time, once it can be trusted (a clock that follows the database
     /// reads it first): reset, cancel and delete judge whether a lease is live by it, so they
     /// refuse to guess ([`Error::Clock`]) rather than take a live lease for an expired one.

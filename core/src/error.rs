@@ -22,6 +22,10 @@ pub enum Error {
     #[error("task {0} not found: check the id or code (`taskrow list` shows what exists)")]
     NotFound(TaskRef),
 
+    /// No schedule has this name.
+    #[error("schedule `{0}` not found: `taskrow schedules` lists them")]
+    ScheduleNotFound(String),
+
     /// A task with this code exists already.
     #[error(
         "a task with code `{0}` already exists: codes are unique; use another code, or enqueue_if_absent to get the existing task"

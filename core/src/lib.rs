@@ -5,6 +5,8 @@
 //! - A [`Client`] enqueues tasks into a [`TaskStore`] (memory, SQLite or MySQL) and builds
 //!   [`Worker`]s that claim due tasks under a lease, run them, retry failures per their
 //!   [`RetryPolicy`], and log every run.
+//! - A [`Schedule`] (cron expression or fixed interval) registered on workers enqueues a task at
+//!   every tick, once among all the instances that register it ([`schedule`]).
 //! - Semantics: at least once; never twice at once while a lease holds; nothing lost. See the
 //!   [`TaskStore`] contract.
 //!
@@ -27,6 +29,7 @@ pub mod record;
 pub mod retention;
 pub mod retry;
 mod runner;
+pub mod schedule;
 pub mod store;
 pub mod task;
 mod wait;
@@ -46,6 +49,9 @@ pub use record::{
 pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::RunReport;
+pub use schedule::{
+    AdvanceStatus, MissedTicks, NewSchedule, Schedule, ScheduleAdvance, ScheduleRecord,
+};
 pub use store::{
     ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, LogFilter, Page, Purge,
     PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
@@ -56,6 +62,7 @@ pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandl
 
 // Re-exported so users need no direct dependency lines for them.
 pub use chrono;
+pub use chrono_tz;
 pub use serde;
 pub use serde_json;
 pub use typetag;

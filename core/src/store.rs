@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::record::{Lease, NewTask, Outcome, Priority, TaskLog, TaskRecord, TaskState};
+use crate::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 
 /// A task named by row id or by code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -629,6 +630,10 @@ pub struct PurgeReport {
 /// - **Logs**: [`TaskStore::finish`] writes one log row per execution, in the same transaction
 ///   as the task change, including refused (lease-lost) ones; a refused finish whose run was
 ///   already logged as worker lost turns that row into its lease-lost row (one row per run).
+/// - **Schedules** ([`crate::schedule`]): one row per schedule name. A tick moves a row only
+///   by a conditional update from the tick read to the next ([`TaskStore::advance_schedule`]),
+///   in one transaction with the insert of that tick's task, so of any number of contenders
+///   exactly one moves a given tick and its task is inserted exactly once.
 /// - **Errors**: a duplicate code is [`crate::Error::DuplicateCode`]; a missing task
 ///   [`crate::Error::NotFound`]; refusals are [`crate::Error::Running`],
 ///   [`crate::Error::Cancelled`], [`crate::Error::Succeeded`], [`crate::Error::WrongState`];
@@ -764,6 +769,31 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// them (workers then rely on their poll and on this process's own enqueues). Bursts are
     /// coalesced: a worker sees "changed", not how many.
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
+
+    /// Registers a schedule (a worker does at its start) and returns its row. No row of that
+    /// name: one is inserted with `last_tick = now` (ticks start after the registration),
+    /// `next_tick` as given, and every time `now`. A row with the same fingerprint: only
+    /// `registered_at = now` changes. A row with another fingerprint (a changed definition):
+    /// spec, time zone, task type, fingerprint and `next_tick` are replaced, `last_tick`
+    /// becomes `max(last_tick, now)` (the new definition ticks after the change), and
+    /// `registered_at = updated_at = now`. Concurrent registrations of one name leave one row.
+    async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord>;
+
+    /// Moves a schedule's last tick, in one transaction: when the row named `advance.name` has
+    /// `last_tick = advance.from` and `fingerprint = advance.fingerprint`, sets `last_tick =
+    /// advance.to`, `next_tick = advance.next_tick`, `updated_at = advance.now`, inserts
+    /// `advance.task` (if any) unless a task with its code exists, and answers
+    /// [`AdvanceStatus::Advanced`]; otherwise (moved by another, changed, removed) changes
+    /// nothing and answers [`AdvanceStatus::Lost`]. `to` not after `from` is
+    /// [`crate::Error::InvalidInput`], and so is a task the insert checks refuse.
+    async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus>;
+
+    /// Every schedule row, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>>;
+
+    /// Deletes a schedule's row and returns it as it was ([`crate::Error::ScheduleNotFound`]
+    /// when there is none). Tasks it enqueued stay.
+    async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord>;
 }
 
 macro_rules! forward_store {
@@ -853,6 +883,18 @@ macro_rules! forward_store {
             }
             fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
                 (**self).wakeups()
+            }
+            async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+                (**self).register_schedule(schedule).await
+            }
+            async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
+                (**self).advance_schedule(advance).await
+            }
+            async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+                (**self).schedules().await
+            }
+            async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+                (**self).remove_schedule(name).await
             }
         }
     };

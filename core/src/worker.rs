@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::record::Outcome;
 use crate::retention::Retention;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
+use crate::schedule::{Schedule, Ticker};
 use crate::store::{ClaimRequest, Finish, FinishStatus};
 
 /// Configures and starts a [`Worker`]. Get one from [`Client::worker`].
@@ -36,6 +37,7 @@ pub struct WorkerBuilder {
     task_types: Vec<String>,
     retention: Retention,
     queues: Vec<(String, usize)>,
+    schedules: Vec<Schedule>,
 }
 
 impl WorkerBuilder {
@@ -58,6 +60,7 @@ impl WorkerBuilder {
             task_types: Vec::new(),
             retention: Retention::default(),
             queues: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 
@@ -144,6 +147,16 @@ impl WorkerBuilder {
         self.queues.push((queue.into(), concurrency));
         self
     }
+
+    /// Ticks this schedule: the worker registers it at its start and enqueues its task at
+    /// every tick (see [`crate::schedule`]). Every instance may register the same schedules;
+    /// each tick is enqueued once among them. The worker wakes at the next tick or its poll
+    /// interval, whichever comes first. Names must be unique; [`WorkerBuilder::build`] checks
+    /// each schedule ([`Schedule::check`]).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
     /// This worker's id (default: the client's).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -203,7 +216,16 @@ impl WorkerBuilder {
             heartbeat: self.heartbeat,
             default_timeout: self.default_timeout,
         };
-        Ok(Worker { cfg: self, env })
+        let ticker = if self.schedules.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Ticker::new(self.schedules.clone())?))
+        };
+        Ok(Worker {
+            cfg: self,
+            env,
+            ticker,
+        })
     }
 
     /// Builds and starts the worker on the current tokio runtime.
@@ -218,6 +240,7 @@ impl WorkerBuilder {
 pub struct Worker {
     cfg: WorkerBuilder,
     env: Env,
+    ticker: Option<Arc<Ticker>>,
 }
 
 /// Counts from [`Worker::run_until_idle`].
@@ -236,6 +259,8 @@ pub struct DrainReport {
     pub lease_lost: u64,
     /// Runs stopped from outside (shutdown, a lease that could not be kept).
     pub interrupted: u64,
+    /// Tasks this call enqueued for due ticks of the worker's schedules.
+    pub scheduled: u64,
 }
 
 impl DrainReport {
@@ -279,23 +304,32 @@ impl Worker {
     }
 
     /// One worker per queue, each with that queue's slots (itself, cloned, when it has at
-    /// most one queue): the lanes that run side by side.
+    /// most one queue): the lanes that run side by side. The first lane also ticks the
+    /// schedules and purges old rows; the others only claim and run.
     fn lanes(&self) -> Vec<Worker> {
         if self.cfg.queues.len() <= 1 {
             return vec![Worker {
                 cfg: self.cfg.clone(),
                 env: self.env.clone(),
+                ticker: self.ticker.clone(),
             }];
         }
         self.cfg
             .queues
             .iter()
-            .map(|q| Worker {
+            .enumerate()
+            .map(|(i, q)| Worker {
                 cfg: WorkerBuilder {
                     queues: vec![q.clone()],
+                    retention: if i == 0 {
+                        self.cfg.retention.clone()
+                    } else {
+                        Retention::off()
+                    },
                     ..self.cfg.clone()
                 },
                 env: self.env.clone(),
+                ticker: if i == 0 { self.ticker.clone() } else { None },
             })
             .collect()
     }
@@ -303,10 +337,19 @@ impl Worker {
     /// Runs due tasks in the caller until none is due at the clock's current time, and says
     /// what happened. Retries scheduled for later wait: move the clock and call again. Each
     /// queue given ([`WorkerBuilder::queue`]) claims up to its own concurrency per round.
+    ///
+    /// A worker with schedules first registers them (on its first call) and enqueues the
+    /// tasks of the ticks due at the clock's time, as a started worker does.
     pub async fn run_until_idle(&self) -> Result<DrainReport> {
         self.env.store.check_schema().await?;
         self.env.clock.ready().await?;
         let mut report = DrainReport::default();
+        if let Some(ticker) = &self.ticker {
+            report.scheduled = ticker
+                .tick(&*self.env.store, self.env.clock.now())
+                .await?
+                .enqueued;
+        }
         let stops = Stops::never();
         let lanes = self.lanes();
         loop {
@@ -396,6 +439,15 @@ impl Worker {
             self.cfg.batch_size.unwrap_or(concurrency.max(32))
         };
         let slots = Arc::new(Semaphore::new(concurrency));
+        let ticking = self.ticker.clone().map(|t| {
+            tokio::spawn(tick_loop(
+                t,
+                self.env.clone(),
+                self.cfg.client.clone(),
+                self.cfg.poll_interval,
+                stops.shutdown.clone(),
+            ))
+        });
         let mut wake = self.cfg.client.wake_receiver();
         // Other processes' enqueues, where the store hears of them (PostgreSQL NOTIFY).
         let mut remote_wake = self.env.store.wakeups();
@@ -615,6 +667,11 @@ impl Worker {
         while let Some(r) = running.join_next().await {
             report.count(r, &mut active);
         }
+        if let Some(t) = ticking
+            && let Err(e) = t.await
+        {
+            warn!(error = %e, "the schedule ticker failed");
+        }
         drop(fin_tx);
         if let Err(e) = finisher.await {
             warn!(error = %e, "the result writer failed");
@@ -623,6 +680,65 @@ impl Worker {
         retention.abort();
         info!(worker = %self.env.worker, finished = report.finished, released = report.released, "taskrow worker stopped");
         report
+    }
+}
+
+/// Ticks the worker's schedules until shutdown: at each pass it enqueues what is due at the
+/// clock's time, then sleeps until the next tick or the poll interval, whichever is first (the
+/// poll interval bounds how long a changed row or a moved clock goes unseen). While the clock
+/// cannot be trusted it enqueues nothing and looks again every 100 ms; after a failed pass it
+/// tries again sooner than the poll interval (from 250 ms, doubling up to it, at most 5 s, so a
+/// tick is late by little more than an outage).
+async fn tick_loop(
+    ticker: Arc<Ticker>,
+    env: Env,
+    client: Client,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut untrusted = false;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let ready = tokio::select! {
+            r = env.clock.ready() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let wait = match ready {
+            Err(e) => {
+                if !untrusted {
+                    warn!(worker = %env.worker, error = %e, "not ticking schedules until the clock can be trusted");
+                }
+                untrusted = true;
+                Duration::from_millis(100).min(poll)
+            }
+            Ok(()) => {
+                if untrusted {
+                    info!(worker = %env.worker, "the clock can be trusted again: ticking schedules");
+                    untrusted = false;
+                }
+                match ticker.tick(&*env.store, env.clock.now()).await {
+                    Ok(pass) => {
+                        backoff = Duration::from_millis(250);
+                        if pass.enqueued > 0 {
+                            client.wake_workers();
+                        }
+                        pass.next
+                            .and_then(|next| (next - env.clock.now()).to_std().ok())
+                            .map_or(poll, |d| d.min(poll))
+                    }
+                    Err(e) => {
+                        warn!(worker = %env.worker, error = %e, "ticking schedules failed; trying again");
+                        let wait = backoff.min(poll);
+                        backoff = (backoff * 2).min(poll).min(Duration::from_secs(5));
+                        wait
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The taskrow tables as [sea-orm-migration] migrations: `taskrow_task` (one row per task),
-//! `taskrow_task_log` (one row per execution) and `taskrow_queue` (a queue's paused state).
+//! `taskrow_task_log` (one row per execution), `taskrow_queue` (a queue's paused state) and
+//! `taskrow_schedule` (one row per periodic task).
 //!
 //! A change of the tables is always a new migration (one that has landed is never edited), so a
 //! database migrated by one version of taskrow is brought up to the next by running the new
@@ -48,6 +49,7 @@ mod m20260101_000001_create_tables;
 mod m20261128_000001_claim_tokens;
 mod m20261128_000002_notify;
 mod m20261128_000003_queues;
+mod m20261128_000004_schedules;
 mod m20261128_000005_due_at;
 
 pub use m20261128_000002_notify::NOTIFY_CHANNEL;
@@ -63,6 +65,8 @@ pub mod tables {
     pub const TASK_LOG: &str = "taskrow_task_log";
     /// The queue table: a queue's paused state.
     pub const QUEUE: &str = "taskrow_queue";
+    /// The schedule table (one row per periodic task).
+    pub const SCHEDULE: &str = "taskrow_schedule";
 }
 
 /// Every taskrow migration, oldest first: add them to your own [`MigratorTrait`] to keep one
@@ -73,6 +77,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261128_000001_claim_tokens::Migration),
         Box::new(m20261128_000002_notify::Migration),
         Box::new(m20261128_000003_queues::Migration),
+        Box::new(m20261128_000004_schedules::Migration),
         Box::new(m20261128_000005_due_at::Migration),
     ]
 }

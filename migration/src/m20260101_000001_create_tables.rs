@@ -70,7 +70,7 @@ pub(crate) fn datetime6(col: impl IntoIden, backend: DbBackend) -> ColumnDef {
 /// padding, so `'a'` and `'a '` are two codes, as on SQLite and in memory. MySQL 8 calls it
 /// `utf8mb4_0900_bin`, MariaDB `utf8mb4_nopad_bin`; older servers only have `utf8mb4_bin`
 /// (which ignores trailing spaces).
-async fn mysql_collation(manager: &SchemaManager<'_>) -> Result<String, DbErr> {
+pub(crate) async fn mysql_collation(manager: &SchemaManager<'_>) -> Result<String, DbErr> {
     let found = manager
         .get_connection()
         .query_one_raw(Statement::from_string(
@@ -87,7 +87,7 @@ async fn mysql_collation(manager: &SchemaManager<'_>) -> Result<String, DbErr> {
 }
 
 /// The table options: InnoDB, utf8mb4 with `collation` on MySQL; none elsewhere.
-fn table_options(t: &mut TableCreateStatement, backend: DbBackend, collation: &str) {
+pub(crate) fn table_options(t: &mut TableCreateStatement, backend: DbBackend, collation: &str) {
     if backend == DbBackend::MySql {
         t.engine("InnoDB")
             .character_set("utf8mb4")
@@ -95,7 +95,7 @@ fn table_options(t: &mut TableCreateStatement, backend: DbBackend, collation: &s
     }
 }
 
-fn index(
+pub(crate) fn index(
     name: &str,
     table: impl IntoIden,
     cols: impl IntoIterator<Item = impl IntoIndexColumn>,

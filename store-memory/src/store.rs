@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
 use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::new_claim_token;
+use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
     OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget, Result,
@@ -49,6 +50,8 @@ struct Inner {
     next_log_id: i64,
     /// Queues ever paused or resumed: whether paused, and since when.
     queues: BTreeMap<String, (bool, DateTime<Utc>)>,
+    schedules: BTreeMap<String, ScheduleRecord>,
+    next_schedule_id: i64,
 }
 
 impl Default for Inner {
@@ -60,6 +63,8 @@ impl Default for Inner {
             next_task_id: 1,
             next_log_id: 1,
             queues: BTreeMap::new(),
+            schedules: BTreeMap::new(),
+            next_schedule_id: 1,
         }
     }
 }
@@ -652,6 +657,83 @@ impl TaskStore for MemoryStore {
     /// The memory store keeps no time of its own: `None`.
     async fn database_time(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(None)
+    }
+
+    async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+        let now = truncate_micros(schedule.now);
+        let mut inner = self.lock();
+        let id = inner.next_schedule_id;
+        let row = inner
+            .schedules
+            .entry(schedule.name.clone())
+            .and_modify(|row| {
+                if row.fingerprint != schedule.fingerprint {
+                    row.spec = schedule.spec.clone();
+                    row.time_zone = schedule.time_zone.clone();
+                    row.task_type = schedule.task_type.clone();
+                    row.fingerprint = schedule.fingerprint.clone();
+                    row.last_tick = row.last_tick.max(now);
+                    row.next_tick = schedule.next_tick.map(truncate_micros);
+                    row.updated_at = now;
+                }
+                row.registered_at = now;
+            })
+            .or_insert_with(|| ScheduleRecord {
+                id,
+                name: schedule.name.clone(),
+                spec: schedule.spec.clone(),
+                time_zone: schedule.time_zone.clone(),
+                task_type: schedule.task_type.clone(),
+                fingerprint: schedule.fingerprint.clone(),
+                last_tick: now,
+                next_tick: schedule.next_tick.map(truncate_micros),
+                created_at: now,
+                registered_at: now,
+                updated_at: now,
+            })
+            .clone();
+        if row.id == id {
+            inner.next_schedule_id += 1;
+        }
+        Ok(row)
+    }
+
+    async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
+        if advance.to <= advance.from {
+            return Err(Error::InvalidInput(format!(
+                "schedule `{}`: a tick moves forward ({} is not after {})",
+                advance.name, advance.to, advance.from
+            )));
+        }
+        if let Some(task) = &advance.task {
+            validate(task)?;
+        }
+        let mut inner = self.lock();
+        let Some(row) = inner.schedules.get_mut(&advance.name).filter(|r| {
+            r.last_tick == truncate_micros(advance.from) && r.fingerprint == advance.fingerprint
+        }) else {
+            return Ok(AdvanceStatus::Lost);
+        };
+        row.last_tick = truncate_micros(advance.to);
+        row.next_tick = advance.next_tick.map(truncate_micros);
+        row.updated_at = truncate_micros(advance.now);
+        if let Some(task) = &advance.task
+            && !inner.codes.contains_key(&task.code)
+        {
+            inner.insert_unchecked(task.clone());
+        }
+        Ok(AdvanceStatus::Advanced)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.lock()
+            .schedules
+            .remove(name)
+            .ok_or_else(|| Error::ScheduleNotFound(name.to_owned()))
     }
 
     /// One process by nature: its enqueues wake its workers through the client.

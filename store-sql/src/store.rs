@@ -28,6 +28,9 @@ use crate::dialect::{
 };
 use crate::entity::{queue, task, task_log};
 use crate::time::{sql, stored};
+use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
+
+mod schedule;
 
 /// Most rows in one multi-row `INSERT` of [`TaskStore::insert_many`].
 pub const INSERT_CHUNK_ROWS: usize = 500;
@@ -1600,5 +1603,21 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             .ok_or_else(|| Error::backend(true, "the database's time query returned no row"))?;
         let t: chrono::NaiveDateTime = row.try_get("", "t").map_err(|e| self.error(Fail::Db(e)))?;
         Ok(Some(crate::time::from_sql(t)))
+    }
+
+    async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+        self.register_schedule_sql(schedule).await
+    }
+
+    async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
+        self.advance_schedule_sql(advance).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.schedules_sql().await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.remove_schedule_sql(name).await
     }
 }

@@ -10,17 +10,18 @@ use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::MigratorTrait;
 use taskrow::{ClaimRequest, Client, EnqueueOptions, Error, TaskStore};
 use taskrow_migration::Migrator;
-use taskrow_sql::entity::{task, task_log};
+use taskrow_sql::entity::{schedule, task, task_log};
 use taskrow_sqlite::{SqliteDialect, SqliteStore, testing};
 
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 5] = [
+const ALL_MIGRATIONS: [&str; 6] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
     "m20261128_000003_taskrow_queues",
+    "m20261128_000004_taskrow_schedules",
     "m20261128_000005_taskrow_due_at",
 ];
 
@@ -75,6 +76,7 @@ async fn migrations_run_up_down_up() {
         tables(db).await,
         [
             "taskrow_queue",
+            "taskrow_schedule",
             "taskrow_seaql_migrations",
             "taskrow_task",
             "taskrow_task_log"
@@ -84,7 +86,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(tables(db).await, ["taskrow_seaql_migrations"]);
     Migrator::up(db, None).await.unwrap();
     Migrator::up(db, None).await.unwrap(); // nothing pending: a no-op
-    assert_eq!(tables(db).await.len(), 4);
+    assert_eq!(tables(db).await.len(), 5);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS
@@ -102,6 +104,7 @@ async fn claim_token_columns_come_and_go(db: &sea_orm::DatabaseConnection) {
     Migrator::down(db, Some(ALL_MIGRATIONS.len() as u32 - 1))
         .await
         .unwrap();
+    assert!(!tables(db).await.contains(&"taskrow_schedule".to_owned()));
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS[..1]
@@ -173,6 +176,7 @@ async fn schema_matches_the_entities() {
             "taskrow_queue",
             entity_columns::<taskrow_sql::entity::queue::Entity>(),
         ),
+        ("taskrow_schedule", entity_columns::<schedule::Entity>()),
     ] {
         let cols = columns(db, table).await;
         let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
@@ -195,6 +199,7 @@ async fn schema_matches_the_entities() {
             "idx_taskrow_task_run_at",
             "idx_taskrow_task_state_run_at",
             "idx_taskrow_task_task_type",
+            "uq_taskrow_schedule_name",
             "uq_taskrow_task_code",
             "uq_taskrow_task_log_run",
         ]
@@ -236,6 +241,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20261128_000001_taskrow_claim_tokens",
             "m20261128_000002_taskrow_notify",
             "m20261128_000003_taskrow_queues",
+            "m20261128_000004_taskrow_schedules",
             "m20261128_000005_taskrow_due_at",
         ]
     );

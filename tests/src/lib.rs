@@ -264,6 +264,27 @@ macro_rules! store_conformance {
                     follows_retries_to_the_end,
                     times_out_and_tells_deleted_from_unknown,
                 }
+                schedule {
+                    registers_once_per_name,
+                    concurrent_registrations_leave_one_row,
+                    advance_moves_tick_and_inserts_task,
+                    second_contender_loses,
+                    deleted_tick_task_is_not_enqueued_again,
+                    existing_tick_task_is_kept,
+                    advance_without_task,
+                    advance_refuses_backward,
+                    changed_definition_replaces_row,
+                    removed_schedule,
+                    lists_by_name,
+                    three_workers_hundred_ticks,
+                    missed_ticks_skip,
+                    missed_ticks_run_latest,
+                    changed_schedule_is_taken_up_on_start,
+                    removed_schedule_stops_ticking,
+                    started_worker_ticks,
+                    started_worker_wakes_at_the_next_tick,
+                    bad_definitions_fail_at_build,
+                }
                 upkeep {
                     lost_heartbeats_stop_the_handler,
                     lost_replies_keep_lease_and_result,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use taskrow::chrono::{DateTime, Utc};
+use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishStatus, Lease, LogFilter, NewTask, Page, Purge,
     PurgeReport, ResetTarget, Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef,
@@ -217,5 +218,17 @@ impl TaskStore for ReplyLost {
     }
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.wakeups()
+    }
+    async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+        self.inner.register_schedule(schedule).await
+    }
+    async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
+        self.inner.advance_schedule(advance).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.inner.schedules().await
+    }
+    async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.inner.remove_schedule(name).await
     }
 }

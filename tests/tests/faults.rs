@@ -6,7 +6,8 @@
 //! `run_now` on a host whose wall clock runs ahead (libfaketime), and a real database crash (a
 //! private MariaDB instance killed with SIGKILL and restarted on its data). Since issue 14:
 //! PostgreSQL in every scenario that applies to it, a private PostgreSQL instance killed with
-//! SIGKILL mid-drain, and commit replies lost on PostgreSQL's wire.
+//! SIGKILL mid-drain, and commit replies lost on PostgreSQL's wire. Since issue 15: periodic
+//! ticks enqueued exactly once by 3 worker processes registering one schedule.
 //!
 //! ```text
 //! TASKROW_MYSQL_URL=mysql://root@127.0.0.1:3306 \
@@ -87,6 +88,13 @@ fn scenarios() -> Vec<Scenario> {
         &all,
         |b, s| Box::pin(p::multi_instance(b, s)),
         120,
+    );
+    add(
+        "periodic_ticks",
+        "periodic ticks: 3 worker processes register one schedule (every 1 s)",
+        &all,
+        |b, s| Box::pin(p::periodic_ticks(b, s)),
+        90,
     );
     add(
         "crashed_workers",

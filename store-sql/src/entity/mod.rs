@@ -3,5 +3,6 @@
 //! check that it matches these entities column for column.
 
 pub mod queue;
+pub mod schedule;
 pub mod task;
 pub mod task_log;

@@ -1495,7 +1495,7 @@ pub async fn writes_beside_an_open_task_transaction<D: Dialect>(
     out
 }
 
-/// The queues migration (the last one) down and up again on a migrated database holding a task
+/// The queues migration (and those after it) down and up again on a migrated database holding a task
 /// written before it: down, the queue table and the task's queue and priority columns are gone
 /// (and the rest still reads); up, the old task reads in the `default` queue at normal
 /// priority, and the queue table works.
@@ -1504,16 +1504,16 @@ pub async fn queues_migration_comes_and_goes(db: &sea_orm::DatabaseConnection) {
     use taskrow_migration::Migrator;
     use taskrow_sql::entity::queue;
 
+    // The queues migration and the ones after it go down.
     let all = history(db, "taskrow_seaql_migrations").await;
-    assert_eq!(
-        all.last().map(String::as_str),
-        Some("m20261128_000003_taskrow_queues")
-    );
-    Migrator::down(db, Some(1)).await.unwrap();
-    assert_eq!(
-        history(db, "taskrow_seaql_migrations").await,
-        all[..all.len() - 1]
-    );
+    let at = all
+        .iter()
+        .position(|m| m == "m20261128_000003_taskrow_queues")
+        .expect("the queues migration is applied");
+    Migrator::down(db, Some(u32::try_from(all.len() - at).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(history(db, "taskrow_seaql_migrations").await, all[..at]);
     let backend = db.get_database_backend();
     for gone in [
         "SELECT queue FROM taskrow_task",

@@ -3,7 +3,7 @@
 //! ```text
 //! taskrow-test-worker --url URL --records DIR [--concurrency N] [--lease-ms MS]
 //!     [--heartbeat-ms MS (0: none)] [--poll-ms MS] [--shutdown-timeout-ms MS] [--exit-when-idle]
-//!     [--worker-id ID] [--clock database|system] [--clock-skew-ms N]
+//!     [--worker-id ID] [--clock database|system] [--clock-skew-ms N] [--schedule-every-ms MS]
 //! taskrow-test-worker hold-sqlite-lock --url URL --millis MS
 //! taskrow-test-worker run-now --code CODE [the first form's options]
 //! ```
@@ -25,6 +25,10 @@
 //! trusted, the process logs one `clock report` line: how far its local time source and its
 //! client's clock are ahead of the database's time (`local_ahead_ms`, `client_ahead_ms`; measured
 //! against `TaskStore::database_time`, to within half a round trip).
+//!
+//! `--schedule-every-ms` registers the schedule `faults.tick` on the worker: a `faults.drain`
+//! task enqueued every MS milliseconds (at least 1 s), each tick once among all the processes
+//! that register it.
 //!
 //! The third form builds a client as the first does and calls `Client::run_now` on one task
 //! at once, as a fresh process would (the CLI's `taskrow run`, say): it prints
@@ -161,14 +165,26 @@ async fn run(cfg: WorkerConfig, mut signal: tokio::sync::oneshot::Receiver<Signa
         SkewedClock::new(cfg.clock_skew_ms),
         cfg.clock.map_or("default", ClockChoice::name),
     ));
-    let worker = client
+    let mut builder = client
         .worker()
         .concurrency(cfg.concurrency)
         .lease(cfg.lease)
         .heartbeat(cfg.heartbeat)
         .poll_interval(cfg.poll)
-        .shutdown_timeout(cfg.shutdown_timeout)
-        .start();
+        .shutdown_timeout(cfg.shutdown_timeout);
+    if let Some(every) = cfg.schedule_every {
+        match taskrow::Schedule::every(taskrow_tests::faults::process::SCHEDULE_NAME, every) {
+            Ok(s) => {
+                builder =
+                    builder.schedule(s.task(taskrow_tests::faults::tasks::Drain { millis: 1 }))
+            }
+            Err(e) => {
+                error!(error = %e, "bad schedule");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let worker = builder.start();
     let worker = match worker {
         Ok(w) => w,
         Err(e) => {

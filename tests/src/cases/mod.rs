@@ -50,6 +50,7 @@ pub mod release;
 pub mod reset;
 pub mod retention;
 pub mod retry;
+pub mod schedule;
 pub mod times;
 pub mod upkeep;
 pub mod wait;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use taskrow::chrono::{DateTime, Utc};
+use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::typetag;
 use taskrow::{
     ClaimOne, ClaimRequest, Client, DatabaseClock, DatabaseClockConfig, EnqueueOptions, Error,
@@ -294,6 +295,18 @@ impl TaskStore for Faulty {
     }
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.wakeups()
+    }
+    async fn register_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+        self.inner.register_schedule(schedule).await
+    }
+    async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
+        self.inner.advance_schedule(advance).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.inner.schedules().await
+    }
+    async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.inner.remove_schedule(name).await
     }
 }
 

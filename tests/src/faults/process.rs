@@ -45,7 +45,13 @@ pub struct WorkerConfig {
     /// [`ClockChoice::Database`] clock never reads a wall clock, so there it only serves to
     /// report how far the local time is from the database's.
     pub clock_skew_ms: i64,
+    /// Register the schedule [`SCHEDULE_NAME`] ticking at this interval (a `faults.drain` task
+    /// each tick), as every instance of an application would.
+    pub schedule_every: Option<Duration>,
 }
+
+/// The name of the schedule a worker process registers with `--schedule-every-ms`.
+pub const SCHEDULE_NAME: &str = "faults.tick";
 
 impl WorkerConfig {
     /// Short leases and polls, for tests: 8 at once, a 2 s lease with a heartbeat every
@@ -63,6 +69,7 @@ impl WorkerConfig {
             id: None,
             clock: None,
             clock_skew_ms: 0,
+            schedule_every: None,
         }
     }
 
@@ -95,6 +102,10 @@ impl WorkerConfig {
         if let Some(c) = self.clock {
             a.push("--clock".to_owned());
             a.push(c.name().to_owned());
+        }
+        if let Some(every) = self.schedule_every {
+            a.push("--schedule-every-ms".to_owned());
+            a.push(ms(every));
         }
         if self.clock_skew_ms != 0 {
             a.push("--clock-skew-ms".to_owned());
@@ -138,6 +149,9 @@ impl WorkerConfig {
                 "--poll-ms" => cfg.poll = Duration::from_millis(num(&v)?),
                 "--shutdown-timeout-ms" => cfg.shutdown_timeout = Duration::from_millis(num(&v)?),
                 "--worker-id" => cfg.id = Some(v),
+                "--schedule-every-ms" => {
+                    cfg.schedule_every = Some(Duration::from_millis(num(&v)?));
+                }
                 "--clock" => cfg.clock = Some(ClockChoice::parse(&v)?),
                 "--clock-skew-ms" => {
                     cfg.clock_skew_ms = v
