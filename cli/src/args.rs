@@ -16,7 +16,8 @@ Examples:
   taskrow list --state failed
   taskrow show order-42
   taskrow reset --failed --type order.sync --dry-run
-  taskrow purge --older-than 7d";
+  taskrow purge --older-than 7d
+  taskrow serve --listen 127.0.0.1:8080";
 
 /// The taskrow operator command line.
 #[derive(Debug, Parser)]
@@ -85,6 +86,8 @@ pub(crate) enum Command {
     },
     /// Delete finished tasks and log rows older than a duration.
     Purge(PurgeArgs),
+    /// Serve the web dashboard (loopback by default; any other address needs --token).
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -107,6 +107,7 @@ pub(crate) async fn execute(
         Command::Delete { task } => delete(&*db.store, &task, now, io).await,
         Command::Run { task } => run(db.store.clone(), &task, configure, io).await,
         Command::Purge(args) => purge(&*db.store, args, now, io).await,
+        Command::Serve(args) => crate::serve::serve(db.store.clone(), args, configure, io).await,
     }
 }
 
@@ -722,7 +723,7 @@ async fn delete(
 }
 
 /// Whether any task type is linked into this binary (typetag's registry is not empty).
-fn task_types_linked() -> bool {
+pub(crate) fn task_types_linked() -> bool {
     let probe = json!({ "\u{1}taskrow-cli probe": null });
     match serde_json::from_value::<Box<dyn taskrow::Task>>(probe) {
         Ok(_) => true,

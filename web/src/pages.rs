@@ -57,8 +57,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Base {
 }
 
 impl Base {
-    /// `base + path` (path starts with `/`).
+    /// `base + path` (path starts with `/`). The overview is the prefix itself when nested:
+    /// axum's `nest` routes `/prefix`, not `/prefix/`.
     pub(crate) fn at(&self, path: &str) -> String {
+        if path == "/" && !self.0.is_empty() {
+            return self.0.clone();
+        }
         format!("{}{path}", self.0)
     }
 }
@@ -137,9 +141,7 @@ fn respond(
     headers: &HeaderMap,
     nav: Nav,
     title: &str,
-    live: Html,
-    before: Html,
-    after: Html,
+    [live, before, after]: [Html; 3],
 ) -> Response {
     if wants_fragment(headers) {
         return HtmlResponse(live.into_string()).into_response();
@@ -302,9 +304,7 @@ pub(crate) async fn overview(State(s): State<Shared>, base: Base, headers: Heade
         &headers,
         Nav::Overview,
         "Overview",
-        live,
-        Html::new(),
-        Html::new(),
+        [live, Html::new(), Html::new()],
     )
 }
 
@@ -331,10 +331,10 @@ async fn oldest_due(s: &Shared, now: DateTime<Utc>) -> taskrow::Result<Due> {
         let n = rows.len() as u64;
         let last = rows.last().map(|r| r.id);
         for t in rows {
-            if let Some(at) = t.next_run_at.or(t.lease_expires_at) {
-                if due.oldest.as_ref().is_none_or(|(o, _)| at < *o) {
-                    due.oldest = Some((at, t));
-                }
+            if let Some(at) = t.next_run_at.or(t.lease_expires_at)
+                && due.oldest.as_ref().is_none_or(|(o, _)| at < *o)
+            {
+                due.oldest = Some((at, t));
             }
         }
         due.read += n;
@@ -421,8 +421,8 @@ fn is_failure(o: Outcome) -> bool {
 
 /// Runs and failed runs per minute over the hour before `now`, as an inline SVG bar chart.
 fn chart(h: &mut Html, runs: &[TaskLog], now: DateTime<Utc>) {
-    const W: i64 = 900;
-    const H: i64 = 170;
+    const W: i64 = 1200;
+    const H: i64 = 200;
     const LEFT: i64 = 40;
     const BOTTOM: i64 = 22;
     const TOP: i64 = 10;
@@ -732,9 +732,12 @@ pub(crate) async fn tasks(
             .text(base.at(&format!("/tasks?{}{sep}after={}", q.query(), last.id)))
             .raw("\">next page »</a>");
     }
-    live.raw("<span class=\"muted\">")
-        .text(rows.len())
-        .raw(" shown, in id order</span></div>");
+    if !rows.is_empty() {
+        live.raw("<span class=\"muted\">")
+            .text(rows.len())
+            .raw(" shown, in id order</span>");
+    }
+    live.raw("</div>");
 
     let mut after_html = Html::new();
     if !s.read_only {
@@ -759,9 +762,7 @@ pub(crate) async fn tasks(
         &headers,
         Nav::Tasks,
         "Tasks",
-        live,
-        before,
-        after_html,
+        [live, before, after_html],
     )
 }
 
@@ -826,7 +827,7 @@ fn task_table(h: &mut Html, base: &Base, rows: &[TaskRecord], now: DateTime<Utc>
             .raw("\">")
             .text(clip(&t.code, 60))
             .raw("</a></td>")
-            .el("<td class=\"code\">", &t.task_type, "</td>")
+            .el("<td class=\"code type\">", &t.task_type, "</td>")
             .el("<td>", &t.biz_type, "</td>")
             .raw("<td class=\"state\">");
         state_badge(h, t.state);
@@ -964,10 +965,39 @@ pub(crate) async fn task(
         &headers,
         Nav::Tasks,
         &title,
-        live,
-        before,
-        Html::new(),
+        [live, before, Html::new()],
     )
+}
+
+/// A retry policy in words.
+fn retry_policy(p: &taskrow::RetryPolicy) -> String {
+    match p {
+        taskrow::RetryPolicy::Fixed { interval_ms } => {
+            format!("fixed: every {}", ms(*interval_ms))
+        }
+        taskrow::RetryPolicy::Exponential {
+            initial_ms,
+            factor,
+            max_ms,
+            jitter,
+        } => format!(
+            "exponential: from {} ×{factor} up to {}, jitter {:.0} %",
+            ms(*initial_ms),
+            ms(*max_ms),
+            jitter * 100.0
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Milliseconds, in the largest unit that keeps them whole.
+fn ms(n: u64) -> String {
+    match n {
+        n if n >= 3_600_000 && n % 3_600_000 == 0 => format!("{} h", n / 3_600_000),
+        n if n >= 60_000 && n % 60_000 == 0 => format!("{} min", n / 60_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{} s", n / 1000),
+        n => format!("{n} ms"),
+    }
 }
 
 /// The payload indented, or as stored when it is not JSON.
@@ -1016,7 +1046,7 @@ fn fields(h: &mut Html, t: &TaskRecord, now: DateTime<Utc>) {
         },
     );
     row(h, "interruptions", t.interruptions.to_string());
-    row(h, "retry policy", format!("{:?}", t.retry));
+    row(h, "retry policy", retry_policy(&t.retry));
     row(
         h,
         "timeout",
@@ -1209,8 +1239,6 @@ pub(crate) async fn failures(
         &headers,
         Nav::Failures,
         "Failures",
-        live,
-        before,
-        Html::new(),
+        [live, before, Html::new()],
     )
 }

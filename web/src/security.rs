@@ -76,10 +76,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// pages: a browser that says where a request comes from (`Sec-Fetch-Site`, `Origin`) must
 /// say "this site".
 pub(crate) fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Some("the request came from another site (Sec-Fetch-Site)");
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return Some("the request came from another site (Sec-Fetch-Site)");
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());

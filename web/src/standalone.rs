@@ -96,14 +96,18 @@ impl Config {
 
     /// The settings' own faults, before anything listens.
     fn check(&self) -> Result<(), ServeError> {
-        if let Some(t) = &self.token {
-            if t.len() < 16 {
-                return Err(ServeError::Config(
-                    "the token is shorter than 16 characters: use a long random one, e.g. \
-                     `openssl rand -hex 24`"
-                        .into(),
-                ));
-            }
+        if let Some(t) = &self.token
+            && (t.len() < 16
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')))
+        {
+            return Err(ServeError::Config(
+                "the token must be at least 16 characters of letters, digits, `-`, `_`, `.` or \
+                 `~` (it travels in a URL and a cookie): use a long random one, e.g. \
+                 `openssl rand -hex 24`"
+                    .into(),
+            ));
         }
         if !self.listen.ip().is_loopback() && self.token.is_none() {
             return Err(ServeError::Config(format!(
@@ -251,21 +255,21 @@ async fn guard(gate: &Gate, req: Request, next: Next) -> Response {
     let Some(token) = &gate.token else {
         return next.run(req).await;
     };
-    if let Some(given) = query_token(req.uri().query()) {
-        if same_secret(&given, token) {
-            // Set the cookie and drop the token from the address bar (and from history).
-            // Never `//host…`: that would send the browser to another site.
-            let path = match req.uri().path() {
-                p if p.starts_with("//") => "/".to_owned(),
-                p => p.to_owned(),
-            };
-            let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-            let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, path)]).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                res.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            return res;
+    if let Some(given) = query_token(req.uri().query())
+        && same_secret(&given, token)
+    {
+        // Set the cookie and drop the token from the address bar (and from history).
+        // Never `//host…`: that would send the browser to another site.
+        let path = match req.uri().path() {
+            p if p.starts_with("//") => "/".to_owned(),
+            p => p.to_owned(),
+        };
+        let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+        let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, path)]).into_response();
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            res.headers_mut().insert(header::SET_COOKIE, v);
         }
+        return res;
     }
     if carries_token(req.headers(), token) {
         return next.run(req).await;
@@ -365,6 +369,7 @@ mod tests {
         let lan = Config::new("192.168.1.5:8080".parse().unwrap());
         assert!(lan.clone().check().is_err());
         assert!(lan.clone().token("short").check().is_err());
+        assert!(lan.clone().token("0123456789abcdef;0123").check().is_err());
         assert!(lan.token("0123456789abcdef0123").check().is_ok());
         assert!(Config::default().check().is_ok());
     }

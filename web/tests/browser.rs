@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use taskrow::typetag;
-use taskrow::{Client, EnqueueOptions, Task, TaskContext, TaskError, TaskStore};
+use taskrow::{Client, EnqueueOptions, ManualClock, Task, TaskContext, TaskError, TaskStore};
 use taskrow_web::standalone::{Config, Server};
 use tokio::sync::oneshot;
 
@@ -59,7 +59,61 @@ struct Seeded {
     xss: i64,
 }
 
+/// Minutes ago at which the history ran (some with a failure), for the chart.
+const HISTORY: [(i64, bool); 8] = [
+    (48, false),
+    (41, true),
+    (33, false),
+    (26, false),
+    (19, true),
+    (12, false),
+    (7, true),
+    (3, false),
+];
+
+/// Runs of the last hour, by a client whose clock is set back: succeeded mails (deleted on
+/// success, their log rows stay) and failures whose tasks are then deleted.
+async fn seed_history(client: &Client) {
+    let now = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(now));
+    let past = Client::builder(client.store().clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for (ago, fails) in HISTORY {
+        clock.set(now - chrono::TimeDelta::minutes(ago));
+        for i in 0..(1 + ago % 4) {
+            let t = past
+                .enqueue(
+                    &Mail {
+                        to: format!("old{ago}.{i}@example.com"),
+                    },
+                    EnqueueOptions::new().code(format!("old-mail-{ago}-{i}")),
+                )
+                .await
+                .unwrap();
+            past.run_now(t.id).await.unwrap();
+        }
+        if fails {
+            let t = past
+                .enqueue(
+                    &Flaky {
+                        note: "payment gateway timed out".into(),
+                    },
+                    EnqueueOptions::new()
+                        .code(format!("old-charge-{ago}"))
+                        .max_attempts(1),
+                )
+                .await
+                .unwrap();
+            past.run_now(t.id).await.unwrap();
+            past.delete(t.id).await.unwrap();
+        }
+    }
+}
+
 async fn seed(client: &Client) -> Seeded {
+    seed_history(client).await;
     for i in 0..3 {
         client
             .enqueue(
@@ -166,10 +220,17 @@ async fn scenario(store: Arc<dyn TaskStore>, name: &str) {
     b.goto(&format!("{base}/")).await;
     assert_eq!(b.text_css("#count-failed").await, "3");
     assert_eq!(b.text_css("#count-pending").await, "3");
-    assert_eq!(
-        b.find_all("#chart rect.fail").await.len(),
-        1,
-        "failures in the last minute"
+    // One bar per minute with runs: the history's and the seed's (which may straddle a minute).
+    let bars = b.find_all("#chart rect:not(.fail)").await.len();
+    assert!(
+        (HISTORY.len() + 1..=HISTORY.len() + 2).contains(&bars),
+        "{bars} run bars"
+    );
+    let fail_bars = b.find_all("#chart rect.fail").await.len();
+    let failing_minutes = HISTORY.iter().filter(|(_, f)| *f).count();
+    assert!(
+        (failing_minutes + 1..=failing_minutes + 2).contains(&fail_bars),
+        "{fail_bars} failure bars"
     );
     let counts = b.text_css("#counts").await;
     assert!(
@@ -378,9 +439,9 @@ async fn scenario(store: Arc<dyn TaskStore>, name: &str) {
         .await;
     assert_eq!(b.find_all("form[method=post]").await.len(), 0);
     assert_eq!(b.find_all("#read-only").await.len(), 1);
-    b.goto(&format!("http://{}/tasks?state=failed", ro.addr))
-        .await;
+    b.goto(&format!("http://{}/tasks", ro.addr)).await;
     assert_eq!(b.find_all("form[method=post]").await.len(), 0);
+    assert!(b.find_all("#tasks tbody tr").await.len() > 3);
     b.screenshot(&format!("{name}-read-only")).await;
     let body = format!("csrf={csrf}&scope=one&id={}&confirm=yes", seeded.xss);
     let (status, text) = post(ro.addr, "/actions/delete", &body, None).await;
