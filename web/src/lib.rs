@@ -123,3 +123,8 @@ pub(crate) struct State {
 }
 
 pub(crate) type Shared = Arc<State>;
+
+/// The README's example, compiled as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
