@@ -712,10 +712,12 @@ pub(crate) async fn tasks(
     };
     let more = rows.len() as u64 > PAGE_SIZE;
     rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
-    let types = s.client.counts().await.unwrap_or_default();
-
     let mut before = Html::new();
-    filter_form(&mut before, &base, &q, &types);
+    if !wants_fragment(&headers) {
+        // The type choices come from the counts; a refresh of the list alone needs neither.
+        let types = s.client.counts().await.unwrap_or_default();
+        filter_form(&mut before, &base, &q, &types);
+    }
 
     let mut live = Html::new();
     task_table(&mut live, &base, &rows, now);

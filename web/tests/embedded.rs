@@ -231,3 +231,107 @@ async fn keyset_paging_walks_every_task_once() {
     assert_eq!(seen, sorted, "in id order, none twice");
     assert_eq!(seen.len(), 120);
 }
+
+/// Puts `id` under a live lease held by another worker.
+async fn claim_elsewhere(client: &Client, id: i64) {
+    client
+        .store()
+        .claim_one(
+            &taskrow::TaskRef::Id(id),
+            &taskrow::ClaimOne::new(
+                "another-host",
+                std::time::Duration::from_secs(600),
+                client.clock().now(),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cancel_of_a_running_task_is_refused_with_the_stores_words() {
+    let app = app().await;
+    let t = app
+        .client
+        .enqueue(&Ping { n: 3 }, EnqueueOptions::new().code("busy"))
+        .await
+        .unwrap();
+    claim_elsewhere(&app.client, t.id).await;
+    let expected = app.client.cancel(t.id).await.unwrap_err().to_string();
+    let (_, page) = get(app.addr, "/admin/taskrow/tasks", "").await;
+    let (status, text) = post(
+        app.addr,
+        "/admin/taskrow/actions/cancel",
+        &format!("csrf={}&scope=one&id={}&confirm=yes", csrf(&page), t.id),
+    )
+    .await;
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains(&taskrow_web::escape(&expected)),
+        "{expected} in {text}"
+    );
+    assert_eq!(
+        app.client.get(t.id).await.unwrap().state,
+        taskrow::TaskState::Running
+    );
+}
+
+#[tokio::test]
+async fn bulk_actions_count_only_the_tasks_they_can_touch() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let t = app
+            .client
+            .enqueue(&Ping { n }, EnqueueOptions::new().code(format!("bulk-{n}")))
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    claim_elsewhere(&app.client, ids[0]).await;
+    let (_, page) = get(app.addr, "/admin/taskrow/tasks", "").await;
+    let body = format!("csrf={}&scope=filter&prefix=bulk-", csrf(&page));
+    let (status, confirm) = post(app.addr, "/admin/taskrow/actions/cancel", &body).await;
+    assert_eq!(status, 200);
+    assert!(
+        confirm.contains("This touches <strong>2 tasks</strong>: code starting with `bulk-`"),
+        "{confirm}"
+    );
+    let (status, done) = post(
+        app.addr,
+        "/admin/taskrow/actions/cancel",
+        &format!("{body}&confirm=yes"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(done.contains("Cancelled 2 tasks"), "{done}");
+    let states: Vec<_> = states_of(&app.client, &ids).await;
+    assert_eq!(
+        states,
+        [
+            taskrow::TaskState::Running,
+            taskrow::TaskState::Cancelled,
+            taskrow::TaskState::Cancelled
+        ]
+    );
+    // Delete by the same filter: the running one stays.
+    let (_, confirm) = post(app.addr, "/admin/taskrow/actions/delete", &body).await;
+    assert!(confirm.contains("<strong>2 tasks</strong>"), "{confirm}");
+    let (_, done) = post(
+        app.addr,
+        "/admin/taskrow/actions/delete",
+        &format!("{body}&confirm=yes"),
+    )
+    .await;
+    assert!(done.contains("Deleted 2 tasks"), "{done}");
+    assert!(app.client.get(ids[0]).await.is_ok());
+    assert!(app.client.get(ids[1]).await.is_err());
+}
+
+async fn states_of(client: &Client, ids: &[i64]) -> Vec<taskrow::TaskState> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(client.get(*id).await.unwrap().state);
+    }
+    out
+}
