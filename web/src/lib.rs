@@ -91,6 +91,7 @@ impl Dashboard {
             read_only: self.read_only,
             run_now: self.run_now,
             csrf: security::new_token(),
+            task_types: std::sync::Mutex::new(None),
         });
         Router::new()
             .route("/", get(pages::overview))
@@ -120,6 +121,9 @@ pub(crate) struct State {
     pub run_now: RunNow,
     /// This process's CSRF token, in a hidden field of every action form.
     pub csrf: String,
+    /// The task types for the list's filter, and when they were read (counting every row on
+    /// each list page would cost more than the page).
+    pub task_types: std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
 pub(crate) type Shared = Arc<State>;

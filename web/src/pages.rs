@@ -22,8 +22,11 @@ use crate::html::{Html, url_encode};
 pub(crate) const PAGE_SIZE: u64 = 50;
 /// Most log rows the overview's chart reads (the oldest first, from an hour ago).
 const CHART_SCAN_LIMIT: u64 = 200_000;
-/// Most due tasks read to find the oldest one.
-const DUE_SCAN_LIMIT: u64 = 20_000;
+/// Most due tasks read (in id order) to find the oldest one: one page, as the store offers no
+/// order by due time.
+const DUE_SCAN_LIMIT: u64 = 1_000;
+/// How long the list's task type choices are reused.
+const TYPES_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most failed attempts the failures page groups.
 const FAILURE_SCAN_LIMIT: u64 = 50_000;
 /// Page size when the dashboard walks matching tasks.
@@ -320,7 +323,7 @@ async fn oldest_due(s: &Shared, now: DateTime<Utc>) -> taskrow::Result<Due> {
     let filter = TaskFilter::all()
         .states([TaskState::Pending, TaskState::Running])
         .due_before(now);
-    let mut page = Page::first(SCAN_PAGE);
+    let mut page = Page::first(SCAN_PAGE.min(DUE_SCAN_LIMIT));
     let mut due = Due {
         oldest: None,
         read: 0,
@@ -714,8 +717,8 @@ pub(crate) async fn tasks(
     rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
     let mut before = Html::new();
     if !wants_fragment(&headers) {
-        // The type choices come from the counts; a refresh of the list alone needs neither.
-        let types = s.client.counts().await.unwrap_or_default();
+        // A refresh of the list alone needs no filter form.
+        let types = task_types(&s).await;
         filter_form(&mut before, &base, &q, &types);
     }
 
@@ -768,7 +771,32 @@ pub(crate) async fn tasks(
     )
 }
 
-fn filter_form(h: &mut Html, base: &Base, q: &FilterQuery, counts: &[StateCount]) {
+/// The task types for the filter, read from the counts at most once a minute.
+async fn task_types(s: &Shared) -> Vec<String> {
+    let fresh = |cached: &Option<(std::time::Instant, Vec<String>)>| {
+        cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < TYPES_FRESH_FOR)
+            .map(|(_, t)| t.clone())
+    };
+    if let Some(types) = fresh(&s.task_types.lock().unwrap_or_else(|e| e.into_inner())) {
+        return types;
+    }
+    let types: BTreeSet<String> = s
+        .client
+        .counts()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.task_type)
+        .collect();
+    let types: Vec<String> = types.into_iter().collect();
+    *s.task_types.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((std::time::Instant::now(), types.clone()));
+    types
+}
+
+fn filter_form(h: &mut Html, base: &Base, q: &FilterQuery, types: &[String]) {
     h.raw("<form class=\"filters\" method=\"get\" id=\"filters\" action=\"")
         .text(base.at("/tasks"))
         .raw(
@@ -782,15 +810,14 @@ fn filter_form(h: &mut Html, base: &Base, q: &FilterQuery, counts: &[StateCount]
         h.raw(">").text(st.as_str()).raw("</option>");
     }
     h.raw("</select></label><label>Type<select name=\"type\" id=\"f-type\"><option value=\"\">any</option>");
-    let types: BTreeSet<&str> = counts.iter().map(|c| c.task_type.as_str()).collect();
-    for t in &types {
+    for t in types {
         h.raw("<option");
         if q.task_type == *t {
             h.raw(" selected");
         }
         h.raw(">").text(t).raw("</option>");
     }
-    if !q.task_type.is_empty() && !types.contains(q.task_type.as_str()) {
+    if !q.task_type.is_empty() && !types.contains(&q.task_type) {
         h.raw("<option selected>")
             .text(&q.task_type)
             .raw("</option>");
