@@ -326,6 +326,32 @@ impl Browser {
     pub async fn quit(mut self) {
         let path = format!("/session/{}", self.session);
         let _ = self.call("DELETE", &path, None).await;
+        self.session.clear();
         let _ = self.driver.kill().await;
+    }
+}
+
+impl Drop for Browser {
+    /// A test that failed before [`Browser::quit`] still ends its session, or Chromium would
+    /// outlive chromedriver (which `kill_on_drop` ends right after).
+    fn drop(&mut self) {
+        if self.session.is_empty() {
+            return;
+        }
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+        else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = std::io::Write::write_all(
+            &mut s,
+            format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+                self.session, self.addr
+            )
+            .as_bytes(),
+        );
+        let mut buf = [0u8; 512];
+        let _ = std::io::Read::read(&mut s, &mut buf);
     }
 }
