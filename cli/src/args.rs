@@ -20,7 +20,8 @@ Examples:
   taskrow queues
   taskrow purge --older-than 7d
   taskrow schedules
-  taskrow schedules remove nightly-report";
+  taskrow schedules remove nightly-report
+  taskrow serve --listen 127.0.0.1:8080";
 
 /// The taskrow operator command line.
 #[derive(Debug, Parser)]
@@ -117,6 +118,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the web dashboard (loopback by default; any other address needs --token).
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]

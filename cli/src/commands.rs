@@ -117,6 +117,7 @@ pub(crate) async fn execute(
             action: Some(SchedulesAction::Remove { name }),
             ..
         } => remove_schedule(&*db.store, &name, io).await,
+        Command::Serve(args) => crate::serve::serve(db.store.clone(), args, configure, io).await,
     }
 }
 
@@ -938,7 +939,7 @@ async fn delete(
 }
 
 /// Whether any task type is linked into this binary (typetag's registry is not empty).
-fn task_types_linked() -> bool {
+pub(crate) fn task_types_linked() -> bool {
     let probe = json!({ "\u{1}taskrow-cli probe": null });
     match serde_json::from_value::<Box<dyn taskrow::Task>>(probe) {
         Ok(_) => true,

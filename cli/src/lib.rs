@@ -1,7 +1,8 @@
 //! The taskrow operator commands, as a binary (`taskrow`) and as a library.
 //!
 //! The stock `taskrow` binary inspects and repairs any taskrow database — `migrate`, `list`,
-//! `show`, `stats`, `reset`, `cancel`, `delete`, `purge` — but it cannot `run` a task: running
+//! `show`, `stats`, `reset`, `cancel`, `delete`, `purge`, `serve` (the web dashboard) — but
+//! it cannot `run` a task: running
 //! needs the task's Rust type compiled in. For that, call [`run_cli`] from a binary of your own
 //! that links your task types and registers the data their handlers use:
 //!
@@ -35,6 +36,7 @@ mod args;
 mod commands;
 mod parse;
 mod render;
+mod serve;
 
 use std::ffi::OsString;
 use std::fmt;
