@@ -174,7 +174,7 @@ pub(crate) async fn action(
 /// What an action acts on.
 enum Target {
     One(i64),
-    Matching(FilterQuery, TaskFilter),
+    Matching(Box<(FilterQuery, TaskFilter)>),
     Purge(Purge, i64),
 }
 
@@ -218,10 +218,10 @@ fn plan(action: Action, form: &ActionForm, now: DateTime<Utc>) -> Result<Target,
             "run now acts on one task; to run every matching failed task again, reset them"
                 .to_owned(),
         ),
-        "filter" => Ok(Target::Matching(
+        "filter" => Ok(Target::Matching(Box::new((
             form.filter.clone(),
             form.filter.filter(now)?,
-        )),
+        )))),
         other => Err(format!("`scope` must be `one` or `filter`, not `{other}`")),
     }
 }
@@ -289,7 +289,8 @@ async fn confirm(
                 .raw(").</p>");
             (1, base.at(&format!("/tasks/{id}")))
         }
-        Target::Matching(q, filter) => {
+        Target::Matching(m) => {
+            let (q, filter) = (&m.0, &m.1);
             let n = match applicable(s, action, filter, now).await {
                 Ok(ids) => ids.len() as u64,
                 Err(e) => return error_page(s, base, &e),
@@ -400,7 +401,8 @@ async fn perform(
                 base.at(&format!("/tasks/{id}"))
             }
         }
-        Target::Matching(q, filter) => {
+        Target::Matching(m) => {
+            let (q, filter) = (&m.0, &m.1);
             let result = match action {
                 Action::Reset => s
                     .client
