@@ -681,8 +681,15 @@ impl Ticker {
                                 }
                                 last = to;
                             }
-                            // Another instance moved it: it enqueues what is due.
-                            AdvanceStatus::Lost => break,
+                            // Another instance moved it past `last`, to `to` at least: it
+                            // enqueues what is due. Look again at the tick after `to` (the
+                            // poll interval would leave a tick unseen if that instance stops).
+                            AdvanceStatus::Lost => {
+                                if let Some(next) = s.next_after(to) {
+                                    pass.next = Some(pass.next.map_or(next, |n| n.min(next)));
+                                }
+                                break;
+                            }
                         }
                     }
                 }

@@ -722,11 +722,19 @@ async fn tick_loop(
                         if pass.enqueued > 0 {
                             client.wake_workers();
                         }
-                        pass.next
-                            .and_then(|next| (next - env.clock.now()).to_std().ok())
-                            .map_or(poll, |d| d.min(poll))
+                        // A next tick already past (the pass took longer than the time
+                        // left to it) is ticked at once, not after the poll interval.
+                        pass.next.map_or(poll, |next| {
+                            (next - env.clock.now())
+                                .to_std()
+                                .unwrap_or(Duration::ZERO)
+                                .min(poll)
+                        })
                     }
                     Err(e) => {
+                        // The pass may have stored a tick's task before it failed (a reply
+                        // lost after COMMIT): look for it now rather than at the next poll.
+                        client.wake_workers();
                         warn!(worker = %env.worker, error = %e, "ticking schedules failed; trying again");
                         let wait = backoff.min(poll);
                         backoff = (backoff * 2).min(poll).min(Duration::from_secs(5));

@@ -283,6 +283,8 @@ macro_rules! store_conformance {
                     removed_schedule_stops_ticking,
                     started_worker_ticks,
                     started_worker_wakes_at_the_next_tick,
+                    slow_pass_still_wakes_at_the_next_tick,
+                    lost_advance_reply_enqueues_the_tick_once,
                     bad_definitions_fail_at_build,
                 }
                 upkeep {

@@ -2,11 +2,13 @@
 //! cases can show what every store does under them.
 //!
 //! - [`ReplyLost`]: a write that commits, and whose reply never reaches the caller (the
-//!   connection dropped after COMMIT).
+//!   connection dropped after COMMIT); and a read of the schedules that takes longer than a
+//!   tick ([`ReplyLost::delay_schedules`], a loaded database).
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use taskrow::chrono::{DateTime, Utc};
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
@@ -32,16 +34,19 @@ pub enum Op {
     Release,
     /// [`TaskStore::extend_lease`].
     ExtendLease,
+    /// [`TaskStore::advance_schedule`].
+    AdvanceSchedule,
 }
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::Claim,
         Op::ClaimOne,
         Op::Finish,
         Op::Release,
         Op::ExtendLease,
+        Op::AdvanceSchedule,
     ];
 
     fn index(self) -> usize {
@@ -70,8 +75,10 @@ impl Op {
 /// ```
 pub struct ReplyLost {
     inner: Arc<dyn TaskStore>,
-    armed: [AtomicU32; 5],
-    lost: [AtomicU32; 5],
+    armed: [AtomicU32; 6],
+    lost: [AtomicU32; 6],
+    /// Milliseconds each read of the schedules waits before it answers.
+    schedules_delay_ms: AtomicU64,
 }
 
 impl ReplyLost {
@@ -81,7 +88,15 @@ impl ReplyLost {
             inner,
             armed: Default::default(),
             lost: Default::default(),
+            schedules_delay_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Makes every later [`TaskStore::schedules`] call wait `delay` before it reads (a loaded
+    /// database answering slowly); `Duration::ZERO` stops it.
+    pub fn delay_schedules(&self, delay: Duration) {
+        self.schedules_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Makes the next `count` successful calls of `op` lose their reply (added to what is
@@ -223,9 +238,16 @@ impl TaskStore for ReplyLost {
         self.inner.register_schedule(schedule).await
     }
     async fn advance_schedule(&self, advance: &ScheduleAdvance) -> Result<AdvanceStatus> {
-        self.inner.advance_schedule(advance).await
+        self.reply(
+            Op::AdvanceSchedule,
+            self.inner.advance_schedule(advance).await,
+        )
     }
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        let delay = self.schedules_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.inner.schedules().await
     }
     async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {

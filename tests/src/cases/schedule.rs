@@ -14,6 +14,7 @@ use taskrow::{
 
 use super::{get, insert_with, list_codes, opts, secs, t0};
 use crate::tasks::Noop;
+use crate::wrappers::{Op, ReplyLost};
 
 fn minutes(n: i64) -> DateTime<Utc> {
     t0() + TimeDelta::minutes(n)
@@ -630,6 +631,69 @@ pub async fn started_worker_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
     })
     .await;
     handle.shutdown().await;
+}
+
+/// A ticker pass that takes longer than the time left to the next tick (a loaded database
+/// answering the schedules read slowly) still wakes at that tick, already past when the pass
+/// ends: it must not fall back to the poll interval (an hour here).
+pub async fn slow_pass_still_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
+    let slow = Arc::new(ReplyLost::new(store.clone()));
+    slow.delay_schedules(Duration::from_millis(1500));
+    let client = Client::new(slow.clone());
+    let handle = client
+        .worker()
+        .poll_interval(Duration::from_secs(3600))
+        .schedule(every("slow", 1))
+        .start()
+        .unwrap();
+    super::worker::eventually("a tick's task ran", Duration::from_secs(30), || async {
+        store
+            .logs(&LogFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.code.starts_with("slow@") && l.outcome == Outcome::Succeeded)
+    })
+    .await;
+    handle.shutdown().await;
+}
+
+/// An advance whose reply is lost after COMMIT (the tick's task stored, the row moved, the
+/// ticker told of an error) enqueues that tick once: the pass that follows finds the row
+/// moved and does not enqueue the tick again; the task runs without waiting for the poll
+/// interval, and the ticks after it follow.
+pub async fn lost_advance_reply_enqueues_the_tick_once(store: Arc<dyn TaskStore>) {
+    let lossy = Arc::new(ReplyLost::new(store.clone()));
+    lossy.arm(Op::AdvanceSchedule, 1);
+    let client = Client::new(lossy.clone());
+    let handle = client
+        .worker()
+        .poll_interval(Duration::from_secs(3600))
+        .schedule(every("lossy", 1))
+        .start()
+        .unwrap();
+    let ran = || async {
+        let logs = store.logs(&LogFilter::default()).await.unwrap();
+        let mut codes: Vec<String> = logs
+            .iter()
+            .filter(|l| l.code.starts_with("lossy@") && l.outcome == Outcome::Succeeded)
+            .map(|l| l.code.clone())
+            .collect();
+        codes.sort();
+        codes
+    };
+    super::worker::eventually(
+        "three ticks' tasks ran",
+        Duration::from_secs(30),
+        || async { ran().await.len() >= 3 },
+    )
+    .await;
+    handle.shutdown().await;
+    assert_eq!(lossy.lost(Op::AdvanceSchedule), 1, "the fault was injected");
+    let codes = ran().await;
+    let mut unique = codes.clone();
+    unique.dedup();
+    assert_eq!(codes, unique, "every tick ran once: {codes:?}");
 }
 
 /// Bad definitions fail when the schedule or the worker is built, saying why.
