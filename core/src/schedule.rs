@@ -674,8 +674,9 @@ impl Ticker {
                         let advance = s.advance(last, to, enqueue, now)?;
                         match store.advance_schedule(&advance).await? {
                             AdvanceStatus::Advanced => {
-                                if enqueue {
+                                if let Some(task) = &advance.task {
                                     pass.enqueued += 1;
+                                    crate::metrics::enqueued(&task.task_type, &task.queue, 1);
                                 } else {
                                     warn!(schedule = %s.name, tick = %to, "taskrow schedule skipped missed ticks up to this one (no worker ran in time; policy: skip)");
                                 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
+use taskrow::schedule::Schedule;
 use taskrow::{Client, EnqueueOptions, Jitter, ManualClock, RetryPolicy};
 use taskrow_memory::MemoryStore;
 use taskrow_tests::cases::t0;
@@ -200,4 +201,27 @@ async fn a_known_run_is_counted() {
         "the retry, due at t0+5 s, ran at t0+7 s"
     );
     assert_eq!(recorded.gauge("taskrow_running{queue=default}"), 0.0);
+
+    // A schedule's tick is an enqueue too, counted in its queue.
+    let ticking = c
+        .worker()
+        .queue("ticks", 1)
+        .schedule(
+            Schedule::every("beat", Duration::from_secs(5))
+                .unwrap()
+                .task(ok.clone())
+                .options(EnqueueOptions::new().queue("ticks")),
+        )
+        .build()
+        .unwrap();
+    ticking.run_until_idle().await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    let report = ticking.run_until_idle().await.unwrap();
+    assert_eq!(report.scheduled, 1, "{report:?}");
+    assert_eq!(
+        recorded.counter(&format!(
+            "taskrow_enqueued_total{{queue=ticks,task_type={ty}}}"
+        )),
+        1
+    );
 }
