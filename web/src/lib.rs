@@ -21,6 +21,7 @@
 mod actions;
 mod html;
 mod pages;
+mod queues;
 mod security;
 pub mod standalone;
 
@@ -98,6 +99,8 @@ impl Dashboard {
             .route("/tasks", get(pages::tasks))
             .route("/tasks/{id}", get(pages::task))
             .route("/failures", get(pages::failures))
+            .route("/queues", get(queues::queues))
+            .route("/actions/queue", post(queues::queue_action))
             .route("/actions/{action}", post(actions::action))
             .route("/assets/app.js", get(security::script))
             .route("/assets/app.css", get(security::style))

@@ -1,4 +1,4 @@
-//! The pages: overview, tasks, one task, failures. Each page has one live region that the
+//! The pages: overview, tasks, one task, failures (the queues page is in `queues.rs`). Each page has one live region that the
 //! embedded script refreshes by asking for the same URL with `X-Taskrow-Fragment: live`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -76,11 +76,12 @@ pub(crate) enum Nav {
     Overview,
     Tasks,
     Failures,
+    Queues,
     None,
 }
 
 /// Whether the request asks for the live region alone.
-fn wants_fragment(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_fragment(headers: &HeaderMap) -> bool {
     headers.contains_key("x-taskrow-fragment")
 }
 
@@ -108,6 +109,7 @@ pub(crate) fn page(
         (Nav::Overview, "/", "Overview"),
         (Nav::Tasks, "/tasks", "Tasks"),
         (Nav::Failures, "/failures", "Failures"),
+        (Nav::Queues, "/queues", "Queues"),
     ] {
         h.raw("<a href=\"").text(base.at(path)).raw("\"");
         if which == nav {
@@ -138,7 +140,7 @@ pub(crate) fn page(
 }
 
 /// The response for a page: the live region alone when the script asks for it.
-fn respond(
+pub(crate) fn respond(
     s: &Shared,
     base: &Base,
     headers: &HeaderMap,
@@ -599,6 +601,8 @@ pub(crate) struct FilterQuery {
     #[serde(default)]
     pub biz: String,
     #[serde(default)]
+    pub queue: String,
+    #[serde(default)]
     pub prefix: String,
     #[serde(default)]
     pub due: String,
@@ -618,6 +622,9 @@ impl FilterQuery {
         }
         if !self.biz.is_empty() {
             f = f.biz_types([self.biz.clone()]);
+        }
+        if !self.queue.is_empty() {
+            f = f.queues([self.queue.clone()]);
         }
         if !self.prefix.is_empty() {
             f = f.code_prefix(self.prefix.clone());
@@ -650,11 +657,12 @@ impl FilterQuery {
     }
 
     /// The filter's fields by name (without `after`).
-    pub(crate) fn pairs(&self) -> [(&'static str, &str); 5] {
+    pub(crate) fn pairs(&self) -> [(&'static str, &str); 6] {
         [
             ("state", &self.state),
             ("type", &self.task_type),
             ("biz", &self.biz),
+            ("queue", &self.queue),
             ("prefix", &self.prefix),
             ("due", &self.due),
         ]
@@ -676,6 +684,9 @@ impl FilterQuery {
         }
         if !self.biz.is_empty() {
             parts.push(format!("biz type {}", self.biz));
+        }
+        if !self.queue.is_empty() {
+            parts.push(format!("queue {}", self.queue));
         }
         if !self.prefix.is_empty() {
             parts.push(format!("code starting with `{}`", self.prefix));
@@ -824,6 +835,8 @@ fn filter_form(h: &mut Html, base: &Base, q: &FilterQuery, types: &[String]) {
     }
     h.raw("</select></label><label>Biz type<input name=\"biz\" id=\"f-biz\" value=\"")
         .text(&q.biz)
+        .raw("\"></label><label>Queue<input name=\"queue\" id=\"f-queue\" value=\"")
+        .text(&q.queue)
         .raw("\"></label><label>Code prefix<input name=\"prefix\" id=\"f-prefix\" value=\"")
         .text(&q.prefix)
         .raw("\"></label><label>Due now<select name=\"due\" id=\"f-due\"><option value=\"\">any</option><option value=\"1\"");
@@ -841,7 +854,8 @@ fn task_table(h: &mut Html, base: &Base, rows: &[TaskRecord], now: DateTime<Utc>
         return;
     }
     h.raw("<table id=\"tasks\"><thead><tr><th class=\"num\">id</th><th>code</th><th>type</th>")
-        .raw("<th>biz type</th><th>state</th><th class=\"num\">attempts</th><th>next run</th>")
+        .raw("<th>biz type</th><th>queue</th><th>priority</th><th>state</th>")
+        .raw("<th class=\"num\">attempts</th><th>next run</th>")
         .raw("<th>last error</th><th>updated</th></tr></thead><tbody>");
     for t in rows {
         let link = base.at(&format!("/tasks/{}", t.id));
@@ -858,6 +872,8 @@ fn task_table(h: &mut Html, base: &Base, rows: &[TaskRecord], now: DateTime<Utc>
             .raw("</a></td>")
             .el("<td class=\"code type\">", &t.task_type, "</td>")
             .el("<td>", &t.biz_type, "</td>")
+            .el("<td class=\"queue\">", &t.queue, "</td>")
+            .el("<td class=\"priority\">", t.priority.as_str(), "</td>")
             .raw("<td class=\"state\">");
         state_badge(h, t.state);
         h.raw("</td><td class=\"num\">").text(t.attempts);
@@ -1066,6 +1082,8 @@ fn fields(h: &mut Html, t: &TaskRecord, now: DateTime<Utc>) {
         t.description.clone().unwrap_or_else(|| "—".into()),
     );
     row(h, "biz type", t.biz_type.clone());
+    row(h, "queue", t.queue.clone());
+    row(h, "priority", t.priority.as_str().to_owned());
     row(
         h,
         "attempts",

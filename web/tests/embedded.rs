@@ -335,3 +335,134 @@ async fn states_of(client: &Client, ids: &[i64]) -> Vec<taskrow::TaskState> {
     }
     out
 }
+
+/// The queues page shows each queue with its counts and pending tasks by priority, and the
+/// schedules; pausing and resuming a queue asks first (saying how many pending tasks it holds),
+/// then does it; the task list filters by queue.
+#[tokio::test]
+async fn queues_show_and_pause_and_resume() {
+    use taskrow::Priority;
+    use taskrow::schedule::Schedule;
+    let app = app().await;
+    for (n, queue, priority) in [
+        (1, "emails", Priority::High),
+        (2, "emails", Priority::Low),
+        (3, "emails", Priority::Low),
+        (4, "default", Priority::Normal),
+    ] {
+        app.client
+            .enqueue(
+                &Ping { n },
+                EnqueueOptions::new().queue(queue).priority(priority),
+            )
+            .await
+            .unwrap();
+    }
+    // A worker registers its schedule on its first pass.
+    app.client
+        .worker()
+        .queue("nothing-here", 1)
+        .schedule(
+            Schedule::every("heartbeat-mail", std::time::Duration::from_secs(3600))
+                .unwrap()
+                .task(Ping { n: 0 }),
+        )
+        .build()
+        .unwrap()
+        .run_until_idle()
+        .await
+        .unwrap();
+
+    let (status, page) = get(app.addr, "/admin/taskrow/queues", "").await;
+    assert_eq!(status, 200, "{page}");
+    let emails = row_of(&page, "data-queue=\"emails\"");
+    assert!(emails.contains("running"), "{emails}");
+    assert!(emails.contains("high 1 · low 2"), "{emails}");
+    assert!(
+        emails.contains("/admin/taskrow/tasks?queue=emails"),
+        "{emails}"
+    );
+    let schedule = row_of(&page, "data-schedule=\"heartbeat-mail\"");
+    assert!(schedule.contains("every 3600s"), "{schedule}");
+    assert!(schedule.contains("embedded.ping"), "{schedule}");
+
+    // Pause: a confirmation first, nothing paused yet.
+    let token = csrf(&page);
+    let (status, confirm) = post(
+        app.addr,
+        "/admin/taskrow/actions/queue",
+        &format!("csrf={token}&queue=emails&op=pause"),
+    )
+    .await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(confirm.contains("Its 3 pending task(s) wait"), "{confirm}");
+    assert!(!paused(&app.client, "emails").await);
+    let (status, done) = post(
+        app.addr,
+        "/admin/taskrow/actions/queue",
+        &format!("csrf={token}&queue=emails&op=pause&confirm=yes"),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("is paused"), "{done}");
+    assert!(paused(&app.client, "emails").await);
+    let (_, page) = get(app.addr, "/admin/taskrow/queues", "").await;
+    assert!(row_of(&page, "data-queue=\"emails\"").contains("paused"));
+    assert!(row_of(&page, "data-queue=\"emails\"").contains("Resume…"));
+
+    // Resume.
+    let (status, done) = post(
+        app.addr,
+        "/admin/taskrow/actions/queue",
+        &format!("csrf={token}&queue=emails&op=resume&confirm=yes"),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert!(!paused(&app.client, "emails").await);
+
+    // Refused: no token, a bad op.
+    let (status, _) = post(
+        app.addr,
+        "/admin/taskrow/actions/queue",
+        "csrf=nope&queue=emails&op=pause&confirm=yes",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(!paused(&app.client, "emails").await);
+    let (status, page) = post(
+        app.addr,
+        "/admin/taskrow/actions/queue",
+        &format!("csrf={token}&queue=emails&op=stop"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("`op` must be `pause` or `resume`"), "{page}");
+
+    // The task list filters by queue and shows queue and priority.
+    let (_, list) = get(app.addr, "/admin/taskrow/tasks?queue=emails", "").await;
+    assert_eq!(
+        list.matches("<td class=\"queue\">emails</td>").count(),
+        3,
+        "{list}"
+    );
+    assert!(!list.contains("<td class=\"queue\">default</td>"), "{list}");
+    assert!(list.contains("<td class=\"priority\">high</td>"), "{list}");
+}
+
+/// The `<tr …>` row of `page` that carries `marker`.
+fn row_of<'a>(page: &'a str, marker: &str) -> &'a str {
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("`{marker}` in {page}"));
+    let end = page[at..].find("</tr>").map_or(page.len(), |e| at + e);
+    &page[at..end]
+}
+
+async fn paused(client: &Client, queue: &str) -> bool {
+    client
+        .queues()
+        .await
+        .unwrap()
+        .iter()
+        .any(|q| q.name == queue && q.paused)
+}
