@@ -323,6 +323,34 @@ async fn scenario(store: Arc<dyn TaskStore>, name: &str) {
         b.text_css("#state").await
     );
 
+    // Queues: pause the default queue (a confirmation that counts), see it paused, resume.
+    b.goto(&format!("{base}/queues")).await;
+    assert!(
+        b.text_css("tr[data-queue=\"default\"] td.status")
+            .await
+            .contains("running")
+    );
+    b.click_to_page("#queue-pause-default").await;
+    assert!(
+        b.text_css(".notice.warn")
+            .await
+            .contains("pending task(s) wait"),
+        "{}",
+        b.text_css(".notice.warn").await
+    );
+    b.click_to_page("#confirm-pause-default").await;
+    assert!(b.text_css(".notice.ok").await.contains("is paused"));
+    b.click_to_page("#back-to-queues").await;
+    assert!(
+        b.text_css("tr[data-queue=\"default\"] td.status")
+            .await
+            .contains("paused")
+    );
+    b.screenshot(&format!("{name}-queues")).await;
+    b.click_to_page("#queue-resume-default").await;
+    b.click_to_page("#confirm-resume-default").await;
+    assert!(b.text_css(".notice.ok").await.contains("running again"));
+
     // The XSS task: code, payload, error and biz type show as text, nothing runs.
     b.goto(&format!("{base}/tasks/{}", seeded.xss)).await;
     assert_no_injection(&b, "the task page").await;
