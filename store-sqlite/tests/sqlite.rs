@@ -16,13 +16,14 @@ use taskrow_sqlite::{SqliteDialect, SqliteStore, testing};
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 6] = [
+const ALL_MIGRATIONS: [&str; 7] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
     "m20261128_000003_taskrow_queues",
     "m20261128_000004_taskrow_schedules",
     "m20261128_000005_taskrow_due_at",
+    "m20261128_000008_taskrow_counts_index",
 ];
 
 async fn pragma(db: &sea_orm::DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -192,13 +193,13 @@ async fn schema_matches_the_entities() {
         [
             "idx_taskrow_task_biz_type",
             "idx_taskrow_task_claim",
+            "idx_taskrow_task_counts",
             "idx_taskrow_task_log_code",
             "idx_taskrow_task_log_started_at",
             "idx_taskrow_task_log_task_id",
             "idx_taskrow_task_queue_claim",
             "idx_taskrow_task_run_at",
             "idx_taskrow_task_state_run_at",
-            "idx_taskrow_task_task_type",
             "uq_taskrow_schedule_name",
             "uq_taskrow_task_code",
             "uq_taskrow_task_log_run",
@@ -243,6 +244,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20261128_000003_taskrow_queues",
             "m20261128_000004_taskrow_schedules",
             "m20261128_000005_taskrow_due_at",
+            "m20261128_000008_taskrow_counts_index",
         ]
     );
     // taskrow's migrations found in the application's history.

@@ -155,6 +155,7 @@ macro_rules! store_conformance {
                     filters_by_task_type,
                     filters_by_code_prefix,
                     code_prefix_is_literal,
+                    code_prefix_of_any_characters,
                     filters_by_due_before,
                     combines_filters,
                     pages_cover_all_rows_once,

@@ -154,6 +154,54 @@ pub async fn code_prefix_is_literal(store: Arc<dyn TaskStore>) {
     assert_eq!(list_codes(s, &by("a\\\\")).await, strings(["a\\\\"]));
 }
 
+/// Prefixes of any characters match exactly what starts with them: multibyte and accented
+/// characters, a prefix whose last character is the greatest there is, codes that sort just
+/// after the prefix's range (`ab` is not under `aa`) or inside it only by case.
+pub async fn code_prefix_of_any_characters(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let max = char::MAX;
+    for code in [
+        "ü-1".to_owned(),
+        "ü".to_owned(),
+        "üb".to_owned(),
+        "u-1".to_owned(),
+        "v".to_owned(),
+        "订单-1".to_owned(),
+        "订单-2".to_owned(),
+        "订单".to_owned(),
+        "订单x".to_owned(),
+        "订".to_owned(),
+        format!("z{max}"),
+        format!("z{max}1"),
+        "z".to_owned(),
+        "aa".to_owned(),
+        "aa\u{7f}".to_owned(),
+        "ab".to_owned(),
+        "AA".to_owned(),
+    ] {
+        insert(s, &code, t0()).await;
+    }
+    let by = |p: &str| TaskFilter::all().code_prefix(p);
+    assert_eq!(list_codes(s, &by("ü")).await, strings(["ü-1", "ü", "üb"]));
+    assert_eq!(
+        list_codes(s, &by("订单-")).await,
+        strings(["订单-1", "订单-2"])
+    );
+    assert_eq!(
+        list_codes(s, &by("订单")).await,
+        strings(["订单-1", "订单-2", "订单", "订单x"])
+    );
+    assert_eq!(
+        list_codes(s, &by(&format!("z{max}"))).await,
+        [format!("z{max}"), format!("z{max}1")]
+    );
+    assert_eq!(
+        list_codes(s, &by("z")).await,
+        ["z".to_owned(), format!("z{max}"), format!("z{max}1")]
+    );
+    assert_eq!(list_codes(s, &by("aa")).await, strings(["aa", "aa\u{7f}"]));
+}
+
 /// `due_before` lists what a claim at that time could take: pending tasks due by then (the
 /// instant included) and running tasks whose lease expires by then.
 pub async fn filters_by_due_before(store: Arc<dyn TaskStore>) {
