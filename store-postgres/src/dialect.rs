@@ -123,6 +123,15 @@ impl Dialect for PostgresDialect {
         self.wakeups.receiver()
     }
 
+    async fn notify_due(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        db.execute_unprepared(&format!(
+            "SELECT pg_notify('{}', '')",
+            taskrow_migration::NOTIFY_CHANNEL
+        ))
+        .await
+        .map(drop)
+    }
+
     /// PostgreSQL has `RETURNING` on every data-changing statement.
     async fn capabilities(&self, _db: &DatabaseConnection) -> Result<Capabilities, DbErr> {
         Ok(Capabilities::NONE

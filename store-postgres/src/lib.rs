@@ -15,7 +15,8 @@
 //!   statement. Serialization failures (40001), deadlocks (40P01) and lock timeouts (55P03) are
 //!   retried a few times inside the store; an error that surfaces says whether it is transient
 //!   (a server shutting down, 57P01, and a lost connection are).
-//! - **Wake-ups**: every insert notifies (a trigger, `pg_notify` at commit), and a worker's
+//! - **Wake-ups**: every insert notifies (a trigger, `pg_notify` at commit), so do a reset, a
+//!   resumed queue and tasks handed back (`pg_notify` after their commit), and a worker's
 //!   store listens on one connection of its own, so workers in other processes claim within
 //!   milliseconds instead of at their next poll (see `listen.rs`); the poll stays the safety
 //!   net. [`PostgresDialect::without_wakeups`] turns it off.

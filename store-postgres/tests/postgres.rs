@@ -931,6 +931,115 @@ async fn a_worker_wakes_for_another_process_enqueue() {
     fresh.drop_database().await;
 }
 
+/// Tasks that become due by a change other than an insert wake another process's idle worker
+/// too (its poll is 10 s; each must run within 2 s): a reset of a task due in an hour, a
+/// resumed queue, tasks a worker there handed back at its shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_wakes_for_another_process_reset_resume_and_release() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let client = Client::builder(store.clone())
+        .clock(taskrow::SystemClock)
+        .build()
+        .unwrap();
+    let worker = client
+        .worker()
+        .poll_interval(Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let other = PostgresStore::connect(&fresh.url).await.unwrap();
+    let other_client = Client::builder(other.clone())
+        .clock(taskrow::SystemClock)
+        .build()
+        .unwrap();
+    let admin = Database::connect(testing::server_url().unwrap())
+        .await
+        .unwrap();
+    eventually("the listener connects", Duration::from_secs(5), || {
+        let (admin, name) = (&admin, &fresh.name);
+        async move { !listening(admin, name).await.is_empty() }
+    })
+    .await;
+    let ran = |code: &'static str| {
+        let store = store.clone();
+        async move { !store.logs(&LogFilter::code(code)).await.unwrap().is_empty() }
+    };
+
+    // A reset makes a task due in an hour due now.
+    other_client
+        .enqueue(
+            &Ping { n: 1 },
+            EnqueueOptions::new()
+                .code("later")
+                .delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ran("later").await, "not due yet");
+    let sent = Instant::now();
+    other_client.reset("later").await.unwrap();
+    eventually("the reset task to run", Duration::from_secs(2), || {
+        ran("later")
+    })
+    .await;
+    println!("reset task picked up in {:?}", sent.elapsed());
+
+    // A resumed queue.
+    other_client.pause_queue("default").await.unwrap();
+    other_client
+        .enqueue(&Ping { n: 2 }, EnqueueOptions::new().code("held"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ran("held").await, "its queue is paused");
+    let sent = Instant::now();
+    other_client.resume_queue("default").await.unwrap();
+    eventually(
+        "the resumed queue's task to run",
+        Duration::from_secs(2),
+        || ran("held"),
+    )
+    .await;
+    println!("resumed task picked up in {:?}", sent.elapsed());
+
+    // Tasks handed back: claimed by the other process, released unstarted.
+    other_client
+        .enqueue(
+            &Ping { n: 3 },
+            EnqueueOptions::new()
+                .code("handed-back")
+                .delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    let claimed = other
+        .claim_one(
+            &TaskRef::from("handed-back"),
+            &taskrow::ClaimOne::new("other", Duration::from_secs(60), chrono::Utc::now()),
+        )
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    other
+        .release(&[claimed.lease()], chrono::Utc::now())
+        .await
+        .unwrap();
+    eventually(
+        "the handed-back task to run",
+        Duration::from_secs(2),
+        || ran("handed-back"),
+    )
+    .await;
+    println!("handed-back task picked up in {:?}", sent.elapsed());
+
+    worker.shutdown().await;
+    drop((client, other_client, other, store));
+    let _ = admin.close().await;
+    fresh.drop_database().await;
+}
+
 /// The listener comes back after its connection is killed, wakes the workers once when it is
 /// back (for what was enqueued meanwhile), and hears enqueues again; while it is away the
 /// wake-ups are silent (workers poll).

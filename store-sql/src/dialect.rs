@@ -451,6 +451,15 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
         None
     }
 
+    /// Tells the workers of other processes that tasks became due by a change other than an
+    /// insert (a reset, a resumed queue, tasks handed back), where the database can
+    /// (PostgreSQL: a notification on the channel its insert trigger uses). Nothing by
+    /// default: those workers find the tasks at their next poll.
+    async fn notify_due(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let _ = db;
+        Ok(())
+    }
+
     /// What the database behind `db` can do ([`Capabilities`]). It may ask the server once
     /// (MySQL or MariaDB) and keep the answer. None by default.
     async fn capabilities(&self, db: &DatabaseConnection) -> Result<Capabilities, DbErr> {

@@ -688,6 +688,15 @@ fn log_condition(filter: &LogFilter) -> Condition {
 
 /// The steps of each operation, on an open write transaction.
 impl<D: Dialect> SqlStore<D> {
+    /// [`Dialect::notify_due`] after a change made tasks due. The change is committed; a
+    /// notification that fails costs only a poll interval elsewhere, so it is logged, not
+    /// answered.
+    async fn notify_due(&self) {
+        if let Err(e) = self.dialect.notify_due(&self.db).await {
+            tracing::debug!(error = %e, "taskrow: telling other processes' workers failed; they poll");
+        }
+    }
+
     async fn insert_many_in(&self, txn: &WriteTxn, tasks: &[NewTask]) -> Step<u64> {
         // Codes already taken, checked first so the error can name one.
         for chunk in tasks.chunks(INSERT_CHUNK_ROWS) {
@@ -1322,12 +1331,17 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             return Ok(Vec::new());
         }
         let now = stored(now);
-        self.retrying(|| async move {
-            let txn = self.begin().await?;
-            let r = self.release_in(&txn, leases, now).await;
-            end(txn, r).await
-        })
-        .await
+        let answers = self
+            .retrying(|| async move {
+                let txn = self.begin().await?;
+                let r = self.release_in(&txn, leases, now).await;
+                end(txn, r).await
+            })
+            .await?;
+        if answers.contains(&FinishStatus::Applied) {
+            self.notify_due().await;
+        }
+        Ok(answers)
     }
 
     async fn extend_lease(
@@ -1465,7 +1479,11 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             .await;
             end(txn, r).await
         })
-        .await
+        .await?;
+        if !paused {
+            self.notify_due().await;
+        }
+        Ok(())
     }
 
     async fn queues(&self) -> Result<Vec<QueueInfo>> {
@@ -1515,12 +1533,17 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
 
     async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64> {
         let now = stored(now);
-        self.retrying(|| async move {
-            let txn = self.begin().await?;
-            let r = self.reset_in(&txn, target, now).await;
-            end(txn, r).await
-        })
-        .await
+        let n = self
+            .retrying(|| async move {
+                let txn = self.begin().await?;
+                let r = self.reset_in(&txn, target, now).await;
+                end(txn, r).await
+            })
+            .await?;
+        if n > 0 {
+            self.notify_due().await;
+        }
+        Ok(n)
     }
 
     async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
