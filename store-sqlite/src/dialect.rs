@@ -1,5 +1,6 @@
 //! [`SqliteDialect`]: one writer, immediate transactions, SQLite's error codes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 
 use crate::connect::BUSY_TIMEOUT;
+use crate::listen::Wakeups;
 
 /// SQLite's side of the store: the one-writer lock of a pool, and how SQLite says things.
 #[derive(Debug, Clone)]
@@ -22,19 +24,30 @@ pub struct SqliteDialect {
     /// Held by every write of the store, for the whole transaction, and by the application's
     /// task transactions until they end.
     writer: WriterLock,
+    /// The file's wake-ups for idle workers (none on a dialect made without a pool).
+    wakeups: Arc<Wakeups>,
 }
 
 impl Default for SqliteDialect {
     /// Writes wait up to [`BUSY_TIMEOUT`] for an application's open task transaction, as they
-    /// wait for another process's write.
+    /// wait for another process's write. No wake-ups: it knows no file.
     fn default() -> Self {
         Self {
             writer: WriterLock::new(BUSY_TIMEOUT),
+            wakeups: Arc::default(),
         }
     }
 }
 
 impl SqliteDialect {
+    /// This dialect without wake-ups from other processes' commits (see `listen.rs`): idle
+    /// workers find other processes' tasks at their poll only, and the store holds no
+    /// connection of its own for the check.
+    pub fn without_wakeups(mut self) -> Self {
+        self.wakeups = Arc::default();
+        self
+    }
+
     /// This dialect with the store's writes waiting up to `wait` (instead of [`BUSY_TIMEOUT`])
     /// for an open task transaction of the application (`begin_with_tasks`) before they fail
     /// with a transient error naming it. A write from the task that opened the transaction
@@ -78,11 +91,20 @@ impl Dialect for SqliteDialect {
 
     fn for_connection(db: &DatabaseConnection) -> Result<Self> {
         match db.get_database_backend() {
-            DbBackend::Sqlite => Ok(Self::default()),
+            DbBackend::Sqlite => Ok(Self {
+                wakeups: Arc::new(Wakeups::for_file(
+                    (*db.get_sqlite_connection_pool().connect_options()).clone(),
+                )),
+                ..Self::default()
+            }),
             other => Err(Error::Config(format!(
                 "SqliteStore needs a SQLite connection, not {other:?}: use the store for that database"
             ))),
         }
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.wakeups.receiver()
     }
 
     /// `BEGIN IMMEDIATE` under the store's writer lock.

@@ -15,6 +15,11 @@
 //! - **The claim** selects the due ids and marks them with one `UPDATE … RETURNING *`, in
 //!   one immediate transaction that also logs (and, at their last attempt, fails) the runs of
 //!   lost workers it meets (see `claim.rs`).
+//! - **Wake-ups** from other processes: one connection of the store asks SQLite every 10 ms
+//!   whether anyone committed to the file (`PRAGMA data_version`, a read of shared memory), so
+//!   idle workers claim another process's task within milliseconds instead of at their next
+//!   poll (see `listen.rs`); the poll stays the safety net.
+//!   [`SqliteDialect::without_wakeups`] turns it off.
 //!
 //! ```no_run
 //! # async fn run() -> taskrow::Result<()> {
@@ -27,10 +32,12 @@
 mod claim;
 mod connect;
 mod dialect;
+mod listen;
 pub mod testing;
 
 pub use connect::{BUSY_TIMEOUT, POOL_SIZE};
 pub use dialect::SqliteDialect;
+pub use listen::CHECK_EVERY;
 pub use taskrow_sql::{
     Committed, DEFAULT_DISPATCH_DELAY, Dispatched, SqlStore, TaskTransaction, entity, sea_orm,
 };
