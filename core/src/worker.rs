@@ -490,6 +490,12 @@ impl Worker {
         // A waiting task is handed back once half its lease is gone, so that it starts (here
         // or elsewhere) with at least half a lease left and never loses it while it waits.
         let wait_limit = self.env.lease / 2;
+        // Wake-ups from other processes know nothing of this worker's queues and filters: a
+        // flood of others' work would make it claim at every wake-up and find nothing. After
+        // two such empty claims in a row it waits before claiming on the next one, from 10 ms
+        // doubling up to the poll interval; a claim that finds work ends the pause.
+        let mut remote_woke = false;
+        let mut remote_empty: u32 = 0;
         let queues: Vec<&str> = self.cfg.queues.iter().map(|(q, _)| q.as_str()).collect();
         info!(worker = %self.env.worker, concurrency, ?queues, "taskrow worker started");
 
@@ -598,6 +604,12 @@ impl Worker {
                 match claimed {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(100);
+                        if !claimed.is_empty() {
+                            remote_empty = 0;
+                        } else if remote_woke {
+                            remote_empty = remote_empty.saturating_add(1);
+                        }
+                        remote_woke = false;
                         drained = claimed.len() < want;
                         waiting.extend(claimed.into_iter().map(|task| Claimed { task, sent }));
                         continue 'outer;
@@ -634,11 +646,20 @@ impl Worker {
             } else if waiting.is_empty() {
                 // Drained: wait for an enqueue here or elsewhere, the poll interval, or
                 // shutdown.
-                tokio::select! {
-                    _ = wake.changed() => {}
-                    _ = changed(&mut remote_wake) => {}
-                    _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                let woke = tokio::select! {
+                    _ = wake.changed() => Woke::Here,
+                    _ = changed(&mut remote_wake) => Woke::Elsewhere,
+                    _ = tokio::time::sleep(self.cfg.poll_interval) => Woke::Poll,
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
+                };
+                remote_woke = woke == Woke::Elsewhere;
+                let pause = remote_pause(remote_empty, self.cfg.poll_interval);
+                if remote_woke && !pause.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = wake.changed() => remote_woke = false,
+                        _ = shutdown.wait_for(|s| *s) => break 'outer,
+                    }
                 }
                 drained = false;
             } else {
@@ -748,6 +769,27 @@ async fn tick_loop(
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
+}
+
+/// What ended an idle worker's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// An enqueue in this process.
+    Here,
+    /// The store heard of a change elsewhere (another process).
+    Elsewhere,
+    /// The poll interval.
+    Poll,
+}
+
+/// The pause before a claim on another process's wake-up after `empty` such claims in a row
+/// found nothing: none for the first two, then 10 ms doubling, at most `poll`.
+fn remote_pause(empty: u32, poll: Duration) -> Duration {
+    if empty < 2 {
+        return Duration::ZERO;
+    }
+    let doublings = (empty - 2).min(20);
+    (Duration::from_millis(10) * 2u32.pow(doublings)).min(poll)
 }
 
 /// Completes when `rx` changes; never for `None` or a closed channel.

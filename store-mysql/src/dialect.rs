@@ -19,12 +19,26 @@ use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 use tokio::sync::OnceCell;
 
+use crate::listen::Wakeups;
+
 /// MySQL's and MariaDB's side of the store.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct MysqlDialect {
     /// What the server can do, asked once (MariaDB has `DELETE … RETURNING`, MySQL does not).
     capabilities: Arc<OnceCell<Capabilities>>,
+    /// The wake-ups for idle workers (none on a dialect made without a pool).
+    wakeups: Arc<Wakeups>,
+}
+
+impl MysqlDialect {
+    /// This dialect without wake-ups from other processes (see `listen.rs`): idle workers find
+    /// other processes' tasks at their poll only, and the store holds no connection of its
+    /// own for the check.
+    pub fn without_wakeups(mut self) -> Self {
+        self.wakeups = Arc::default();
+        self
+    }
 }
 
 /// A future that runs to its end even when its caller stops waiting: polled in place, and, if
@@ -92,11 +106,20 @@ impl Dialect for MysqlDialect {
 
     fn for_connection(db: &DatabaseConnection) -> Result<Self> {
         match db.get_database_backend() {
-            DbBackend::MySql => Ok(Self::default()),
+            DbBackend::MySql => Ok(Self {
+                wakeups: Arc::new(Wakeups::for_options(
+                    (*db.get_mysql_connection_pool().connect_options()).clone(),
+                )),
+                ..Self::default()
+            }),
             other => Err(Error::Config(format!(
                 "MysqlStore needs a MySQL connection, not {other:?}: use the store for that database"
             ))),
         }
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.wakeups.receiver()
     }
 
     /// `READ COMMITTED`, for this transaction only: a guarded update sees the latest committed

@@ -17,6 +17,11 @@
 //!   says whether it is transient.
 //! - **Times** are `DATETIME(6)` in UTC (the driver sets the session time zone to UTC).
 //! - **Text** is `utf8mb4` with the binary collation, so codes compare exactly.
+//! - **Wake-ups** from other processes: one connection of the store asks every 10 ms for the
+//!   newest task id and the earliest pending run time (two index probes), so idle workers claim
+//!   a task another process enqueued, reset or handed back within milliseconds instead of at
+//!   their next poll (see `listen.rs`); the poll stays the safety net.
+//!   [`MysqlDialect::without_wakeups`] turns it off.
 //!
 //! Needs MySQL 8.0+ or MariaDB 10.6+ (`SKIP LOCKED`).
 //!
@@ -31,10 +36,12 @@
 mod claim;
 mod connect;
 mod dialect;
+mod listen;
 pub mod testing;
 
 pub use connect::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE};
 pub use dialect::MysqlDialect;
+pub use listen::CHECK_EVERY;
 pub use taskrow_sql::{
     Committed, DEFAULT_DISPATCH_DELAY, Dispatched, SqlStore, TaskTransaction, entity, sea_orm,
 };

@@ -852,3 +852,26 @@ async fn the_database_clock_follows_the_servers_time() {
     );
     fresh.drop_database().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Wake-ups from other processes
+
+/// A worker whose poll is 10 s picks up, within 2 s, a task that another store on the same
+/// database (another pool, as another process would have) enqueues, or resets: the store's
+/// check of the newest id and earliest pending time wakes it (see
+/// `wakes_for_another_stores_commits`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_wakes_for_another_process_commit() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let other = MysqlStore::connect(&fresh.url).await.unwrap();
+    wakes_for_another_stores_commits(&store, &other, taskrow_mysql::CHECK_EVERY).await;
+    let off = MysqlStore::from_parts(
+        store.connection().clone(),
+        store.dialect().clone().without_wakeups(),
+    );
+    assert!(off.wakeups().is_none());
+    drop((store, other, off));
+    fresh.drop_database().await;
+}

@@ -583,24 +583,9 @@ async fn a_write_elsewhere_waits_for_a_task_transaction_within_a_bound() {
 // ---------------------------------------------------------------------------------------------
 // Wake-ups from other processes' commits
 
-/// The CPU time this process has used so far (user and system), from `/proc/self/stat`.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd. 100 ticks/s.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// A worker whose poll is 10 s picks up, within 2 s, a task that another store on the same
 /// file (another pool, as another process would have) enqueues, or resets: the store's check
-/// of `PRAGMA data_version` wakes it. Prints the pickup times and what an idle second costs.
+/// of `PRAGMA data_version` wakes it (see `wakes_for_another_stores_commits`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_wakes_for_another_process_commit() {
     let (store, dir) = testing::temp_store().await;
@@ -609,74 +594,7 @@ async fn a_worker_wakes_for_another_process_commit() {
         dir.path().join("tasks.db").display()
     );
     let other = SqliteStore::connect(&url).await.unwrap();
-    assert!(
-        store.wakeups().is_some() && other.wakeups().is_some(),
-        "a file has wake-ups"
-    );
-    let client = Client::new(store.clone());
-    let worker = client
-        .worker()
-        .poll_interval(Duration::from_secs(10))
-        .start()
-        .unwrap();
-    let other_client = Client::new(other.clone());
-    // Idle: the worker's first claim found nothing.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ran = |code: &'static str| {
-        let store = store.clone();
-        async move {
-            !store
-                .logs(&taskrow::LogFilter::code(code))
-                .await
-                .unwrap()
-                .is_empty()
-        }
-    };
-    let within = |what: &'static str, code: &'static str| async move {
-        let sent = std::time::Instant::now();
-        while !ran(code).await {
-            assert!(
-                sent.elapsed() < Duration::from_secs(2),
-                "{what}: not run within 2 s (the worker waited for its 10 s poll)"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        println!("{what}: picked up in {:?}", sent.elapsed());
-    };
-    for (n, code) in [(1, "remote-1"), (2, "remote-2"), (3, "remote-3")] {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        other_client
-            .enqueue(&Ping { n }, EnqueueOptions::new().code(code))
-            .await
-            .unwrap();
-        within("an enqueue elsewhere", code).await;
-    }
-    other_client
-        .enqueue(
-            &Ping { n: 4 },
-            EnqueueOptions::new()
-                .code("later")
-                .delay(Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!ran("later").await, "not due yet");
-    other_client.reset("later").await.unwrap();
-    within("a reset elsewhere", "later").await;
-
-    // What an idle second costs this process (the worker's store checks; the other's does
-    // not, as nothing asked it for wake-ups).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (cpu, wall) = (cpu_time(), std::time::Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    println!(
-        "idle: {:.1} ms of CPU per second with one worker checking every {:?}",
-        (cpu_time() - cpu).as_secs_f64() * 1000.0 / wall.elapsed().as_secs_f64(),
-        taskrow_sqlite::CHECK_EVERY
-    );
-    worker.shutdown().await;
-
+    wakes_for_another_stores_commits(&store, &other, taskrow_sqlite::CHECK_EVERY).await;
     // Off: an in-memory database, and a dialect without them.
     assert!(testing::memory_store().await.wakeups().is_none());
     let off = SqliteStore::from_parts(

@@ -77,6 +77,7 @@ pub struct ReplyLost {
     inner: Arc<dyn TaskStore>,
     armed: [AtomicU32; 6],
     lost: [AtomicU32; 6],
+    calls: [AtomicU32; 6],
     /// Milliseconds each read of the schedules waits before it answers.
     schedules_delay_ms: AtomicU64,
 }
@@ -88,6 +89,7 @@ impl ReplyLost {
             inner,
             armed: Default::default(),
             lost: Default::default(),
+            calls: Default::default(),
             schedules_delay_ms: AtomicU64::new(0),
         }
     }
@@ -120,6 +122,11 @@ impl ReplyLost {
         self.lost[op.index()].load(Ordering::SeqCst)
     }
 
+    /// How many calls of `op` were answered so far (lost replies included).
+    pub fn calls(&self, op: Op) -> u32 {
+        self.calls[op.index()].load(Ordering::SeqCst)
+    }
+
     /// The store underneath, which answers truthfully.
     pub fn inner(&self) -> &Arc<dyn TaskStore> {
         &self.inner
@@ -128,6 +135,7 @@ impl ReplyLost {
     /// `result` of a call of `op` as the caller sees it: lost when `op` is armed and the call
     /// succeeded.
     fn reply<T>(&self, op: Op, result: Result<T>) -> Result<T> {
+        self.calls[op.index()].fetch_add(1, Ordering::SeqCst);
         let value = result?;
         let take = self.armed[op.index()]
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));

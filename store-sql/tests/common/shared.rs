@@ -1553,3 +1553,93 @@ pub async fn queues_migration_comes_and_goes(db: &sea_orm::DatabaseConnection) {
     );
     assert!(queue::Entity::find().all(db).await.unwrap().is_empty());
 }
+
+/// The CPU time this process has used so far (user and system), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd. 100 ticks/s.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// A worker on `store` whose poll is 10 s picks up, within 2 s, tasks that `other` (another
+/// pool on the same database, as another process would have) enqueues, and one it resets: the
+/// store's wake-ups (a check every `check_every`) wake it. Prints the pickup times and what an
+/// idle second of the checking process costs.
+pub async fn wakes_for_another_stores_commits<D: Dialect>(
+    store: &SqlStore<D>,
+    other: &SqlStore<D>,
+    check_every: Duration,
+) {
+    assert!(store.wakeups().is_some(), "the store has wake-ups");
+    // Both on the system clock, which two processes on one host share exactly: with the
+    // database's (the default on a server), another process's "now" can be a few
+    // milliseconds in the worker's future, and its claim would find the task not yet due.
+    let on_system_clock = |s: &SqlStore<D>| {
+        taskrow::Client::builder(s.clone())
+            .clock(taskrow::SystemClock)
+            .build()
+            .unwrap()
+    };
+    let client = on_system_clock(store);
+    let worker = client
+        .worker()
+        .poll_interval(Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let other_client = on_system_clock(other);
+    // Idle: the worker's first claim found nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran = |code: &'static str| async move {
+        !store.logs(&LogFilter::code(code)).await.unwrap().is_empty()
+    };
+    let within = |what: &'static str, code: &'static str| async move {
+        let sent = std::time::Instant::now();
+        while !ran(code).await {
+            assert!(
+                sent.elapsed() < Duration::from_secs(2),
+                "{what}: not run within 2 s (the worker waited for its 10 s poll)"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        println!("{what}: picked up in {:?}", sent.elapsed());
+    };
+    for (n, code) in [(1, "remote-1"), (2, "remote-2"), (3, "remote-3")] {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        other_client
+            .enqueue(&Ping { n }, EnqueueOptions::new().code(code))
+            .await
+            .unwrap();
+        within("an enqueue elsewhere", code).await;
+    }
+    other_client
+        .enqueue(
+            &Ping { n: 4 },
+            EnqueueOptions::new()
+                .code("later")
+                .delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ran("later").await, "not due yet");
+    other_client.reset("later").await.unwrap();
+    within("a reset elsewhere", "later").await;
+
+    // What an idle second costs this process (the worker's store checks).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cpu, wall) = (cpu_time(), std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "idle: {:.1} ms of CPU per second with one worker, checking every {check_every:?}",
+        (cpu_time() - cpu).as_secs_f64() * 1000.0 / wall.elapsed().as_secs_f64(),
+    );
+    worker.shutdown().await;
+}

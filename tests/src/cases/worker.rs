@@ -23,6 +23,8 @@ pub struct Probe {
     active: AtomicUsize,
     max_active: AtomicUsize,
     failures: Mutex<HashMap<String, u32>>,
+    /// Runs of [`Hangs`] that started.
+    hung: AtomicUsize,
 }
 
 impl Probe {
@@ -120,7 +122,10 @@ pub struct Hangs {}
 #[typetag::serde(name = "conformance.worker.hangs")]
 #[async_trait]
 impl Task for Hangs {
-    async fn run(&self, _ctx: &TaskContext) -> Result<(), TaskError> {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        if let Ok(probe) = ctx.data::<Probe>() {
+            probe.hung.fetch_add(1, Ordering::SeqCst);
+        }
         std::future::pending::<()>().await;
         Ok(())
     }
@@ -579,9 +584,11 @@ pub async fn shutdown_deadline_interrupts(store: Arc<dyn TaskStore>) {
         .shutdown_timeout(Duration::from_millis(200))
         .start()
         .unwrap();
-    eventually("the task to be claimed", Duration::from_secs(10), || {
-        let s = store.clone();
-        async move { get(&s, "stuck").await.state == TaskState::Running }
+    // Started, not only claimed: a task claimed but not yet started when the shutdown comes
+    // is handed back unstarted, with no interruption to count.
+    eventually("the task to start", Duration::from_secs(10), || {
+        let p = probe.clone();
+        async move { p.hung.load(Ordering::SeqCst) > 0 }
     })
     .await;
     w.shutdown().await;
