@@ -158,6 +158,7 @@ macro_rules! store_conformance {
                     filters_by_due_before,
                     combines_filters,
                     pages_cover_all_rows_once,
+                    rows_match_list,
                 }
                 logs {
                     by_task_id,
@@ -211,6 +212,7 @@ macro_rules! store_conformance {
                     refuses_live_running,
                     refuses_succeeded,
                     missing_is_not_found,
+                    matching_skips_refused,
                 }
                 delete {
                     removes_task_and_keeps_logs,
@@ -218,6 +220,8 @@ macro_rules! store_conformance {
                     expired_running_logs_lost_run,
                     refuses_live_running,
                     missing_is_not_found,
+                    unreadable_refuses_readable_row,
+                    matching_skips_live_running,
                 }
                 purge {
                     removes_old_finished_tasks_and_logs,
@@ -225,6 +229,7 @@ macro_rules! store_conformance {
                     keeps_logs_when_told,
                     refuses_unfinished_states,
                     limit_bounds_each_batch,
+                    dry_run_counts_and_removes_nothing,
                 }
                 times {
                     micros_round_trip,
