@@ -1227,6 +1227,33 @@ async fn operator_session(db: &Db) {
     .ok();
     assert_eq!(out.matches("tasks by state").count(), 2, "{out}");
     assert_eq!(out.matches("every 1s").count(), 2, "{out}");
+    // Without --count it redraws until Ctrl-C (SIGINT), then ends with 0.
+    let mut child = binary()
+        .args(["--database-url", url, "stats", "--watch", "--interval", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut rounds = 0;
+    while rounds < 2 {
+        let line = lines.next().expect("the watch ended by itself").unwrap();
+        rounds += usize::from(line == "tasks by state");
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "Ctrl-C ends the watch: {rest:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
