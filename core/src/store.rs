@@ -703,7 +703,12 @@ impl ListedRow {
 /// - **Never twice at once**: of any number of concurrent claimants, at most one gets a given
 ///   task while its lease is live.
 /// - **Nothing lost**: a row leaves the table only by a successful finish with
-///   [`crate::OnSuccess::Delete`], by [`TaskStore::delete`] or by [`TaskStore::purge`].
+///   [`crate::OnSuccess::Delete`], by [`TaskStore::delete`] (or
+///   [`TaskStore::delete_unreadable`] for a row that cannot be read) or by [`TaskStore::purge`].
+/// - **Unreadable rows** (values this version does not know, written by hand or by another
+///   version) fail the reads that meet them with [`crate::Error::CorruptRow`] naming the row,
+///   except [`TaskStore::list_rows`], which shows them in place, and [`TaskStore::counts`] and
+///   [`TaskStore::queues`], which leave them out; claims never run them.
 /// - **Logs**: [`TaskStore::finish`] writes one log row per execution, in the same transaction
 ///   as the task change, including refused (lease-lost) ones; a refused finish whose run was
 ///   already logged as worker lost turns that row into its lease-lost row (one row per run).
