@@ -68,7 +68,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Log rows, one per run, oldest first: by code, id, outcome and start time.
+    /// Log rows, one per run: the newest --limit of them, oldest first, by code, id, outcome
+    /// and start time.
     Logs(LogsArgs),
     /// Counts by state, type, queue and priority, the oldest due task, failures in the last
     /// hour, and rows that cannot be read.
@@ -246,7 +247,7 @@ pub(crate) struct LogsArgs {
     /// `-1h` says the same).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<TimeSpec>,
-    /// Most rows to show (the oldest matching first).
+    /// Most rows to show: the newest matching ones.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub limit: u64,
     /// Print JSON instead of a table.

@@ -534,23 +534,26 @@ async fn stats_command(
     loop {
         round += 1;
         let now = SystemClock.now();
-        if io.tty {
-            // Clear the screen and go home: the redraw replaces the last round.
-            write!(io.out, "\x1b[2J\x1b[H")?;
+        // With --json each round is one JSON document (it carries its own `now`), for a
+        // reader that parses a stream; text rounds get a heading.
+        if !args.json {
+            if io.tty {
+                // Clear the screen and go home: the redraw replaces the last round.
+                write!(io.out, "\x1b[2J\x1b[H")?;
+            } else if round > 1 {
+                writeln!(io.out)?;
+            }
+            writeln!(
+                io.out,
+                "taskrow stats at {}, every {}s (Ctrl-C to stop)",
+                render::time(now),
+                args.interval
+            )?;
         }
-        writeln!(
-            io.out,
-            "taskrow stats at {}, every {}s (Ctrl-C to stop)",
-            render::time(now),
-            args.interval
-        )?;
         stats(store, now, args.json, io).await?;
         io.out.flush()?;
         if args.count.is_some_and(|n| round >= n) {
             return Ok(ExitCode::SUCCESS);
-        }
-        if !io.tty {
-            writeln!(io.out)?;
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}

@@ -1,8 +1,9 @@
-//! `taskrow logs`: the log rows of every task, one per run, by code, id, outcome and time.
+//! `taskrow logs`: the log rows of every task, one per run, by code, id, outcome and time; the
+//! newest `--limit` of them, oldest first, like `tail`.
 
 use std::process::ExitCode;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use taskrow::{LogFilter, TaskStore};
 
 use crate::args::LogsArgs;
@@ -26,7 +27,8 @@ pub(crate) async fn logs(
 ) -> Result<ExitCode> {
     let mut filter = LogFilter::default()
         .outcomes(args.outcomes)
-        .limit(args.limit);
+        .limit(args.limit)
+        .newest();
     filter.code = args.code;
     filter.task_id = args.task_id;
     if let Some(s) = args.since {
@@ -42,16 +44,13 @@ pub(crate) async fn logs(
         return Ok(ExitCode::SUCCESS);
     }
     write!(io.out, "{}", render::logs_table(&rows))?;
-    if rows.len() as u64 == args.limit
-        && let Some(last) = rows.last()
-    {
+    if rows.len() as u64 == args.limit {
         writeln!(
             io.out,
-            "{} log row{} shown, oldest first; more may follow: add --since {} (or raise --limit)",
+            "the newest {} log row{} shown; older ones may exist: raise --limit, or narrow with \
+             --since, --code or --outcome",
             rows.len(),
             plural(rows.len() as u64),
-            (last.started_at + TimeDelta::microseconds(1))
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         )?;
     }
     Ok(ExitCode::SUCCESS)

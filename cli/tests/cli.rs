@@ -1023,7 +1023,7 @@ fn log_codes(out: &str) -> Vec<String> {
     let header = lines.next().unwrap_or("");
     assert!(header.contains("CODE"), "not a log table: {out}");
     lines
-        .take_while(|l| !l.is_empty() && !l.contains("more may follow"))
+        .take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
         .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
         .collect()
 }
@@ -1060,8 +1060,12 @@ async fn operator_session(db: &Db) {
     let out = taskrow(url, &["logs", "--since", "2999-01-01T00:00:00Z"]).ok();
     assert_eq!(out, "no log rows match\n");
     let out = taskrow(url, &["logs", "--limit", "2"]).ok();
-    assert_eq!(log_codes(&out), ["order-2", "mail-1"], "{out}");
-    assert!(out.contains("more may follow"), "{out}");
+    assert_eq!(
+        log_codes(&out),
+        ["fail-2", "keep-1"],
+        "the newest, oldest first: {out}"
+    );
+    assert!(out.contains("older ones may exist"), "{out}");
     let e = taskrow(url, &["logs", "--outcome", "exploded"]);
     assert_eq!(e.code, Some(2), "{e:?}");
 
@@ -1227,6 +1231,25 @@ async fn operator_session(db: &Db) {
     .ok();
     assert_eq!(out.matches("tasks by state").count(), 2, "{out}");
     assert_eq!(out.matches("every 1s").count(), 2, "{out}");
+    let out = taskrow(
+        url,
+        &[
+            "stats",
+            "--watch",
+            "--json",
+            "--interval",
+            "1",
+            "--count",
+            "2",
+        ],
+    )
+    .ok();
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("a stream of JSON documents: {e}\n{out}"));
+    assert_eq!(docs.len(), 2, "{out}");
+    assert!(docs[1]["now"].is_string(), "{out}");
     // Without --count it redraws until Ctrl-C (SIGINT), then ends with 0.
     let mut child = binary()
         .args(["--database-url", url, "stats", "--watch", "--interval", "1"])

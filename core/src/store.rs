@@ -416,8 +416,11 @@ pub struct LogFilter {
     pub outcomes: Vec<Outcome>,
     /// Only runs started at or after this time.
     pub since: Option<DateTime<Utc>>,
-    /// Most rows (all when `None`).
+    /// Most rows (all when `None`): the oldest matching ones, or the newest with `newest`.
     pub limit: Option<u64>,
+    /// With `limit`, keep the newest matching rows instead of the oldest (still returned oldest
+    /// first): the tail of the log.
+    pub newest: bool,
 }
 
 impl LogFilter {
@@ -448,6 +451,11 @@ impl LogFilter {
     /// Most rows.
     pub fn limit(mut self, n: u64) -> Self {
         self.limit = Some(n);
+        self
+    }
+    /// With a limit, the newest rows (the tail of the log), still oldest first.
+    pub fn newest(mut self) -> Self {
+        self.newest = true;
         self
     }
 

@@ -484,13 +484,13 @@ impl TaskStore for MemoryStore {
         let limit = filter
             .limit
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        Ok(inner
-            .logs
-            .iter()
-            .filter(|l| filter.matches(l))
-            .take(limit)
-            .cloned()
-            .collect())
+        let matching = inner.logs.iter().filter(|l| filter.matches(l));
+        if filter.newest {
+            let mut tail: Vec<TaskLog> = matching.rev().take(limit).cloned().collect();
+            tail.reverse();
+            return Ok(tail);
+        }
+        Ok(matching.take(limit).cloned().collect())
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>> {

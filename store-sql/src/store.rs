@@ -1427,13 +1427,20 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
     }
 
     async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
-        let mut q = task_log::Entity::find()
-            .filter(log_condition(filter))
-            .order_by_asc(task_log::Column::Id);
+        let tail = filter.newest && filter.limit.is_some();
+        let mut q = task_log::Entity::find().filter(log_condition(filter));
+        q = if tail {
+            q.order_by_desc(task_log::Column::Id)
+        } else {
+            q.order_by_asc(task_log::Column::Id)
+        };
         if let Some(n) = filter.limit {
             q = q.limit(n);
         }
-        let rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        let mut rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        if tail {
+            rows.reverse();
+        }
         rows.into_iter().map(task_log::Model::into_log).collect()
     }
 

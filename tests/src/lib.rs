@@ -166,6 +166,7 @@ macro_rules! store_conformance {
                     filters_by_outcome,
                     filters_by_since,
                     limit_keeps_oldest,
+                    limit_newest_keeps_latest,
                     one_row_per_claim_token,
                     filters_by_outcome_worker_lost,
                 }
