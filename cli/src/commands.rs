@@ -381,12 +381,16 @@ async fn show(
     let task = match store.get(&target.0).await {
         Ok(t) => t,
         Err(Error::NotFound(r)) => return show_gone(store, target, r, json, io).await,
+        Err(Error::CorruptRow { id, reason }) => {
+            return show_corrupt(store, id, &reason, json, io).await;
+        }
         Err(e) => return Err(explain(e, target)),
     };
     let logs = store.logs(&LogFilter::task(task.id)).await?;
     if json {
         let v = ShowJson {
             task: Some(render::task_json(&task)),
+            corrupt: None,
             log: &logs,
         };
         writeln!(io.out, "{}", pretty(&v))?;
@@ -456,7 +460,37 @@ async fn show(
 #[serde(crate = "taskrow::serde")]
 struct ShowJson<'a> {
     task: Option<render::TaskJson<'a>>,
+    /// Why the row cannot be read, when it cannot (`task` is then `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    corrupt: Option<&'a str>,
     log: &'a [taskrow::TaskLog],
+}
+
+/// `show` of a row that cannot be read: why, and its log rows, instead of an error.
+async fn show_corrupt(
+    store: &dyn TaskStore,
+    id: i64,
+    reason: &str,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let logs = store.logs(&LogFilter::task(id)).await?;
+    if json {
+        let v = ShowJson {
+            task: None,
+            corrupt: Some(reason),
+            log: &logs,
+        };
+        writeln!(io.out, "{}", pretty(&v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        io.out,
+        "task row {id} cannot be read: {reason}\nfix it in the database, or `taskrow delete {id}` \
+         to remove it (its log rows stay)"
+    )?;
+    write_log(&logs, io)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn dispatch(d: taskrow::Dispatch) -> String {
@@ -502,6 +536,7 @@ async fn show_gone(
     if json {
         let v = ShowJson {
             task: None,
+            corrupt: None,
             log: &logs,
         };
         writeln!(io.out, "{}", pretty(&v))?;

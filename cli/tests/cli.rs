@@ -1206,6 +1206,15 @@ async fn operator_session(db: &Db) {
         bad["corrupt"].as_str().unwrap().contains("state 9"),
         "{out}"
     );
+    let out = taskrow(url, &["show", "bad-1"]).ok();
+    assert!(out.contains("cannot be read: state 9"), "{out}");
+    assert!(out.contains("log: no runs yet"), "{out}");
+    let out = taskrow(url, &["show", "--json", "bad-1"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["task"].is_null() && v["corrupt"].as_str().unwrap().contains("state 9"),
+        "{out}"
+    );
     let out = taskrow(url, &["stats"]).ok();
     // bad-1 by its state; bad-2 (due) met by the due scan.
     assert!(out.contains("unreadable rows: 2"), "{out}");
