@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use taskrow::TaskState;
+use taskrow::{Outcome, TaskState};
 
 use crate::parse::{Target, TimeSpec, duration};
 
@@ -16,9 +16,13 @@ Examples:
   taskrow list --state failed
   taskrow show order-42
   taskrow reset --failed --type order.sync --dry-run
+  taskrow logs --outcome failed --since 1h
+  taskrow cancel --state pending --biz-type order --dry-run
+  taskrow delete --state cancelled --code-prefix import- --yes
+  taskrow stats --watch --interval 5
   taskrow pause emails
   taskrow queues
-  taskrow purge --older-than 7d
+  taskrow purge --older-than 7d --dry-run
   taskrow schedules
   taskrow schedules remove nightly-report
   taskrow serve --listen 127.0.0.1:8080";
@@ -64,25 +68,22 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Counts by state, type, queue and priority, the oldest due task, and failures in the
-    /// last hour.
-    Stats {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Log rows, one per run: the newest --limit of them, oldest first, by code, id, outcome
+    /// and start time.
+    Logs(LogsArgs),
+    /// Counts by state, type, queue and priority, the oldest due task, failures in the last
+    /// hour, and rows that cannot be read.
+    Stats(StatsArgs),
     /// Make tasks run again: pending, attempts back to 0, due now.
     Reset(ResetArgs),
-    /// Cancel a task: it stays in the table but never runs until it is reset.
-    Cancel {
-        /// The task's code or id.
-        task: Target,
-    },
-    /// Delete a task (its log rows stay).
-    Delete {
-        /// The task's code or id.
-        task: Target,
-    },
+    /// Cancel a task, or every task matching the filters: it stays in the table but never
+    /// runs until it is reset. Tasks the cancel refuses (running under a live lease,
+    /// succeeded) are skipped and named.
+    Cancel(BulkArgs),
+    /// Delete a task, or every task matching the filters (asks first; log rows stay). Tasks
+    /// running under a live lease are skipped and named. A row that cannot be read is deleted
+    /// by its code or id.
+    Delete(DeleteArgs),
     /// Run one task now in this process and print how it ended (needs the task types compiled
     /// into this binary; exits with 1 when the run fails).
     Run {
@@ -153,7 +154,7 @@ pub(crate) enum MigrateAction {
     Status,
 }
 
-/// Filters shared by `list` and `reset`.
+/// Filters shared by `list`, `reset`, `cancel` and `delete`.
 #[derive(Debug, Args)]
 pub(crate) struct FilterArgs {
     /// Only tasks of this biz type (repeat for several).
@@ -213,6 +214,76 @@ pub(crate) struct ResetArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Redraw every --interval until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between redraws with --watch.
+    #[arg(long, value_name = "SECS", default_value_t = 2, requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub interval: u64,
+    /// Stop --watch after this many rounds (by default it runs until Ctrl-C).
+    #[arg(long, value_name = "N", requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Only runs of the task with this code (the log outlives a deleted task).
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// Only runs of the task with this id.
+    #[arg(long = "id", value_name = "ID")]
+    pub task_id: Option<i64>,
+    /// Only runs that ended so: succeeded, retrying, failed, lease_lost, interrupted,
+    /// worker_lost (repeat, or separate with commas).
+    #[arg(long = "outcome", value_name = "OUTCOME", value_delimiter = ',')]
+    pub outcomes: Vec<Outcome>,
+    /// Only runs started since then: an RFC 3339 time, or a duration ago (`1h`, `30m`, `7d`;
+    /// `-1h` says the same).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<TimeSpec>,
+    /// Most rows to show: the newest matching ones.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub limit: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One task, or every task matching the filters (at least one is needed: a bare `cancel` or
+/// `delete` touches nothing).
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).multiple(true)
+    .args(["task", "states", "biz_types", "task_types", "queues", "code_prefix"])))]
+pub(crate) struct BulkArgs {
+    /// The task's code or id (or select tasks with --state and the filters).
+    pub task: Option<Target>,
+    /// Only tasks in this state: pending, running, succeeded, failed, cancelled (repeat, or
+    /// separate with commas).
+    #[arg(long = "state", value_name = "STATE", value_delimiter = ',')]
+    pub states: Vec<TaskState>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    #[command(flatten)]
+    pub which: BulkArgs,
+    /// Delete the matching tasks without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct PurgeArgs {
     /// Remove what last changed longer ago than this: 30m, 12h, 7d, 2w.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
@@ -223,6 +294,9 @@ pub(crate) struct PurgeArgs {
     /// Keep the log rows.
     #[arg(long)]
     pub keep_logs: bool,
+    /// Count what would be purged, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl Cli {

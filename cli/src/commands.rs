@@ -11,14 +11,16 @@ use sea_orm_migration::{MigrationStatus, MigratorTrait};
 use serde_json::json;
 use taskrow::task::from_row;
 use taskrow::{
-    Client, ClientBuilder, Clock, Error, LoadError, LogFilter, Outcome, Page, Priority, Purge,
-    ResetTarget, RunReport, SystemClock, TaskFilter, TaskRecord, TaskRef, TaskState, TaskStore,
+    Client, ClientBuilder, Clock, Error, ListedRow, LoadError, LogFilter, Outcome, Page, Priority,
+    Purge, ResetTarget, RunReport, SystemClock, TaskFilter, TaskRecord, TaskRef, TaskState,
+    TaskStore, UnreadableRow,
 };
 use taskrow_migration::Migrator;
 use taskrow_sql::url::redact;
 
 use crate::args::{
     Cli, Command, FilterArgs, ListArgs, MigrateAction, PurgeArgs, ResetArgs, SchedulesAction,
+    StatsArgs,
 };
 use crate::parse::Target;
 use crate::render::{self, Table};
@@ -29,42 +31,58 @@ pub(crate) struct Io<'a> {
     pub stdin: &'a mut (dyn BufRead + Send),
     pub out: &'a mut (dyn Write + Send),
     pub err: &'a mut (dyn Write + Send),
+    /// Whether `out` is a terminal (`stats --watch` then clears the screen between rounds).
+    pub tty: bool,
 }
 
-/// Why a command failed: one line for the operator.
+/// Why a command failed: one line for the operator, or an output nobody reads any more.
 #[derive(Debug)]
-pub(crate) struct CliError(String);
+pub(crate) enum CliError {
+    /// What went wrong and what to do, in one line.
+    Message(String),
+    /// Stdout's reader went away (`taskrow list | head -1`): the command ends quietly, with
+    /// status 0, as the reader asked for no more.
+    ClosedOutput,
+}
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CliError::Message(m) => f.write_str(m),
+            CliError::ClosedOutput => f.write_str("the output was closed by its reader"),
+        }
     }
 }
 
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
-        CliError(e.to_string())
+        CliError::Message(e.to_string())
     }
 }
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
-        CliError(format!("cannot write the output: {e}"))
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError::ClosedOutput;
+        }
+        CliError::Message(format!("cannot write the output: {e}"))
     }
 }
 
 impl From<String> for CliError {
     fn from(s: String) -> Self {
-        CliError(s)
+        CliError::Message(s)
     }
 }
 
-type Result<T, E = CliError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
 
 /// Page size when a command walks every matching task.
 const SCAN_PAGE: u64 = 1_000;
 /// Most due tasks `stats` reads to find the oldest one.
 const STATS_SCAN_LIMIT: u64 = 100_000;
+/// Most unreadable rows `stats` names.
+const STATS_UNREADABLE_LIMIT: u64 = 100;
 
 /// Runs the parsed command line.
 pub(crate) async fn execute(
@@ -73,7 +91,7 @@ pub(crate) async fn execute(
     io: &mut Io<'_>,
 ) -> Result<ExitCode> {
     let Some(url) = cli.database_url.filter(|u| !u.trim().is_empty()) else {
-        return Err(CliError(
+        return Err(CliError::Message(
             "no database given: pass --database-url URL or set TASKROW_DATABASE_URL \
              (`sqlite://tasks.db`, `mysql://user:password@host:3306/database`, \
              `postgres://user:password@host:5432/database`)"
@@ -103,10 +121,11 @@ pub(crate) async fn execute(
         Command::Migrate { action } => migrate(&db, &url, action, io).await,
         Command::List(args) => list(&*db.store, args, now, io).await,
         Command::Show { task, json } => show(&*db.store, &task, json, io).await,
-        Command::Stats { json } => stats(&*db.store, now, json, io).await,
+        Command::Logs(args) => crate::logs::logs(&*db.store, args, now, io).await,
+        Command::Stats(args) => stats_command(&*db.store, args, io).await,
         Command::Reset(args) => reset(&*db.store, args, now, io).await,
-        Command::Cancel { task } => cancel(&*db.store, &task, now, io).await,
-        Command::Delete { task } => delete(&*db.store, &task, now, io).await,
+        Command::Cancel(args) => crate::bulk::cancel(&*db.store, args, now, io).await,
+        Command::Delete(args) => crate::bulk::delete(&*db.store, args, now, io).await,
         Command::Run { task } => run(db.store.clone(), &task, configure, io).await,
         Command::Purge(args) => purge(&*db.store, args, now, io).await,
         Command::Pause { queue } => pause(&*db.store, &queue, true, now, io).await,
@@ -135,16 +154,16 @@ fn create_if_missing(url: &str) -> String {
 fn explain_schema(e: Error) -> CliError {
     match e {
         Error::Schema(m) if m.contains("has not run") => {
-            CliError(format!("schema mismatch: {m}; here: `taskrow migrate up`"))
+            CliError::Message(format!("schema mismatch: {m}; here: `taskrow migrate up`"))
         }
         e => e.into(),
     }
 }
 
 /// A task-level error, with a hint when a number was read as an id.
-fn explain(e: Error, target: &Target) -> CliError {
+pub(crate) fn explain(e: Error, target: &Target) -> CliError {
     match (&e, &target.0) {
-        (Error::NotFound(_), TaskRef::Id(id)) => CliError(format!(
+        (Error::NotFound(_), TaskRef::Id(id)) => CliError::Message(format!(
             "{e}; a number is read as an id: for a code made of digits write `code:{id}`"
         )),
         _ => e.into(),
@@ -152,7 +171,7 @@ fn explain(e: Error, target: &Target) -> CliError {
 }
 
 fn migration_error(what: &str, e: sea_orm_migration::DbErr) -> CliError {
-    CliError(format!("{what}: {e}"))
+    CliError::Message(format!("{what}: {e}"))
 }
 
 async fn migrate(
@@ -240,7 +259,7 @@ async fn migrate(
                 io.stdin.read_line(&mut answer)?;
                 let answer = answer.trim().to_ascii_lowercase();
                 if answer != "yes" && answer != "y" {
-                    return Err(CliError(
+                    return Err(CliError::Message(
                         "aborted: nothing was rolled back (pass --yes to skip the question)"
                             .to_owned(),
                     ));
@@ -257,8 +276,8 @@ async fn migrate(
     }
 }
 
-/// The filter of `list` and `reset --failed`.
-fn filter(states: Vec<TaskState>, f: FilterArgs) -> TaskFilter {
+/// The filter of `list`, `reset --failed`, and bulk `cancel` and `delete`.
+pub(crate) fn filter(states: Vec<TaskState>, f: FilterArgs) -> TaskFilter {
     let mut filter = TaskFilter::all()
         .states(states)
         .biz_types(f.biz_types)
@@ -270,18 +289,31 @@ fn filter(states: Vec<TaskState>, f: FilterArgs) -> TaskFilter {
     filter
 }
 
-/// Every task matching `filter`, page by page, up to `cap` rows.
-async fn scan(store: &dyn TaskStore, filter: &TaskFilter, cap: u64) -> Result<Vec<TaskRecord>> {
-    let mut all: Vec<TaskRecord> = Vec::new();
+/// Every row matching `filter`, page by page, up to `cap` rows: the tasks, and the rows that
+/// cannot be read (which a scan goes past).
+async fn scan(
+    store: &dyn TaskStore,
+    filter: &TaskFilter,
+    cap: u64,
+) -> Result<(Vec<TaskRecord>, Vec<UnreadableRow>)> {
+    let (mut tasks, mut unreadable) = (Vec::new(), Vec::new());
+    let mut seen = 0;
     let mut page = Page::first(SCAN_PAGE.min(cap));
     loop {
-        let rows = store.list(filter, &page).await?;
+        let rows = store.list_rows(filter, &page).await?;
         let full = rows.len() as u64 == page.limit;
-        all.extend(rows);
-        let left = cap - all.len() as u64;
-        match all.last() {
-            Some(last) if full && left > 0 => page = Page::after(last.id, SCAN_PAGE.min(left)),
-            _ => return Ok(all),
+        seen += rows.len() as u64;
+        let last = rows.last().map(ListedRow::id);
+        for row in rows {
+            match row {
+                ListedRow::Task(t) => tasks.push(*t),
+                ListedRow::Unreadable(u) => unreadable.push(u),
+            }
+        }
+        let left = cap - seen;
+        match last {
+            Some(id) if full && left > 0 => page = Page::after(id, SCAN_PAGE.min(left)),
+            _ => return Ok((tasks, unreadable)),
         }
     }
 }
@@ -300,9 +332,10 @@ async fn list(
         Some(id) => Page::after(id, args.limit),
         None => Page::first(args.limit),
     };
-    let rows = store.list(&f, &page).await?;
+    // Rows that cannot be read show in their place instead of failing the page.
+    let rows = store.list_rows(&f, &page).await?;
     if args.json {
-        let v: Vec<_> = rows.iter().map(render::task_json).collect();
+        let v: Vec<_> = rows.iter().map(render::listed_json).collect();
         writeln!(io.out, "{}", pretty(&v))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -310,7 +343,18 @@ async fn list(
         writeln!(io.out, "no tasks match")?;
         return Ok(ExitCode::SUCCESS);
     }
-    write!(io.out, "{}", render::task_table(&rows))?;
+    write!(io.out, "{}", render::listed_table(&rows))?;
+    let corrupt = rows.iter().filter(|r| r.task().is_none()).count() as u64;
+    if corrupt > 0 {
+        writeln!(
+            io.out,
+            "{corrupt} row{} cannot be read (state `corrupt`): fix {} in the database, or \
+             `taskrow delete ID` to remove {}",
+            plural(corrupt),
+            if corrupt == 1 { "it" } else { "them" },
+            if corrupt == 1 { "it" } else { "them" },
+        )?;
+    }
     if rows.len() as u64 == args.limit
         && let Some(last) = rows.last()
     {
@@ -318,13 +362,13 @@ async fn list(
             io.out,
             "{} tasks shown; more may follow: add --after-id {}",
             rows.len(),
-            last.id
+            last.id()
         )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn pretty(v: &impl taskrow::serde::Serialize) -> String {
+pub(crate) fn pretty(v: &impl taskrow::serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("\"cannot print JSON: {e}\""))
 }
 
@@ -337,12 +381,16 @@ async fn show(
     let task = match store.get(&target.0).await {
         Ok(t) => t,
         Err(Error::NotFound(r)) => return show_gone(store, target, r, json, io).await,
+        Err(Error::CorruptRow { id, reason }) => {
+            return show_corrupt(store, id, &reason, json, io).await;
+        }
         Err(e) => return Err(explain(e, target)),
     };
     let logs = store.logs(&LogFilter::task(task.id)).await?;
     if json {
         let v = ShowJson {
             task: Some(render::task_json(&task)),
+            corrupt: None,
             log: &logs,
         };
         writeln!(io.out, "{}", pretty(&v))?;
@@ -412,7 +460,37 @@ async fn show(
 #[serde(crate = "taskrow::serde")]
 struct ShowJson<'a> {
     task: Option<render::TaskJson<'a>>,
+    /// Why the row cannot be read, when it cannot (`task` is then `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    corrupt: Option<&'a str>,
     log: &'a [taskrow::TaskLog],
+}
+
+/// `show` of a row that cannot be read: why, and its log rows, instead of an error.
+async fn show_corrupt(
+    store: &dyn TaskStore,
+    id: i64,
+    reason: &str,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    let logs = store.logs(&LogFilter::task(id)).await?;
+    if json {
+        let v = ShowJson {
+            task: None,
+            corrupt: Some(reason),
+            log: &logs,
+        };
+        writeln!(io.out, "{}", pretty(&v))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        io.out,
+        "task row {id} cannot be read: {reason}\nfix it in the database, or `taskrow delete {id}` \
+         to remove it (its log rows stay)"
+    )?;
+    write_log(&logs, io)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn dispatch(d: taskrow::Dispatch) -> String {
@@ -458,6 +536,7 @@ async fn show_gone(
     if json {
         let v = ShowJson {
             task: None,
+            corrupt: None,
             log: &logs,
         };
         writeln!(io.out, "{}", pretty(&v))?;
@@ -472,8 +551,53 @@ async fn show_gone(
     Ok(ExitCode::SUCCESS)
 }
 
-fn plural(n: u64) -> &'static str {
+pub(crate) fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `stats`, once or (`--watch`) every interval until Ctrl-C or `--count` rounds.
+async fn stats_command(
+    store: &dyn TaskStore,
+    args: StatsArgs,
+    io: &mut Io<'_>,
+) -> Result<ExitCode> {
+    if !args.watch {
+        return stats(store, SystemClock.now(), args.json, io).await;
+    }
+    let interval = std::time::Duration::from_secs(args.interval);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let now = SystemClock.now();
+        // With --json each round is one JSON document (it carries its own `now`), for a
+        // reader that parses a stream; text rounds get a heading.
+        if !args.json {
+            if io.tty {
+                // Clear the screen and go home: the redraw replaces the last round.
+                write!(io.out, "\x1b[2J\x1b[H")?;
+            } else if round > 1 {
+                writeln!(io.out)?;
+            }
+            writeln!(
+                io.out,
+                "taskrow stats at {}, every {}s (Ctrl-C to stop)",
+                render::time(now),
+                args.interval
+            )?;
+        }
+        stats(store, now, args.json, io).await?;
+        io.out.flush()?;
+        if args.count.is_some_and(|n| round >= n) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            r = tokio::signal::ctrl_c() => {
+                r.map_err(|e| CliError::Message(format!("cannot wait for Ctrl-C: {e}")))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
 }
 
 async fn stats(
@@ -482,6 +606,8 @@ async fn stats(
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<ExitCode> {
+    // Rows of a state or priority this version cannot read are left out of the counts and
+    // listed below instead.
     let counts = store.counts().await?;
     let mut by_state: BTreeMap<TaskState, u64> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut by_type: BTreeMap<String, BTreeMap<TaskState, u64>> = BTreeMap::new();
@@ -510,8 +636,20 @@ async fn stats(
     }
     let total: u64 = by_state.values().sum();
 
-    let due = scan(store, &TaskFilter::all().due_before(now), STATS_SCAN_LIMIT).await?;
-    let capped = due.len() as u64 >= STATS_SCAN_LIMIT;
+    let (due, due_unreadable) =
+        scan(store, &TaskFilter::all().due_before(now), STATS_SCAN_LIMIT).await?;
+    let capped = (due.len() + due_unreadable.len()) as u64 >= STATS_SCAN_LIMIT;
+    // What no count holds: rows with codes out of range, and due rows that cannot be read.
+    let mut unreadable: BTreeMap<i64, UnreadableRow> = store
+        .unreadable(&Page::first(STATS_UNREADABLE_LIMIT))
+        .await?
+        .into_iter()
+        .chain(due_unreadable)
+        .map(|u| (u.id, u))
+        .collect();
+    while unreadable.len() as u64 > STATS_UNREADABLE_LIMIT {
+        unreadable.pop_last();
+    }
     let oldest = due
         .iter()
         .filter_map(|t| t.next_run_at.or(t.lease_expires_at).map(|at| (at, t)))
@@ -552,6 +690,7 @@ async fn stats(
                 "id": t.id, "code": t.code, "task_type": t.task_type, "state": t.state, "due_at": at,
             })),
             "failures_last_hour": { "failed": failed, "retrying": retrying },
+            "unreadable": unreadable.values().map(render::unreadable_json).collect::<Vec<_>>(),
         });
         writeln!(io.out, "{}", pretty(&v))?;
         return Ok(ExitCode::SUCCESS);
@@ -616,6 +755,23 @@ async fn stats(
         "failures in the last hour: {} ({failed} failed for good, {retrying} retrying)",
         failures.len()
     )?;
+    if !unreadable.is_empty() {
+        writeln!(
+            io.out,
+            "unreadable rows: {} (not in the counts; fix them in the database or `taskrow delete ID`)",
+            unreadable.len()
+        )?;
+        for u in unreadable.values() {
+            writeln!(
+                io.out,
+                "  `{}` (id {}, {}): {}",
+                u.code,
+                u.id,
+                u.task_type,
+                render::cut(&u.reason, 120)
+            )?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -734,7 +890,7 @@ async fn reset(
             || !f.queues.is_empty()
             || f.code_prefix.is_some()
         {
-            return Err(CliError(
+            return Err(CliError::Message(
                 "--biz-type, --type, --queue and --code-prefix select tasks for `reset --failed` or \
                  `reset --cancelled`; they do not apply to one named task"
                     .to_owned(),
@@ -756,7 +912,7 @@ async fn reset(
         .join(" or ");
     let f = filter(states, args.filter);
     if args.dry_run {
-        let rows = scan(store, &f, u64::MAX).await?;
+        let (rows, _) = scan(store, &f, u64::MAX).await?;
         if rows.is_empty() {
             writeln!(
                 io.out,
@@ -902,42 +1058,6 @@ async fn remove_schedule(store: &dyn TaskStore, name: &str, io: &mut Io<'_>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn cancel(
-    store: &dyn TaskStore,
-    target: &Target,
-    now: DateTime<Utc>,
-    io: &mut Io<'_>,
-) -> Result<ExitCode> {
-    let task = store
-        .cancel(&target.0, now)
-        .await
-        .map_err(|e| explain(e, target))?;
-    writeln!(
-        io.out,
-        "cancelled task `{}` (id {}): it will not run until `taskrow reset {}`",
-        task.code, task.id, task.id
-    )?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn delete(
-    store: &dyn TaskStore,
-    target: &Target,
-    now: DateTime<Utc>,
-    io: &mut Io<'_>,
-) -> Result<ExitCode> {
-    let task = store
-        .delete(&target.0, now)
-        .await
-        .map_err(|e| explain(e, target))?;
-    writeln!(
-        io.out,
-        "deleted task `{}` (id {}, was {}); its log rows remain",
-        task.code, task.id, task.state
-    )?;
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Whether any task type is linked into this binary (typetag's registry is not empty).
 pub(crate) fn task_types_linked() -> bool {
     let probe = json!({ "\u{1}taskrow-cli probe": null });
@@ -958,7 +1078,7 @@ async fn run(
     match from_row(&task.task_type, &task.payload) {
         Ok(_) => {}
         Err(LoadError::UnknownType(ty)) if !task_types_linked() => {
-            return Err(CliError(format!(
+            return Err(CliError::Message(format!(
                 "this binary has no task types compiled in, so it cannot run task `{}` (type \
                  `{ty}`); nothing was run: build your own binary that links your tasks and calls \
                  taskrow_cli::run_cli (see the README, \"Operating taskrow\"), or let a worker \
@@ -967,7 +1087,7 @@ async fn run(
             )));
         }
         Err(e) => {
-            return Err(CliError(format!(
+            return Err(CliError::Message(format!(
                 "cannot run task `{}`: {e}; nothing was run",
                 task.code
             )));
@@ -1031,10 +1151,10 @@ async fn purge(
     io: &mut Io<'_>,
 ) -> Result<ExitCode> {
     let age = TimeDelta::from_std(args.older_than)
-        .map_err(|_| CliError("--older-than is too long".to_owned()))?;
+        .map_err(|_| CliError::Message("--older-than is too long".to_owned()))?;
     let before = now
         .checked_sub_signed(age)
-        .ok_or_else(|| CliError("--older-than is too long".to_owned()))?;
+        .ok_or_else(|| CliError::Message("--older-than is too long".to_owned()))?;
     let mut states = vec![TaskState::Succeeded, TaskState::Cancelled];
     if args.include_failed {
         states.push(TaskState::Failed);
@@ -1044,17 +1164,24 @@ async fn purge(
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let report = store
-        .purge(&Purge::before(before).states(states).logs(!args.keep_logs))
-        .await?;
+    let mut purge = Purge::before(before).states(states).logs(!args.keep_logs);
+    if args.dry_run {
+        purge = purge.dry_run();
+    }
+    let report = store.purge(&purge).await?;
     let logs = if args.keep_logs {
         "log rows kept".to_owned()
     } else {
         format!("{} log row{}", report.logs, plural(report.logs))
     };
+    let (verb, tail) = if args.dry_run {
+        ("dry run: would purge", "; nothing changed")
+    } else {
+        ("purged", "")
+    };
     writeln!(
         io.out,
-        "purged {} task{} ({what}) and {logs}, older than {} (before {})",
+        "{verb} {} task{} ({what}) and {logs}, older than {} (before {}){tail}",
         report.tasks,
         plural(report.tasks),
         render::millis(args.older_than.as_millis() as u64),

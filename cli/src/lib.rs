@@ -1,7 +1,7 @@
 //! The taskrow operator commands, as a binary (`taskrow`) and as a library.
 //!
 //! The stock `taskrow` binary inspects and repairs any taskrow database — `migrate`, `list`,
-//! `show`, `stats`, `reset`, `cancel`, `delete`, `purge`, `serve` (the web dashboard) — but
+//! `show`, `logs`, `stats`, `reset`, `cancel`, `delete`, `purge`, `serve` (the web dashboard) — but
 //! it cannot `run` a task: running
 //! needs the task's Rust type compiled in. For that, call [`run_cli`] from a binary of your own
 //! that links your task types and registers the data their handlers use:
@@ -29,11 +29,14 @@
 //! A task is named by its code or its id: a plain number is an id; write `code:42` for a code
 //! made of digits, and `id:42` to be explicit.
 //!
-//! Exit status: 0 on success; 1 on an error (printed as one line, `error: …`, on stderr) and
-//! when `run` ran a task that did not succeed; 2 on a usage error.
+//! Exit status: 0 on success, and when stdout's reader goes away early (`taskrow list | head
+//! -1` ends quietly); 1 on an error (printed as one line, `error: …`, on stderr) and when
+//! `run` ran a task that did not succeed; 2 on a usage error.
 
 mod args;
+mod bulk;
 mod commands;
+mod logs;
 mod parse;
 mod render;
 mod serve;
@@ -68,7 +71,8 @@ where
     let mut stdin = BufReader::new(std::io::stdin());
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    run_cli_with_io(args, configure, &mut stdin, &mut stdout, &mut stderr).await
+    let tty = std::io::IsTerminal::is_terminal(&stdout);
+    run(args, configure, &mut stdin, &mut stdout, &mut stderr, tty).await
 }
 
 /// [`run_cli`] with its input and output given: `stdin` answers confirmation prompts, `stdout`
@@ -80,6 +84,22 @@ pub async fn run_cli_with_io<I, T>(
     stdin: &mut (dyn BufRead + Send),
     stdout: &mut (dyn Write + Send),
     stderr: &mut (dyn Write + Send),
+) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run(args, configure, stdin, stdout, stderr, false).await
+}
+
+/// [`run_cli_with_io`], told whether `stdout` is a terminal.
+async fn run<I, T>(
+    args: I,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    stdin: &mut (dyn BufRead + Send),
+    stdout: &mut (dyn Write + Send),
+    stderr: &mut (dyn Write + Send),
+    tty: bool,
 ) -> ExitCode
 where
     I: IntoIterator<Item = T>,
@@ -101,11 +121,14 @@ where
         stdin,
         out: stdout,
         err: stderr,
+        tty,
     };
     let result = commands::execute(cli, configure, &mut io).await;
     let _ = io.out.flush();
     match result {
         Ok(code) => code,
+        // The reader of stdout has gone (`taskrow list | head -1`): it wanted no more.
+        Err(commands::CliError::ClosedOutput) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, whatever the driver's message held.
             let line = e.to_string().replace(['\r', '\n'], " ");

@@ -3,7 +3,10 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use taskrow::serde::Serialize;
-use taskrow::{Dispatch, OnSuccess, Priority, RetryPolicy, TaskLog, TaskRecord, TaskState};
+use taskrow::{
+    Dispatch, ListedRow, OnSuccess, Priority, RetryPolicy, TaskLog, TaskRecord, TaskState,
+    UnreadableRow,
+};
 
 /// A table with a header row, printed with aligned columns.
 #[derive(Debug)]
@@ -175,7 +178,33 @@ pub(crate) fn retry(p: &RetryPolicy) -> String {
 
 /// The list table of tasks.
 pub(crate) fn task_table(rows: &[TaskRecord]) -> String {
-    let mut t = Table::new(&[
+    let mut t = list_header();
+    for r in rows {
+        t.row(task_cells(r));
+    }
+    t.render("")
+}
+
+/// The list table of rows as [`taskrow::TaskStore::list_rows`] gives them: a row that cannot
+/// be read shows in its place as `corrupt`, with the reason where the last error goes.
+pub(crate) fn listed_table(rows: &[ListedRow]) -> String {
+    let mut t = list_header();
+    for row in rows {
+        match row {
+            ListedRow::Task(r) => t.row(task_cells(r)),
+            ListedRow::Unreadable(u) => {
+                let mut cells = vec![u.id.to_string(), u.code.clone(), u.task_type.clone()];
+                cells.extend(["-", "-", "-", "corrupt", "-", "-"].map(str::to_owned));
+                cells.push(cut(&u.reason, 100));
+                t.row(cells);
+            }
+        }
+    }
+    t.render("")
+}
+
+fn list_header() -> Table {
+    Table::new(&[
         ">ID",
         "CODE",
         "TYPE",
@@ -186,21 +215,89 @@ pub(crate) fn task_table(rows: &[TaskRecord]) -> String {
         ">ATTEMPTS",
         "WHEN",
         "LAST ERROR",
+    ])
+}
+
+fn task_cells(r: &TaskRecord) -> Vec<String> {
+    vec![
+        r.id.to_string(),
+        r.code.clone(),
+        r.task_type.clone(),
+        or_dash(&r.biz_type),
+        r.queue.clone(),
+        r.priority.to_string(),
+        r.state.to_string(),
+        attempts(r),
+        when(r),
+        r.last_error
+            .as_deref()
+            .map_or_else(|| "-".into(), |e| cut(e, 60)),
+    ]
+}
+
+/// A row that cannot be read, as JSON: what could be read of it, and why the rest cannot
+/// (`corrupt`).
+#[derive(Debug, Serialize)]
+#[serde(crate = "taskrow::serde")]
+pub(crate) struct UnreadableJson<'a> {
+    id: i64,
+    code: &'a str,
+    task_type: &'a str,
+    corrupt: &'a str,
+}
+
+/// `u` as JSON.
+pub(crate) fn unreadable_json(u: &UnreadableRow) -> UnreadableJson<'_> {
+    UnreadableJson {
+        id: u.id,
+        code: &u.code,
+        task_type: &u.task_type,
+        corrupt: &u.reason,
+    }
+}
+
+/// A row of `list_rows` as JSON: a task's fields in record order, or an unreadable row's.
+#[derive(Debug, Serialize)]
+#[serde(crate = "taskrow::serde", untagged)]
+pub(crate) enum ListedJson<'a> {
+    Task(Box<TaskJson<'a>>),
+    Unreadable(UnreadableJson<'a>),
+}
+
+/// `row` as JSON.
+pub(crate) fn listed_json(row: &ListedRow) -> ListedJson<'_> {
+    match row {
+        ListedRow::Task(t) => ListedJson::Task(Box::new(task_json(t))),
+        ListedRow::Unreadable(u) => ListedJson::Unreadable(unreadable_json(u)),
+    }
+}
+
+/// The log table of many tasks (`taskrow logs`): one row per run.
+pub(crate) fn logs_table(logs: &[TaskLog]) -> String {
+    let mut t = Table::new(&[
+        ">ID",
+        "CODE",
+        "TYPE",
+        ">ATTEMPT",
+        "STARTED",
+        ">DURATION",
+        "OUTCOME",
+        "WORKER",
+        "ERROR",
     ]);
-    for r in rows {
+    for l in logs {
         t.row(vec![
-            r.id.to_string(),
-            r.code.clone(),
-            r.task_type.clone(),
-            or_dash(&r.biz_type),
-            r.queue.clone(),
-            r.priority.to_string(),
-            r.state.to_string(),
-            attempts(r),
-            when(r),
-            r.last_error
+            l.id.to_string(),
+            l.code.clone(),
+            l.task_type.clone(),
+            l.attempt.to_string(),
+            time(l.started_at),
+            millis(l.duration_ms.max(0) as u64),
+            l.outcome.to_string(),
+            l.worker.clone(),
+            l.error
                 .as_deref()
-                .map_or_else(|| "-".into(), |e| cut(e, 60)),
+                .map_or_else(|| "-".into(), |e| cut(e, 80)),
         ]);
     }
     t.render("")

@@ -1004,3 +1004,378 @@ async fn postgres_schedules() {
     schedules_session(&db).await;
     db.done().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operator commands: `logs`, bulk `cancel`/`delete`, `purge --dry-run`, `stats --watch`,
+// corrupt rows, and a closed pipe
+
+/// Runs `sql` on the database under `url` (to write what taskrow itself never would).
+async fn raw_sql(url: &str, sql: &str) {
+    use taskrow_sql::sea_orm::{ConnectionTrait, Database};
+    let db = Database::connect(url).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.unwrap();
+}
+
+/// The codes in the CODE column of a `logs` table.
+fn log_codes(out: &str) -> Vec<String> {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or("");
+    assert!(header.contains("CODE"), "not a log table: {out}");
+    lines
+        .take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect()
+}
+
+async fn operator_session(db: &Db) {
+    let url = db.url.as_str();
+    taskrow(url, &["migrate", "up"]).ok();
+    let store = db.store().await;
+    seed(store.clone()).await;
+
+    // logs: every run, then by code, outcome and time; JSON.
+    let out = taskrow(url, &["logs"]).ok();
+    assert_eq!(
+        log_codes(&out),
+        ["order-2", "mail-1", "fail-2", "keep-1"],
+        "{out}"
+    );
+    assert!(out.contains("boom 2") && out.contains("succeeded"), "{out}");
+    let out = taskrow(url, &["logs", "--code", "mail-1"]).ok();
+    assert_eq!(log_codes(&out), ["mail-1"], "{out}");
+    assert!(out.contains("boom 3"), "{out}");
+    let out = taskrow(url, &["logs", "--outcome", "succeeded"]).ok();
+    assert_eq!(log_codes(&out), ["keep-1"], "{out}");
+    let out = taskrow(
+        url,
+        &["logs", "--outcome", "failed", "--since", "1h", "--json"],
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(rows.iter().all(|r| r["outcome"] == "failed"), "{out}");
+    assert_eq!(rows[0]["code"], "order-2");
+    let out = taskrow(url, &["logs", "--since", "2999-01-01T00:00:00Z"]).ok();
+    assert_eq!(out, "no log rows match\n");
+    let out = taskrow(url, &["logs", "--limit", "2"]).ok();
+    assert_eq!(
+        log_codes(&out),
+        ["fail-2", "keep-1"],
+        "the newest, oldest first: {out}"
+    );
+    assert!(out.contains("older ones may exist"), "{out}");
+    let e = taskrow(url, &["logs", "--outcome", "exploded"]);
+    assert_eq!(e.code, Some(2), "{e:?}");
+
+    // Bulk cancel: a task running elsewhere is skipped and named; a dry run changes nothing.
+    store
+        .claim_one(
+            &"later-1".into(),
+            &ClaimOne::new("other-host-1", Duration::from_secs(600), SystemClock.now()),
+        )
+        .await
+        .unwrap();
+    let out = taskrow(url, &["cancel", "--biz-type", "order", "--dry-run"]).ok();
+    assert_eq!(codes(&out), ["order-1", "order-2"], "{out}");
+    assert!(out.contains("dry run: would cancel 2 tasks"), "{out}");
+    assert!(out.contains("skipped 1"), "{out}");
+    assert!(
+        out.contains("later-1") && out.contains("live lease"),
+        "{out}"
+    );
+    assert_eq!(state(&*store, "order-1").await.0, TaskState::Pending);
+    let out = taskrow(url, &["cancel", "--biz-type", "order"]).ok();
+    assert!(out.starts_with("cancelled 2 tasks"), "{out}");
+    assert!(
+        out.contains("later-1") && out.contains("other-host-1"),
+        "{out}"
+    );
+    assert_eq!(state(&*store, "order-1").await.0, TaskState::Cancelled);
+    assert_eq!(state(&*store, "order-2").await.0, TaskState::Cancelled);
+    assert_eq!(state(&*store, "later-1").await.0, TaskState::Running);
+    let usage = taskrow(url, &["cancel"]);
+    assert_eq!(
+        usage.code,
+        Some(2),
+        "a bare cancel touches nothing: {usage:?}"
+    );
+    let e = taskrow(url, &["cancel", "mail-1", "--type", "x"]).error();
+    assert!(e.contains("do not apply to one named task"), "{e}");
+
+    // Bulk delete: asks first; a dry run and a `no` change nothing; `--yes` deletes.
+    let out = taskrow(url, &["delete", "--state", "failed", "--dry-run"]).ok();
+    assert_eq!(codes(&out), ["mail-1", "fail-2"], "{out}");
+    assert!(out.contains("dry run: would delete 2 tasks"), "{out}");
+    let out = taskrow_with_input(url, &["delete", "--state", "failed"], "no\n");
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("type `yes` to go on"), "{out:?}");
+    assert_eq!(state(&*store, "mail-1").await.0, TaskState::Failed);
+    let out = taskrow(url, &["delete", "--state", "failed", "--yes"]).ok();
+    assert!(out.starts_with("deleted 2 tasks"), "{out}");
+    assert!(out.contains("log rows remain"), "{out}");
+    for code in ["mail-1", "fail-2"] {
+        assert!(matches!(
+            store.get(&code.into()).await,
+            Err(Error::NotFound(_))
+        ));
+    }
+    let e = taskrow(
+        url,
+        &[
+            "delete",
+            "--biz-type",
+            "order",
+            "--state",
+            "running",
+            "--yes",
+        ],
+    );
+    let out = e.ok();
+    assert!(out.starts_with("deleted 0 tasks"), "{out}");
+    assert!(
+        out.contains("later-1"),
+        "the live one is named as skipped: {out}"
+    );
+
+    // purge --dry-run counts and removes nothing.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = taskrow(url, &["list"]).ok();
+    let logs = store.logs(&LogFilter::default()).await.unwrap().len();
+    let out = taskrow(url, &["purge", "--older-than", "1s", "--dry-run"]).ok();
+    assert!(
+        out.starts_with(&format!(
+            "dry run: would purge 3 tasks (succeeded, cancelled) and {logs} log rows"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("nothing changed"), "{out}");
+    assert_eq!(taskrow(url, &["list"]).ok(), before);
+    assert_eq!(store.logs(&LogFilter::default()).await.unwrap().len(), logs);
+
+    // A corrupt row: list, stats and delete go on around it and show it.
+    let client = Client::builder(store.clone()).build().unwrap();
+    for code in ["bad-1", "bad-2"] {
+        client
+            .enqueue(
+                &CliTest { n: 9, fail: false },
+                EnqueueOptions::new().code(code),
+            )
+            .await
+            .unwrap();
+    }
+    let bad2 = store.get(&"bad-2".into()).await.unwrap().id;
+    raw_sql(
+        url,
+        "UPDATE taskrow_task SET state = 9 WHERE code = 'bad-1'",
+    )
+    .await;
+    raw_sql(
+        url,
+        &format!("UPDATE taskrow_task SET retry_policy = 'garbage' WHERE id = {bad2}"),
+    )
+    .await;
+    let out = taskrow(url, &["list"]).ok();
+    let line = out
+        .lines()
+        .find(|l| l.contains("bad-1"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("corrupt") && line.contains("state 9"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains("bad-2"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("corrupt") && line.contains("retry_policy"),
+        "{out}"
+    );
+    assert!(out.contains("12345"), "the other rows still show: {out}");
+    let out = taskrow(url, &["list", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bad = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "bad-1")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        bad["corrupt"].as_str().unwrap().contains("state 9"),
+        "{out}"
+    );
+    let out = taskrow(url, &["show", "bad-1"]).ok();
+    assert!(out.contains("cannot be read: state 9"), "{out}");
+    assert!(out.contains("log: no runs yet"), "{out}");
+    let out = taskrow(url, &["show", "--json", "bad-1"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["task"].is_null() && v["corrupt"].as_str().unwrap().contains("state 9"),
+        "{out}"
+    );
+    let out = taskrow(url, &["stats"]).ok();
+    // bad-1 by its state; bad-2 (due) met by the due scan.
+    assert!(out.contains("unreadable rows: 2"), "{out}");
+    assert!(out.contains("bad-1"), "{out}");
+    let out = taskrow(url, &["stats", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unreadable"][0]["code"], "bad-1", "{out}");
+    let out = taskrow(url, &["cancel", "--code-prefix", "bad-"]).ok();
+    assert!(out.contains("skipped 2"), "{out}");
+    let out = taskrow(url, &["delete", "bad-1"]).ok();
+    assert!(out.starts_with("deleted unreadable row `bad-1`"), "{out}");
+    let out = taskrow(url, &["delete", &bad2.to_string()]).ok();
+    assert!(out.starts_with("deleted unreadable row `bad-2`"), "{out}");
+    let out = taskrow(url, &["list"]).ok();
+    assert!(!out.contains("bad-"), "{out}");
+    assert!(!taskrow(url, &["stats"]).ok().contains("unreadable"));
+
+    // stats --watch redraws every interval; --count ends it (Ctrl-C does by hand).
+    let out = taskrow(
+        url,
+        &["stats", "--watch", "--interval", "1", "--count", "2"],
+    )
+    .ok();
+    assert_eq!(out.matches("tasks by state").count(), 2, "{out}");
+    assert_eq!(out.matches("every 1s").count(), 2, "{out}");
+    let out = taskrow(
+        url,
+        &[
+            "stats",
+            "--watch",
+            "--json",
+            "--interval",
+            "1",
+            "--count",
+            "2",
+        ],
+    )
+    .ok();
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("a stream of JSON documents: {e}\n{out}"));
+    assert_eq!(docs.len(), 2, "{out}");
+    assert!(docs[1]["now"].is_string(), "{out}");
+    // Without --count it redraws until Ctrl-C (SIGINT), then ends with 0.
+    let mut child = binary()
+        .args(["--database-url", url, "stats", "--watch", "--interval", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut rounds = 0;
+    while rounds < 2 {
+        let line = lines.next().expect("the watch ended by itself").unwrap();
+        rounds += usize::from(line == "tasks by state");
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "Ctrl-C ends the watch: {rest:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_operator_session() {
+    let db = Db::sqlite();
+    operator_session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_operator_session() {
+    let Some(db) = Db::mysql().await else {
+        return;
+    };
+    operator_session(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_operator_session() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    operator_session(&db).await;
+    db.done().await;
+}
+
+/// `taskrow list | head -1`: the reader goes away early; the binary ends quietly with 0.
+async fn closed_pipe(db: &Db) {
+    let url = db.url.as_str();
+    taskrow(url, &["migrate", "up"]).ok();
+    let client = Client::builder(db.store().await).build().unwrap();
+    let tasks: Vec<CliTest> = (0..3_000).map(|n| CliTest { n, fail: false }).collect();
+    client
+        .enqueue_batch(tasks.iter().map(|t| {
+            (
+                t as &dyn Task,
+                EnqueueOptions::new().code(format!("pipe-{n:05}", n = t.n)),
+            )
+        }))
+        .await
+        .unwrap();
+    for args in [
+        &["list", "--limit", "3000"][..],
+        &["logs"],
+        &["list", "--json", "--limit", "3000"],
+    ] {
+        let mut child = binary()
+            .arg("--database-url")
+            .arg(url)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, as `head -1` does, then close the pipe.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 1];
+        use std::io::Read;
+        let _ = stdout.read(&mut first);
+        drop(stdout);
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}: quiet");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_closed_pipe() {
+    let db = Db::sqlite();
+    closed_pipe(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_closed_pipe() {
+    let Some(db) = Db::mysql().await else {
+        return;
+    };
+    closed_pipe(&db).await;
+    db.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_closed_pipe() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    closed_pipe(&db).await;
+    db.done().await;
+}

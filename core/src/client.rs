@@ -458,6 +458,44 @@ impl Client {
             .await
     }
 
+    /// Cancels every task matching `filter`, one by one with [`Client::cancel`]'s refusals
+    /// reported as skipped (see [`crate::bulk::apply_matching`]); with `dry_run`, changes
+    /// nothing and reports what would happen.
+    pub async fn cancel_matching(
+        &self,
+        filter: &TaskFilter,
+        dry_run: bool,
+    ) -> Result<crate::BulkReport> {
+        let now = self.now().await?;
+        crate::bulk::apply_matching(
+            &*self.inner.store,
+            crate::BulkAction::Cancel,
+            filter,
+            now,
+            dry_run,
+        )
+        .await
+    }
+
+    /// Deletes every task matching `filter` (their log rows stay), one by one with
+    /// [`Client::delete`]'s refusals reported as skipped; with `dry_run`, changes nothing and
+    /// reports what would happen.
+    pub async fn delete_matching(
+        &self,
+        filter: &TaskFilter,
+        dry_run: bool,
+    ) -> Result<crate::BulkReport> {
+        let now = self.now().await?;
+        crate::bulk::apply_matching(
+            &*self.inner.store,
+            crate::BulkAction::Delete,
+            filter,
+            now,
+            dry_run,
+        )
+        .await
+    }
+
     /// Removes old finished tasks and log rows ([`Purge::before`] a time, e.g. 30 days ago by
     /// the client's clock: `Purge::before(client.clock().now() - chrono::TimeDelta::days(30))`).
     pub async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {

@@ -18,6 +18,7 @@
 //! (its macro expands to `typetag::…` paths) and mark impls with
 //! `#[typetag::serde(name = "…")]` and `#[taskrow::async_trait]`.
 
+pub mod bulk;
 pub mod client;
 pub mod clock;
 pub mod context;
@@ -36,6 +37,7 @@ mod wait;
 pub mod worker;
 
 pub use async_trait::async_trait;
+pub use bulk::{BulkAction, BulkReport, Skipped};
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, DatabaseClock, DatabaseClockConfig, ManualClock, SystemClock};
 pub use context::{Data, MissingData, Shutdown, TaskContext};
@@ -53,8 +55,8 @@ pub use schedule::{
     AdvanceStatus, MissedTicks, NewSchedule, Schedule, ScheduleAdvance, ScheduleRecord,
 };
 pub use store::{
-    ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, LogFilter, Page, Purge,
-    PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
+    ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, ListedRow, LogFilter, Page, Purge,
+    PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore, UnreadableRow,
 };
 pub use task::{LoadError, Task, TaskDefaults};
 pub use wait::TaskEnd;

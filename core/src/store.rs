@@ -416,8 +416,11 @@ pub struct LogFilter {
     pub outcomes: Vec<Outcome>,
     /// Only runs started at or after this time.
     pub since: Option<DateTime<Utc>>,
-    /// Most rows (all when `None`).
+    /// Most rows (all when `None`): the oldest matching ones, or the newest with `newest`.
     pub limit: Option<u64>,
+    /// With `limit`, keep the newest matching rows instead of the oldest (still returned oldest
+    /// first): the tail of the log.
+    pub newest: bool,
 }
 
 impl LogFilter {
@@ -448,6 +451,11 @@ impl LogFilter {
     /// Most rows.
     pub fn limit(mut self, n: u64) -> Self {
         self.limit = Some(n);
+        self
+    }
+    /// With a limit, the newest rows (the tail of the log), still oldest first.
+    pub fn newest(mut self) -> Self {
+        self.newest = true;
         self
     }
 
@@ -539,6 +547,8 @@ pub struct Purge {
     /// At most this many task rows and this many log rows, the oldest ids first (`None`: all).
     /// Bounded batches keep each purge's transaction and locks short.
     pub limit: Option<u64>,
+    /// Remove nothing: answer how many rows the purge would remove now.
+    pub dry_run: bool,
 }
 
 impl Purge {
@@ -550,7 +560,13 @@ impl Purge {
             states: vec![TaskState::Succeeded, TaskState::Cancelled],
             logs: true,
             limit: None,
+            dry_run: false,
         }
+    }
+    /// Remove nothing, only count what would go (an operator's `purge --dry-run`).
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
     }
     /// At most `n` task rows and `n` log rows, the oldest ids first.
     pub fn limit(mut self, n: u64) -> Self {
@@ -569,13 +585,82 @@ impl Purge {
     }
 }
 
-/// How many rows [`TaskStore::purge`] removed.
+/// How many rows [`TaskStore::purge`] removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PurgeReport {
     /// Task rows.
     pub tasks: u64,
     /// Log rows.
     pub logs: u64,
+}
+
+/// A task row the store holds but cannot read: a value this version does not know (state 9,
+/// a priority out of range, a retry policy that is not one), written by hand or by another
+/// version. Reads that meet one answer [`crate::Error::CorruptRow`]; [`TaskStore::list_rows`]
+/// shows it in its place and [`TaskStore::delete_unreadable`] removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnreadableRow {
+    /// Row id.
+    pub id: i64,
+    /// The row's code, as stored.
+    pub code: String,
+    /// The row's type name, as stored.
+    pub task_type: String,
+    /// Why it cannot be read (the [`crate::Error::CorruptRow`] reason).
+    pub reason: String,
+}
+
+impl UnreadableRow {
+    /// A row `id` with this code and type that cannot be read because of `reason`.
+    pub fn new(
+        id: i64,
+        code: impl Into<String>,
+        task_type: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            code: code.into(),
+            task_type: task_type.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The refusal of [`TaskStore::delete_unreadable`] for row `id` (code `code`) that can be
+    /// read: every store answers it in the same words.
+    pub fn readable(id: i64, code: &str) -> crate::Error {
+        crate::Error::InvalidInput(format!(
+            "task `{code}` (id {id}) can be read, so it is not deleted as an unreadable row: \
+             delete it as a task (which refuses a task running under a live lease)"
+        ))
+    }
+}
+
+/// One row of [`TaskStore::list_rows`]: a task, or a row the store cannot read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListedRow {
+    /// A task.
+    Task(Box<TaskRecord>),
+    /// A row this version cannot read, in its place in id order.
+    Unreadable(UnreadableRow),
+}
+
+impl ListedRow {
+    /// The row's id.
+    pub fn id(&self) -> i64 {
+        match self {
+            ListedRow::Task(t) => t.id,
+            ListedRow::Unreadable(u) => u.id,
+        }
+    }
+    /// The task, if the row could be read.
+    pub fn task(&self) -> Option<&TaskRecord> {
+        match self {
+            ListedRow::Task(t) => Some(t),
+            ListedRow::Unreadable(_) => None,
+        }
+    }
 }
 
 /// Where tasks live.
@@ -626,7 +711,12 @@ pub struct PurgeReport {
 /// - **Never twice at once**: of any number of concurrent claimants, at most one gets a given
 ///   task while its lease is live.
 /// - **Nothing lost**: a row leaves the table only by a successful finish with
-///   [`crate::OnSuccess::Delete`], by [`TaskStore::delete`] or by [`TaskStore::purge`].
+///   [`crate::OnSuccess::Delete`], by [`TaskStore::delete`] (or
+///   [`TaskStore::delete_unreadable`] for a row that cannot be read) or by [`TaskStore::purge`].
+/// - **Unreadable rows** (values this version does not know, written by hand or by another
+///   version) fail the reads that meet them with [`crate::Error::CorruptRow`] naming the row,
+///   except [`TaskStore::list_rows`], which shows them in place, and [`TaskStore::counts`] and
+///   [`TaskStore::queues`], which leave them out; claims never run them.
 /// - **Logs**: [`TaskStore::finish`] writes one log row per execution, in the same transaction
 ///   as the task change, including refused (lease-lost) ones; a refused finish whose run was
 ///   already logged as worker lost turns that row into its lease-lost row (one row per run).
@@ -705,14 +795,31 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// One task by id or code, or [`crate::Error::NotFound`].
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord>;
 
-    /// Tasks matching the filter, in id order, one page.
+    /// Tasks matching the filter, in id order, one page. A matching row the store cannot
+    /// read fails the whole page with [`crate::Error::CorruptRow`] naming it (see
+    /// [`TaskStore::list_rows`], which shows it instead).
     async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>>;
+
+    /// [`TaskStore::list`] that goes on past rows it cannot read: the same rows in the same
+    /// order and page, each a [`ListedRow::Task`], or a [`ListedRow::Unreadable`] with the
+    /// decode error for a row that [`TaskStore::list`] would fail on. A filter on states,
+    /// priorities or queues matches a row by its stored values (a state this version does not
+    /// know matches no state filter). Operator tools list with it.
+    async fn list_rows(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<ListedRow>>;
+
+    /// Rows holding a state, priority, on-success or dispatch code this version does not know,
+    /// or a negative count (attempts, interruptions, timeout, max attempts below 1), in id
+    /// order, one page: what [`TaskStore::counts`] and [`TaskStore::queues`] leave out. (A row
+    /// whose JSON columns are garbage is found by [`TaskStore::list_rows`].) A store that
+    /// cannot hold such rows (memory) answers none.
+    async fn unreadable(&self, page: &Page) -> Result<Vec<UnreadableRow>>;
 
     /// Log rows matching the filter, oldest first.
     async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>>;
 
     /// How many tasks there are of each type, queue and priority in each state (only non-zero
-    /// counts), ordered by type, queue, priority and state.
+    /// counts), ordered by type, queue, priority and state. Rows whose state or priority this
+    /// version does not know are left out ([`TaskStore::unreadable`] lists them).
     async fn counts(&self) -> Result<Vec<StateCount>>;
 
     /// Pauses (`paused`) or resumes a queue at `now`: while paused, [`TaskStore::claim`] takes
@@ -723,7 +830,7 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn set_queue_paused(&self, queue: &str, paused: bool, now: DateTime<Utc>) -> Result<()>;
 
     /// Every queue that holds a task or was ever paused or resumed, by name, with its paused
-    /// state and its tasks per state.
+    /// state and its tasks per state (rows of a state this version does not know left out).
     async fn queues(&self) -> Result<Vec<QueueInfo>>;
 
     /// Makes tasks run again: pending, attempts 0, interruptions 0, due `now`, last error
@@ -738,12 +845,21 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord>;
 
     /// Deletes a task (its log rows stay) and returns it as it was. Refuses a running task
-    /// under a live lease ([`crate::Error::Running`]).
+    /// under a live lease ([`crate::Error::Running`]). A row the store cannot read answers
+    /// [`crate::Error::CorruptRow`] and stays: see [`TaskStore::delete_unreadable`].
     async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord>;
+
+    /// Deletes a row the store cannot read (its log rows stay) and returns what could be read
+    /// of it. Nothing about its lease can be known, so this is an operator's decision. A row
+    /// that can be read is refused with [`crate::Error::InvalidInput`] (use
+    /// [`TaskStore::delete`], which keeps its refusals); a missing one is
+    /// [`crate::Error::NotFound`].
+    async fn delete_unreadable(&self, target: &TaskRef) -> Result<UnreadableRow>;
 
     /// Removes tasks in `purge.states` (finished states only, else
     /// [`crate::Error::InvalidInput`]) last updated strictly before `purge.before`, and log rows
-    /// started strictly before it when `purge.logs`.
+    /// started strictly before it when `purge.logs`. With `purge.dry_run` it removes nothing
+    /// and answers the counts the same purge would remove now (`limit` included).
     async fn purge(&self, purge: &Purge) -> Result<PurgeReport>;
 
     /// Checks that the store's schema is the one this version of taskrow knows: `Ok` when it
@@ -843,6 +959,12 @@ macro_rules! forward_store {
             async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
                 (**self).list(filter, page).await
             }
+            async fn list_rows(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<ListedRow>> {
+                (**self).list_rows(filter, page).await
+            }
+            async fn unreadable(&self, page: &Page) -> Result<Vec<UnreadableRow>> {
+                (**self).unreadable(page).await
+            }
             async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
                 (**self).logs(filter).await
             }
@@ -868,6 +990,9 @@ macro_rules! forward_store {
             }
             async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
                 (**self).delete(target, now).await
+            }
+            async fn delete_unreadable(&self, target: &TaskRef) -> Result<UnreadableRow> {
+                (**self).delete_unreadable(target).await
             }
             async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
                 (**self).purge(purge).await

@@ -12,9 +12,10 @@ use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::new_claim_token;
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
-    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
-    OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget, Result,
-    StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, ListedRow, LogFilter,
+    NewTask, OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget,
+    Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    UnreadableRow,
 };
 
 use self::table::Table;
@@ -462,18 +463,34 @@ impl TaskStore for MemoryStore {
             .collect())
     }
 
+    /// Every row of the memory store is a [`TaskRecord`]: [`TaskStore::list`]'s rows, each a
+    /// [`ListedRow::Task`].
+    async fn list_rows(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<ListedRow>> {
+        Ok(self
+            .list(filter, page)
+            .await?
+            .into_iter()
+            .map(|t| ListedRow::Task(Box::new(t)))
+            .collect())
+    }
+
+    /// The memory store holds typed records only: none is unreadable.
+    async fn unreadable(&self, _page: &Page) -> Result<Vec<UnreadableRow>> {
+        Ok(Vec::new())
+    }
+
     async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
         let inner = self.lock();
         let limit = filter
             .limit
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        Ok(inner
-            .logs
-            .iter()
-            .filter(|l| filter.matches(l))
-            .take(limit)
-            .cloned()
-            .collect())
+        let matching = inner.logs.iter().filter(|l| filter.matches(l));
+        if filter.newest {
+            let mut tail: Vec<TaskLog> = matching.rev().take(limit).cloned().collect();
+            tail.reverse();
+            return Ok(tail);
+        }
+        Ok(matching.take(limit).cloned().collect())
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>> {
@@ -596,6 +613,13 @@ impl TaskStore for MemoryStore {
         Ok(inner.remove(id).expect("id_of found it"))
     }
 
+    /// Every row here can be read: a task is refused as readable, a missing one is not found.
+    async fn delete_unreadable(&self, target: &TaskRef) -> Result<UnreadableRow> {
+        let inner = self.lock();
+        let id = inner.id_of(target)?;
+        Err(UnreadableRow::readable(id, &inner.get(id).code))
+    }
+
     async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
         if let Some(s) = purge.states.iter().find(|s| {
             !matches!(
@@ -621,8 +645,10 @@ impl TaskStore for MemoryStore {
             .collect();
         doomed.sort_unstable();
         doomed.truncate(limit);
-        for &id in &doomed {
-            inner.remove(id);
+        if !purge.dry_run {
+            for &id in &doomed {
+                inner.remove(id);
+            }
         }
         let mut logs = 0;
         if purge.logs {
@@ -635,7 +661,9 @@ impl TaskStore for MemoryStore {
             old.sort_unstable();
             old.truncate(limit);
             let old: std::collections::HashSet<i64> = old.into_iter().collect();
-            inner.logs.retain(|l| !old.contains(&l.id));
+            if !purge.dry_run {
+                inner.logs.retain(|l| !old.contains(&l.id));
+            }
             logs = old.len() as u64;
         }
         Ok(PurgeReport {

@@ -275,6 +275,7 @@ async fn schema_matches_the_entities() {
     );
     full_rows_round_trip(&store).await;
     corrupt_rows_are_reported(&store).await;
+    unreadable_rows_are_shown_and_deleted(&store).await;
     fresh.drop_database().await;
 }
 

@@ -10,16 +10,17 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, OnConflict, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 use taskrow::clock::add;
 use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::bound_error;
 use taskrow::{
-    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, LogFilter, NewTask,
-    OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget, Result,
-    StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, ListedRow, LogFilter,
+    NewTask, OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget,
+    Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
+    UnreadableRow,
 };
 
 use crate::claim::{Claim, as_claimed, claim_update, fail_lost_run};
@@ -239,6 +240,30 @@ impl<D: Dialect> SqlStore<D> {
             end(txn, r).await
         })
         .await
+    }
+
+    /// What [`TaskStore::purge`] would remove now: the same conditions, counted.
+    async fn purge_count(&self, purge: &Purge, before: DateTime<Utc>) -> Result<PurgeReport> {
+        let cap = |n: u64| purge.limit.map_or(n, |l| Ord::min(n, l));
+        let mut report = PurgeReport::default();
+        if !purge.states.is_empty() {
+            let n = task::Entity::find()
+                .filter(task::Column::State.is_in(purge.states.iter().map(|s| s.code())))
+                .filter(task::Column::UpdatedAt.lt(sql(before)))
+                .count(&self.db)
+                .await
+                .map_err(|e| self.error(e.into()))?;
+            report.tasks = cap(n);
+        }
+        if purge.logs {
+            let n = task_log::Entity::find()
+                .filter(task_log::Column::StartedAt.lt(sql(before)))
+                .count(&self.db)
+                .await
+                .map_err(|e| self.error(e.into()))?;
+            report.logs = cap(n);
+        }
+        Ok(report)
     }
 
     /// Maps a failure to taskrow's error.
@@ -588,15 +613,44 @@ async fn logged_runs(
     Ok(found)
 }
 
-/// A state code read by a count, or [`Error::CorruptRow`] naming where it was found.
-fn state_of_count(state: i16, of: &str) -> Result<TaskState> {
-    TaskState::from_code(state).ok_or_else(|| Error::CorruptRow {
-        id: 0,
-        reason: format!(
-            "tasks of `{of}` have state {state}, which is not a task state; find them with \
-             `SELECT id FROM taskrow_task WHERE state = {state}`"
-        ),
-    })
+/// A state code read by a count, or `None` (with a warning) for one this version does not
+/// know: counts leave such rows out, and [`TaskStore::unreadable`] lists them.
+fn state_of_count(state: i16, of: &str) -> Option<TaskState> {
+    let known = TaskState::from_code(state);
+    if known.is_none() {
+        tracing::warn!(
+            state,
+            of,
+            "taskrow: tasks with an unknown state are left out of the counts; `taskrow list` shows them"
+        );
+    }
+    known
+}
+
+/// Rows holding a value [`task::Model::into_record`] refuses that SQL can see: a code out of
+/// range or a negative count. (A retry policy that is not JSON is only found by decoding.)
+fn unreadable_condition() -> Condition {
+    Condition::any()
+        .add(task::Column::State.is_not_in(TaskState::ALL.iter().map(|s| s.code())))
+        .add(task::Column::Priority.is_not_in([0i16, 1, 2]))
+        .add(task::Column::OnSuccess.is_not_in([0i16, 1]))
+        .add(task::Column::Dispatch.is_not_in([0i16, 1, 2]))
+        .add(task::Column::Attempts.lt(0))
+        .add(task::Column::Interruptions.lt(0))
+        .add(task::Column::MaxAttempts.lt(1))
+        .add(task::Column::TimeoutMs.lt(0))
+}
+
+/// A row as [`TaskStore::list_rows`] shows it: the task, or why it cannot be read.
+fn listed(m: task::Model) -> Result<ListedRow> {
+    let (id, code, task_type) = (m.id, m.code.clone(), m.task_type.clone());
+    match m.into_record() {
+        Ok(t) => Ok(ListedRow::Task(Box::new(t))),
+        Err(Error::CorruptRow { reason, .. }) => Ok(ListedRow::Unreadable(UnreadableRow::new(
+            id, code, task_type, reason,
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// The condition of a [`TaskFilter`].
@@ -1386,14 +1440,51 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         rows.into_iter().map(task::Model::into_record).collect()
     }
 
+    async fn list_rows(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<ListedRow>> {
+        let mut q = task::Entity::find()
+            .filter(task_condition(filter, self.db.get_database_backend()))
+            .order_by_asc(task::Column::Id)
+            .limit(page.limit);
+        if let Some(after) = page.after_id {
+            q = q.filter(task::Column::Id.gt(after));
+        }
+        let rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        rows.into_iter().map(listed).collect()
+    }
+
+    async fn unreadable(&self, page: &Page) -> Result<Vec<UnreadableRow>> {
+        let mut q = task::Entity::find()
+            .filter(unreadable_condition())
+            .order_by_asc(task::Column::Id)
+            .limit(page.limit);
+        if let Some(after) = page.after_id {
+            q = q.filter(task::Column::Id.gt(after));
+        }
+        let rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        let mut found = Vec::new();
+        for m in rows {
+            if let ListedRow::Unreadable(u) = listed(m)? {
+                found.push(u);
+            }
+        }
+        Ok(found)
+    }
+
     async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
-        let mut q = task_log::Entity::find()
-            .filter(log_condition(filter))
-            .order_by_asc(task_log::Column::Id);
+        let tail = filter.newest && filter.limit.is_some();
+        let mut q = task_log::Entity::find().filter(log_condition(filter));
+        q = if tail {
+            q.order_by_desc(task_log::Column::Id)
+        } else {
+            q.order_by_asc(task_log::Column::Id)
+        };
         if let Some(n) = filter.limit {
             q = q.limit(n);
         }
-        let rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        let mut rows = q.all(&self.db).await.map_err(|e| self.error(e.into()))?;
+        if tail {
+            rows.reverse();
+        }
         rows.into_iter().map(task_log::Model::into_log).collect()
     }
 
@@ -1419,24 +1510,23 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             .all(&self.db)
             .await
             .map_err(|e| self.error(e.into()))?;
-        rows.into_iter()
-            .map(|(task_type, queue, priority, state, count)| {
-                Ok(StateCount {
-                    state: state_of_count(state, &task_type)?,
-                    priority: Priority::from_code(priority).ok_or_else(|| Error::CorruptRow {
-                        id: 0,
-                        reason: format!(
-                            "tasks of type `{task_type}` have priority {priority}, which is not 0 \
-                             (high), 1 (normal) or 2 (low); find them with \
-                             `SELECT id FROM taskrow_task WHERE priority = {priority}`"
-                        ),
-                    })?,
+        Ok(rows
+            .into_iter()
+            .filter_map(|(task_type, queue, priority, state, count)| {
+                let state = state_of_count(state, &task_type)?;
+                let Some(priority) = Priority::from_code(priority) else {
+                    tracing::warn!(priority, task_type, "taskrow: tasks with an unknown priority are left out of the counts; `taskrow list` shows them");
+                    return None;
+                };
+                Some(StateCount {
+                    state,
+                    priority,
                     task_type,
                     queue,
                     count: u64::try_from(count).unwrap_or(0),
                 })
             })
-            .collect()
+            .collect())
     }
 
     async fn set_queue_paused(
@@ -1515,7 +1605,9 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             })
             .collect();
         for (name, state, count) in counts {
-            let state = state_of_count(state, &name)?;
+            let Some(state) = state_of_count(state, &name) else {
+                continue;
+            };
             by_name
                 .entry(name.clone())
                 .or_insert_with(|| QueueInfo::new(name, false, None, Vec::new()))
@@ -1566,6 +1658,29 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         .await
     }
 
+    async fn delete_unreadable(&self, target: &TaskRef) -> Result<UnreadableRow> {
+        self.retrying(|| async move {
+            let _writer = self.dialect.write_lock().await?;
+            let m = find(&self.db, target).await?;
+            let (id, version) = (m.id, m.version);
+            let row = match listed(m)? {
+                ListedRow::Unreadable(u) => u,
+                ListedRow::Task(t) => {
+                    return Err(Fail::Task(UnreadableRow::readable(t.id, &t.code)));
+                }
+            };
+            // Guarded by the version read: a row fixed meanwhile is not deleted.
+            let n = task::Entity::delete_many()
+                .filter(task::Column::Id.eq(id))
+                .filter(task::Column::Version.eq(version))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            if n == 1 { Ok(row) } else { Err(lost_races()) }
+        })
+        .await
+    }
+
     async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
         if let Some(s) = purge.states.iter().find(|s| {
             !matches!(
@@ -1579,6 +1694,9 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
             )));
         }
         let before = stored(purge.before);
+        if purge.dry_run {
+            return self.purge_count(purge, before).await;
+        }
         self.retrying(|| async move {
             let txn = self.begin().await?;
             let r = async {

@@ -159,6 +159,7 @@ macro_rules! store_conformance {
                     filters_by_due_before,
                     combines_filters,
                     pages_cover_all_rows_once,
+                    rows_match_list,
                 }
                 logs {
                     by_task_id,
@@ -166,6 +167,7 @@ macro_rules! store_conformance {
                     filters_by_outcome,
                     filters_by_since,
                     limit_keeps_oldest,
+                    limit_newest_keeps_latest,
                     one_row_per_claim_token,
                     filters_by_outcome_worker_lost,
                 }
@@ -212,6 +214,7 @@ macro_rules! store_conformance {
                     refuses_live_running,
                     refuses_succeeded,
                     missing_is_not_found,
+                    matching_skips_refused,
                 }
                 delete {
                     removes_task_and_keeps_logs,
@@ -219,6 +222,8 @@ macro_rules! store_conformance {
                     expired_running_logs_lost_run,
                     refuses_live_running,
                     missing_is_not_found,
+                    unreadable_refuses_readable_row,
+                    matching_skips_live_running,
                 }
                 purge {
                     removes_old_finished_tasks_and_logs,
@@ -226,6 +231,7 @@ macro_rules! store_conformance {
                     keeps_logs_when_told,
                     refuses_unfinished_states,
                     limit_bounds_each_batch,
+                    dry_run_counts_and_removes_nothing,
                 }
                 times {
                     micros_round_trip,

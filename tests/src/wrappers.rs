@@ -206,6 +206,12 @@ impl TaskStore for ReplyLost {
     async fn list(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<TaskRecord>> {
         self.inner.list(filter, page).await
     }
+    async fn list_rows(&self, filter: &TaskFilter, page: &Page) -> Result<Vec<taskrow::ListedRow>> {
+        self.inner.list_rows(filter, page).await
+    }
+    async fn unreadable(&self, page: &Page) -> Result<Vec<taskrow::UnreadableRow>> {
+        self.inner.unreadable(page).await
+    }
     async fn logs(&self, filter: &LogFilter) -> Result<Vec<TaskLog>> {
         self.inner.logs(filter).await
     }
@@ -226,6 +232,9 @@ impl TaskStore for ReplyLost {
     }
     async fn delete(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord> {
         self.inner.delete(target, now).await
+    }
+    async fn delete_unreadable(&self, target: &TaskRef) -> Result<taskrow::UnreadableRow> {
+        self.inner.delete_unreadable(target).await
     }
     async fn purge(&self, purge: &Purge) -> Result<PurgeReport> {
         self.inner.purge(purge).await

@@ -187,6 +187,99 @@ pub async fn corrupt_rows_are_reported<D: Dialect>(store: &SqlStore<D>) {
     }
 }
 
+/// Rows this version cannot read do not break the operator's reads: `list_rows` shows each in
+/// its place with the decode error, `unreadable` finds those with out-of-range codes, `counts`
+/// and `queues` leave them out, and `delete_unreadable` removes them (by id and by code) where
+/// `delete` refuses with `CorruptRow`.
+pub async fn unreadable_rows_are_shown_and_deleted<D: Dialect>(store: &SqlStore<D>) {
+    let db = store.connection();
+    let total = |counts: Vec<taskrow::StateCount>| counts.iter().map(|c| c.count).sum::<u64>();
+    let counted_before = total(store.counts().await.unwrap());
+    let mut ids = Vec::new();
+    for code in ["u-a", "u-state", "u-b", "u-level", "u-retry"] {
+        ids.push(store.insert(new_task(code, t0())).await.unwrap().id);
+    }
+    for (id, set) in [
+        (ids[1], "state = 9"),
+        (ids[3], "priority = 7"),
+        (ids[4], "retry_policy = 'garbage'"),
+    ] {
+        db.execute_unprepared(&format!("UPDATE taskrow_task SET {set} WHERE id = {id}"))
+            .await
+            .unwrap();
+    }
+    let filter = taskrow::TaskFilter::all().code_prefix("u-");
+    let page = taskrow::Page::first(100);
+    assert!(matches!(
+        store.list(&filter, &page).await,
+        Err(Error::CorruptRow { id, .. }) if id == ids[1]
+    ));
+    let rows = store.list_rows(&filter, &page).await.unwrap();
+    let shown: Vec<(i64, Option<String>)> = rows
+        .iter()
+        .map(|r| match r {
+            taskrow::ListedRow::Task(t) => (t.id, None),
+            taskrow::ListedRow::Unreadable(u) => (u.id, Some(u.reason.clone())),
+        })
+        .collect();
+    assert_eq!(shown.iter().map(|r| r.0).collect::<Vec<_>>(), ids);
+    assert!(shown[0].1.is_none() && shown[2].1.is_none(), "{shown:?}");
+    for (i, want) in [(1, "state 9"), (3, "priority 7"), (4, "retry_policy")] {
+        let reason = shown[i]
+            .1
+            .as_deref()
+            .unwrap_or_else(|| panic!("row {i}: {shown:?}"));
+        assert!(reason.contains(want), "{reason}");
+    }
+    if let taskrow::ListedRow::Unreadable(u) = &rows[1] {
+        assert_eq!(
+            (u.code.as_str(), u.task_type.as_str()),
+            ("u-state", "store_sql_test.ping")
+        );
+    }
+    let found: Vec<i64> = store
+        .unreadable(&page)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.code.starts_with("u-"))
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(
+        found,
+        [ids[1], ids[3]],
+        "out-of-range codes are found in SQL"
+    );
+    // Counts leave out the state-9 and priority-7 rows; the bad retry policy is counted.
+    assert_eq!(total(store.counts().await.unwrap()), counted_before + 3);
+    store.queues().await.unwrap();
+
+    assert!(matches!(
+        store.delete(&TaskRef::Id(ids[1]), t0()).await,
+        Err(Error::CorruptRow { id, .. }) if id == ids[1]
+    ));
+    let gone = store.delete_unreadable(&TaskRef::Id(ids[1])).await.unwrap();
+    assert_eq!((gone.id, gone.code.as_str()), (ids[1], "u-state"));
+    let gone = store.delete_unreadable(&"u-retry".into()).await.unwrap();
+    assert_eq!(gone.id, ids[4]);
+    assert!(matches!(
+        store.delete_unreadable(&"u-a".into()).await,
+        Err(Error::InvalidInput(m)) if m.contains("can be read")
+    ));
+    assert!(matches!(
+        store.delete_unreadable(&TaskRef::Id(ids[1])).await,
+        Err(Error::NotFound(_))
+    ));
+    let left: Vec<i64> = store
+        .list_rows(&filter, &page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id())
+        .collect();
+    assert_eq!(left, [ids[0], ids[2], ids[3]]);
+}
+
 /// Times keep their microseconds through insert, claim, finish and the log.
 pub async fn microseconds_read_back_equal<D: Dialect>(store: &SqlStore<D>) {
     let now = t0() + TimeDelta::microseconds(999_999);

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use taskrow::bulk::{BulkAction, apply_matching};
 use taskrow::chrono::{DateTime, Utc};
 use taskrow::{
-    ClaimOne, Error, FinishResult, FinishStatus, TaskRecord, TaskRef, TaskState, TaskStore,
+    ClaimOne, Error, FinishResult, FinishStatus, TaskFilter, TaskRecord, TaskRef, TaskState,
+    TaskStore,
 };
 
 use super::{
@@ -109,4 +111,43 @@ pub async fn refuses_succeeded(store: Arc<dyn TaskStore>) {
 pub async fn missing_is_not_found(store: Arc<dyn TaskStore>) {
     let s = store.as_ref();
     assert_not_found(s.cancel(&"nope".into(), t0()).await, &"nope".into());
+}
+
+/// `bulk::apply_matching(Cancel)`: pending and failed matching tasks become cancelled; a
+/// task under a live lease, a succeeded one and an already cancelled one are skipped with
+/// their reasons; a dry run reports the same and changes nothing.
+pub async fn matching_skips_refused(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert(s, "a-1", t0()).await;
+    make_failed(s, opts("a-2"), t0()).await;
+    make_running(s, opts("a-3"), "w1", t0()).await;
+    make_succeeded(s, opts("a-4").keep_on_success(), t0()).await;
+    make_cancelled(s, opts("a-5"), t0()).await;
+    insert(s, "b-1", t0()).await;
+    let filter = TaskFilter::all().code_prefix("a-");
+    for dry_run in [true, false] {
+        let report = apply_matching(s, BulkAction::Cancel, &filter, secs(10), dry_run)
+            .await
+            .expect("bulk cancel");
+        let done: Vec<&str> = report.done.iter().map(|t| t.code.as_str()).collect();
+        assert_eq!(done, ["a-1", "a-2"], "dry run {dry_run}");
+        let skipped: Vec<&str> = report.skipped.iter().map(|k| k.code.as_str()).collect();
+        assert_eq!(skipped, ["a-3", "a-4", "a-5"], "{report:?}");
+        assert!(
+            report.skipped[0].reason.contains("live lease"),
+            "{report:?}"
+        );
+        assert!(report.skipped[1].reason.contains("succeeded"), "{report:?}");
+        assert!(
+            report.skipped[2].reason.contains("already cancelled"),
+            "{report:?}"
+        );
+        let want = if dry_run {
+            [TaskState::Pending, TaskState::Failed]
+        } else {
+            [TaskState::Cancelled, TaskState::Cancelled]
+        };
+        assert_eq!([get(s, "a-1").await.state, get(s, "a-2").await.state], want);
+        assert_eq!(get(s, "b-1").await.state, TaskState::Pending);
+    }
 }

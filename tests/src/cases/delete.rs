@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use taskrow::{Error, LogFilter, TaskRef, TaskStore};
+use taskrow::bulk::{BulkAction, apply_matching};
+use taskrow::{Error, LogFilter, TaskFilter, TaskRef, TaskStore};
 
 use super::{
     LEASE, assert_not_found, get, insert, logs, make_failed, make_running, opts, plus, retry_at,
@@ -71,4 +72,52 @@ pub async fn missing_is_not_found(store: Arc<dyn TaskStore>) {
     let a = insert(s, "a", t0()).await;
     let target = TaskRef::Id(a.id + 1_000);
     assert_not_found(s.delete(&target, t0()).await, &target);
+}
+
+/// `delete_unreadable` refuses a row the store can read (`InvalidInput`, the task stays) and
+/// a missing one (`NotFound`).
+pub async fn unreadable_refuses_readable_row(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    let a = insert(s, "a", t0()).await;
+    assert_err!(
+        s.delete_unreadable(&"a".into()).await,
+        Error::InvalidInput(m) if m.contains("`a`") && m.contains("can be read")
+    );
+    assert_eq!(get(s, "a").await, a);
+    assert_err!(
+        s.delete_unreadable(&"nope".into()).await,
+        Error::NotFound(TaskRef::Code(c)) if c == "nope"
+    );
+}
+
+/// `bulk::apply_matching(Delete)`: every matching task goes but those running under a live
+/// lease, which are skipped and reported; a dry run reports the same and changes nothing.
+pub async fn matching_skips_live_running(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    insert(s, "a-1", t0()).await;
+    make_failed(s, opts("a-2"), t0()).await;
+    make_running(s, opts("a-3"), "w1", t0()).await;
+    insert(s, "b-1", t0()).await;
+    let filter = TaskFilter::all().code_prefix("a-");
+    for dry_run in [true, false] {
+        let report = apply_matching(s, BulkAction::Delete, &filter, secs(10), dry_run)
+            .await
+            .expect("bulk delete");
+        let done: Vec<&str> = report.done.iter().map(|t| t.code.as_str()).collect();
+        assert_eq!(done, ["a-1", "a-2"], "dry run {dry_run}");
+        assert_eq!(report.skipped.len(), 1, "{report:?}");
+        assert_eq!(report.skipped[0].code, "a-3");
+        assert!(
+            report.skipped[0]
+                .reason
+                .contains("running under a live lease"),
+            "{report:?}"
+        );
+        let left = super::list_codes(s, &TaskFilter::all()).await;
+        if dry_run {
+            assert_eq!(left, ["a-1", "a-2", "a-3", "b-1"]);
+        } else {
+            assert_eq!(left, ["a-3", "b-1"]);
+        }
+    }
 }

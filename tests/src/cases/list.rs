@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskrow::{ClaimOne, Page, TaskFilter, TaskRef, TaskState, TaskStore};
+use taskrow::{ClaimOne, Page, TaskFilter, TaskRecord, TaskRef, TaskState, TaskStore};
 
 use super::{
     assert_id_order, build_task, insert, insert_with, list_codes, make_cancelled, make_failed,
@@ -296,4 +296,34 @@ pub async fn pages_cover_all_rows_once(store: Arc<dyn TaskStore>) {
         assert_eq!(unique.len(), seen.len(), "a row on two pages");
         assert_eq!(&seen, expected, "every matching row once, for {filter:?}");
     }
+}
+
+/// `list_rows` shows the same rows as `list`, each a readable task, page for page.
+pub async fn rows_match_list(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    for code in ["a", "b", "c", "d"] {
+        insert(s, code, t0()).await;
+    }
+    make_failed(s, opts("e"), t0()).await;
+    for filter in [
+        TaskFilter::all(),
+        TaskFilter::all().states([TaskState::Failed]),
+    ] {
+        let mut page = Page::first(2);
+        loop {
+            let tasks = s.list(&filter, &page).await.expect("list");
+            let rows = s.list_rows(&filter, &page).await.expect("list_rows");
+            let read: Vec<TaskRecord> = rows.iter().filter_map(|r| r.task().cloned()).collect();
+            assert_eq!(read, tasks);
+            assert_eq!(rows.len(), tasks.len(), "no unreadable rows here");
+            match rows.last() {
+                Some(last) if rows.len() == 2 => page = Page::after(last.id(), 2),
+                _ => break,
+            }
+        }
+    }
+    assert_eq!(
+        s.unreadable(&Page::first(10)).await.expect("unreadable"),
+        []
+    );
 }

@@ -152,6 +152,23 @@ pub async fn limit_keeps_oldest(store: Arc<dyn TaskStore>) {
     assert_eq!(logs(s, &LogFilter::default().limit(50)).await, all);
 }
 
+/// With `newest`, a limit keeps the newest rows, still returned oldest first.
+pub async fn limit_newest_keeps_latest(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    history(s).await;
+    let all = all_logs(s).await;
+    assert_eq!(
+        logs(s, &LogFilter::default().limit(2).newest()).await,
+        all[3..]
+    );
+    assert_eq!(
+        summary(&logs(s, &LogFilter::code("a").limit(1).newest()).await),
+        [("a", 2, Outcome::Failed)]
+    );
+    assert_eq!(logs(s, &LogFilter::default().limit(50).newest()).await, all);
+    assert_eq!(logs(s, &LogFilter::default().newest()).await, all);
+}
+
 /// A task has one log row per run, each under its run's claim token, whatever happened to the
 /// run: applied (and its finish retried), lost with its worker, refused after a reclaim (the
 /// worker-lost row becomes its lease-lost row), or interrupted.

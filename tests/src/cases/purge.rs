@@ -142,3 +142,34 @@ pub async fn limit_bounds_each_batch(store: Arc<dyn TaskStore>) {
     );
     assert_eq!(log_codes(s).await, ["l-edge", "s-new"]);
 }
+
+/// A dry run removes nothing and answers what the same purge removes next, `limit` included.
+pub async fn dry_run_counts_and_removes_nothing(store: Arc<dyn TaskStore>) {
+    let s = store.as_ref();
+    ages(s).await;
+    let tasks_before = list_codes(s, &TaskFilter::all()).await;
+    let logs_before = all_logs(s).await;
+    let cut = Purge::before(secs(100));
+    for (purge, want) in [
+        (cut.clone(), PurgeReport { tasks: 2, logs: 3 }),
+        (
+            cut.clone().states([TaskState::Failed]).logs(false),
+            PurgeReport { tasks: 1, logs: 0 },
+        ),
+        (cut.clone().limit(1), PurgeReport { tasks: 1, logs: 1 }),
+    ] {
+        assert_eq!(s.purge(&purge.dry_run()).await.expect("dry run"), want);
+        assert_eq!(list_codes(s, &TaskFilter::all()).await, tasks_before);
+        assert_eq!(all_logs(s).await, logs_before);
+    }
+    assert_err!(
+        s.purge(&cut.clone().states([TaskState::Pending]).dry_run())
+            .await,
+        Error::InvalidInput(_)
+    );
+    // The count is what the purge then removes.
+    assert_eq!(
+        s.purge(&cut).await.unwrap(),
+        PurgeReport { tasks: 2, logs: 3 }
+    );
+}
