@@ -1140,3 +1140,17 @@ async fn wakeups_can_be_turned_off() {
     assert!(store.wakeups().is_some());
     fresh.drop_database().await;
 }
+
+/// The shared check of wake-ups (as on SQLite and MySQL): a worker whose poll is 10 s runs,
+/// within 2 s, tasks another store enqueues and one it resets; prints what an idle second
+/// costs with the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_wakes_for_another_process_commit() {
+    let Some((store, fresh)) = testing::fresh_store().await else {
+        return;
+    };
+    let other = PostgresStore::connect(&fresh.url).await.unwrap();
+    wakes_for_another_stores_commits(&store, &other, Duration::ZERO).await;
+    drop((store, other));
+    fresh.drop_database().await;
+}

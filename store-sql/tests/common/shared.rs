@@ -1664,8 +1664,8 @@ fn cpu_time() -> Duration {
 
 /// A worker on `store` whose poll is 10 s picks up, within 2 s, tasks that `other` (another
 /// pool on the same database, as another process would have) enqueues, and one it resets: the
-/// store's wake-ups (a check every `check_every`) wake it. Prints the pickup times and what an
-/// idle second of the checking process costs.
+/// store's wake-ups (a check every `check_every`; zero: notifications) wake it. Prints the
+/// pickup times and what an idle second of the checking process costs.
 pub async fn wakes_for_another_stores_commits<D: Dialect>(
     store: &SqlStore<D>,
     other: &SqlStore<D>,
@@ -1730,8 +1730,13 @@ pub async fn wakes_for_another_stores_commits<D: Dialect>(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (cpu, wall) = (cpu_time(), std::time::Instant::now());
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let how = if check_every.is_zero() {
+        "woken by notifications".to_owned()
+    } else {
+        format!("checking every {check_every:?}")
+    };
     println!(
-        "idle: {:.1} ms of CPU per second with one worker, checking every {check_every:?}",
+        "idle: {:.1} ms of CPU per second with one worker, {how}",
         (cpu_time() - cpu).as_secs_f64() * 1000.0 / wall.elapsed().as_secs_f64(),
     );
     worker.shutdown().await;
