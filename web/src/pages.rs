@@ -11,8 +11,8 @@ use axum::response::{Html as HtmlResponse, IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use taskrow::{
-    Error, LogFilter, Outcome, Page, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef,
-    TaskState,
+    Error, ListedRow, LogFilter, Outcome, Page, StateCount, TaskFilter, TaskLog, TaskRecord,
+    TaskRef, TaskState, UnreadableRow,
 };
 
 use crate::Shared;
@@ -720,7 +720,8 @@ pub(crate) async fn tasks(
         None => Page::first(PAGE_SIZE + 1),
         Some(id) => Page::after(id, PAGE_SIZE + 1),
     };
-    let mut rows = match s.client.list(&filter, &page).await {
+    // Rows this version cannot read show in their place, marked, rather than failing the page.
+    let mut rows = match s.client.store().list_rows(&filter, &page).await {
         Ok(r) => r,
         Err(e) => return error_page(&s, &base, &e),
     };
@@ -745,7 +746,7 @@ pub(crate) async fn tasks(
     if let (true, Some(last)) = (more, rows.last()) {
         let sep = if q.is_empty() { "" } else { "&" };
         live.raw("<a id=\"next-page\" href=\"")
-            .text(base.at(&format!("/tasks?{}{sep}after={}", q.query(), last.id)))
+            .text(base.at(&format!("/tasks?{}{sep}after={}", q.query(), last.id())))
             .raw("\">next page »</a>");
     }
     if !rows.is_empty() {
@@ -848,7 +849,7 @@ fn filter_form(h: &mut Html, base: &Base, q: &FilterQuery, types: &[String]) {
         .raw("\">clear</a></form>");
 }
 
-fn task_table(h: &mut Html, base: &Base, rows: &[TaskRecord], now: DateTime<Utc>) {
+fn task_table(h: &mut Html, base: &Base, rows: &[ListedRow], now: DateTime<Utc>) {
     if rows.is_empty() {
         h.raw("<p class=\"muted\" id=\"no-tasks\">No task matches.</p>");
         return;
@@ -857,7 +858,14 @@ fn task_table(h: &mut Html, base: &Base, rows: &[TaskRecord], now: DateTime<Utc>
         .raw("<th>biz type</th><th>queue</th><th>priority</th><th>state</th>")
         .raw("<th class=\"num\">attempts</th><th>next run</th>")
         .raw("<th>last error</th><th>updated</th></tr></thead><tbody>");
-    for t in rows {
+    for row in rows {
+        let t = match row {
+            ListedRow::Task(t) => t,
+            ListedRow::Unreadable(u) => {
+                unreadable_row(h, u);
+                continue;
+            }
+        };
         let link = base.at(&format!("/tasks/{}", t.id));
         h.raw("<tr data-id=\"")
             .text(t.id)
@@ -901,6 +909,26 @@ fn task_table(h: &mut Html, base: &Base, rows: &[TaskRecord], now: DateTime<Utc>
             .el("<td>", time(t.updated_at), "</td></tr>");
     }
     h.raw("</tbody></table>");
+}
+
+/// A row this version cannot read: its id, code and type as stored, and why (the CLI's
+/// `taskrow delete <id>` removes it).
+fn unreadable_row(h: &mut Html, u: &UnreadableRow) {
+    h.raw("<tr class=\"corrupt\" data-id=\"")
+        .text(u.id)
+        .raw("\"><td class=\"num\">")
+        .text(u.id)
+        .raw("</td>")
+        .el("<td class=\"code\">", clip(&u.code, 60), "</td>")
+        .el("<td class=\"code type\">", &u.task_type, "</td>")
+        .raw("<td></td><td></td><td></td><td class=\"state\"><span class=\"badge failed\">corrupt</span></td>")
+        .raw("<td></td><td></td>")
+        .el(
+            "<td class=\"err\">",
+            clip(&format!("cannot be read: {} (taskrow delete {})", u.reason, u.id), 200),
+            "</td>",
+        )
+        .raw("<td></td></tr>");
 }
 
 /// A POST form to `/actions/{action}` with the CSRF token and `fields` hidden.

@@ -466,3 +466,36 @@ async fn paused(client: &Client, queue: &str) -> bool {
         .iter()
         .any(|q| q.name == queue && q.paused)
 }
+
+/// A row this version cannot read (state 9, written by hand) shows in the task list in its
+/// place, marked corrupt with the reason and how to remove it, instead of failing the page.
+#[tokio::test]
+async fn a_corrupt_row_shows_in_the_list() {
+    use taskrow_sqlite::sea_orm::ConnectionTrait;
+    let (store, _dir) = taskrow_sqlite::testing::temp_store().await;
+    let client = Client::new(Arc::new(store.clone()));
+    for n in 0..3 {
+        client
+            .enqueue(&Ping { n }, EnqueueOptions::new().code(format!("row-{n}")))
+            .await
+            .unwrap();
+    }
+    store
+        .connection()
+        .execute_unprepared("UPDATE taskrow_task SET state = 9 WHERE code = 'row-1'")
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = taskrow_web::router(client.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (status, page) = get(addr, "/tasks", "").await;
+    assert_eq!(status, 200, "{page}");
+    let corrupt = row_of(&page, "class=\"corrupt\"");
+    assert!(
+        corrupt.contains("row-1") && corrupt.contains("state 9"),
+        "{corrupt}"
+    );
+    assert!(corrupt.contains("taskrow delete"), "{corrupt}");
+    assert!(page.contains("row-0") && page.contains("row-2"), "{page}");
+}
