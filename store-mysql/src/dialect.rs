@@ -19,7 +19,7 @@ use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 use tokio::sync::OnceCell;
 
-use crate::listen::Wakeups;
+use taskrow_sql::wakeups::Wakeups;
 
 /// MySQL's and MariaDB's side of the store.
 #[derive(Debug, Clone, Default)]
@@ -107,7 +107,7 @@ impl Dialect for MysqlDialect {
     fn for_connection(db: &DatabaseConnection) -> Result<Self> {
         match db.get_database_backend() {
             DbBackend::MySql => Ok(Self {
-                wakeups: Arc::new(Wakeups::for_options(
+                wakeups: Arc::new(crate::listen::for_server(
                     (*db.get_mysql_connection_pool().connect_options()).clone(),
                 )),
                 ..Self::default()

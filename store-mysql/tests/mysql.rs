@@ -867,7 +867,7 @@ async fn a_worker_wakes_for_another_process_commit() {
         return;
     };
     let other = MysqlStore::connect(&fresh.url).await.unwrap();
-    wakes_for_another_stores_commits(&store, &other, taskrow_mysql::CHECK_EVERY).await;
+    wakes_for_another_stores_commits(&store, &other).await;
     let off = MysqlStore::from_parts(
         store.connection().clone(),
         store.dialect().clone().without_wakeups(),

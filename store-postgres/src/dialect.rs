@@ -17,7 +17,7 @@ use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 use tokio::sync::OnceCell;
 
-use crate::listen::Wakeups;
+use taskrow_sql::wakeups::Wakeups;
 
 /// PostgreSQL's side of the store.
 ///
@@ -38,7 +38,7 @@ impl PostgresDialect {
     pub fn for_pool(pool: PgPool) -> Self {
         Self {
             read_committed_by_default: Arc::default(),
-            wakeups: Arc::new(Wakeups::for_pool(pool)),
+            wakeups: Arc::new(crate::listen::for_pool(&pool)),
         }
     }
 

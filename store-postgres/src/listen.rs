@@ -18,63 +18,22 @@
 //!   so a process that only enqueues holds none. It closes once the store and every worker
 //!   holding its wake-ups are gone.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+pub use taskrow_sql::wakeups::{FIRST_RETRY, LAST_RETRY};
+use taskrow_sql::wakeups::{Wakeups, wake};
 use tokio::sync::watch;
 
 use crate::connect::ACQUIRE_TIMEOUT;
 
-/// The pause before the first try to reconnect after the listening connection was lost.
-pub const FIRST_RETRY: Duration = Duration::from_millis(200);
-
-/// The longest pause between tries to reconnect.
-pub const LAST_RETRY: Duration = Duration::from_secs(10);
-
 /// The `application_name` of the listening connection, as `pg_stat_activity` shows it.
 pub const APPLICATION_NAME: &str = "taskrow-listener";
 
-/// A store's wake-ups: where the listener connects, and the counter once it runs.
-#[derive(Debug, Default)]
-pub(crate) struct Wakeups {
-    /// The store's pool, whose connect options the listener uses; `None`: no wake-ups.
-    pool: Option<PgPool>,
-    /// The counter the running listener publishes into.
-    counter: Mutex<Option<watch::Receiver<u64>>>,
-}
-
-impl Wakeups {
-    /// Wake-ups for the store on `pool`.
-    pub(crate) fn for_pool(pool: PgPool) -> Self {
-        Self {
-            pool: Some(pool),
-            counter: Mutex::new(None),
-        }
-    }
-
-    /// The counter, starting the listener on the current tokio runtime on first use (or when
-    /// the runtime it ran on has gone). `None` without a pool or outside a runtime.
-    pub(crate) fn receiver(&self) -> Option<watch::Receiver<u64>> {
-        let pool = self.pool.as_ref()?;
-        let mut counter = self.counter.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rx) = counter.as_ref()
-            && rx.has_changed().is_ok()
-        {
-            return Some(rx.clone());
-        }
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = watch::channel(0);
-        let options = (*pool.connect_options()).clone();
-        runtime.spawn(listen(options, tx));
-        *counter = Some(rx.clone());
-        Some(rx)
-    }
-}
-
-/// One more wake-up.
-fn wake(tx: &watch::Sender<u64>) {
-    tx.send_modify(|n| *n = n.wrapping_add(1));
+/// Wake-ups for the store on `pool`: a listener with the pool's connect options.
+pub(crate) fn for_pool(pool: &PgPool) -> Wakeups {
+    let options = (*pool.connect_options()).clone();
+    Wakeups::new(move |tx| listen(options.clone(), tx))
 }
 
 /// Listens until every receiver of `tx` is gone, reconnecting after losses.

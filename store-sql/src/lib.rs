@@ -20,6 +20,7 @@ mod store;
 pub mod time;
 pub mod transaction;
 pub mod url;
+pub mod wakeups;
 
 pub use dialect::{Capabilities, Dialect, ErrorKind, WriteTxn};
 pub use store::{INSERT_CHUNK_BYTES, INSERT_CHUNK_ROWS, SqlStore};

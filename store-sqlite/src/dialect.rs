@@ -16,7 +16,7 @@ use taskrow_sql::entity::task;
 use taskrow_sql::{Capabilities, Dialect, ErrorKind, WriteTxn};
 
 use crate::connect::BUSY_TIMEOUT;
-use crate::listen::Wakeups;
+use taskrow_sql::wakeups::Wakeups;
 
 /// SQLite's side of the store: the one-writer lock of a pool, and how SQLite says things.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl Dialect for SqliteDialect {
     fn for_connection(db: &DatabaseConnection) -> Result<Self> {
         match db.get_database_backend() {
             DbBackend::Sqlite => Ok(Self {
-                wakeups: Arc::new(Wakeups::for_file(
+                wakeups: Arc::new(crate::listen::for_file(
                     (*db.get_sqlite_connection_pool().connect_options()).clone(),
                 )),
                 ..Self::default()

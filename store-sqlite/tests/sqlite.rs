@@ -595,7 +595,7 @@ async fn a_worker_wakes_for_another_process_commit() {
         dir.path().join("tasks.db").display()
     );
     let other = SqliteStore::connect(&url).await.unwrap();
-    wakes_for_another_stores_commits(&store, &other, taskrow_sqlite::CHECK_EVERY).await;
+    wakes_for_another_stores_commits(&store, &other).await;
     // Off: an in-memory database, and a dialect without them.
     assert!(testing::memory_store().await.wakeups().is_none());
     let off = SqliteStore::from_parts(

@@ -1647,29 +1647,12 @@ pub async fn queues_migration_comes_and_goes(db: &sea_orm::DatabaseConnection) {
     assert!(queue::Entity::find().all(db).await.unwrap().is_empty());
 }
 
-/// The CPU time this process has used so far (user and system), from `/proc/self/stat`.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd. 100 ticks/s.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// A worker on `store` whose poll is 10 s picks up, within 2 s, tasks that `other` (another
 /// pool on the same database, as another process would have) enqueues, and one it resets: the
-/// store's wake-ups (a check every `check_every`; zero: notifications) wake it. Prints the
-/// pickup times and what an idle second of the checking process costs.
+/// store's wake-ups wake it. Prints the pickup times.
 pub async fn wakes_for_another_stores_commits<D: Dialect>(
     store: &SqlStore<D>,
     other: &SqlStore<D>,
-    check_every: Duration,
 ) {
     assert!(store.wakeups().is_some(), "the store has wake-ups");
     // Both on the system clock, which two processes on one host share exactly: with the
@@ -1726,18 +1709,5 @@ pub async fn wakes_for_another_stores_commits<D: Dialect>(
     other_client.reset("later").await.unwrap();
     within("a reset elsewhere", "later").await;
 
-    // What an idle second costs this process (the worker's store checks).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (cpu, wall) = (cpu_time(), std::time::Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let how = if check_every.is_zero() {
-        "woken by notifications".to_owned()
-    } else {
-        format!("checking every {check_every:?}")
-    };
-    println!(
-        "idle: {:.1} ms of CPU per second with one worker, {how}",
-        (cpu_time() - cpu).as_secs_f64() * 1000.0 / wall.elapsed().as_secs_f64(),
-    );
     worker.shutdown().await;
 }
