@@ -912,11 +912,24 @@ async fn cancel(
         .cancel(&target.0, now)
         .await
         .map_err(|e| explain(e, target))?;
-    writeln!(
-        io.out,
-        "cancelled task `{}` (id {}): it will not run until `taskrow reset {}`",
-        task.code, task.id, task.id
-    )?;
+    if task.state == TaskState::Running {
+        writeln!(
+            io.out,
+            "cancel requested for task `{}` (id {}), running on `{}`: its worker stops it at its \
+             next heartbeat (aborting the handler after its cancel grace), and the run is logged \
+             as cancelled; `taskrow show {}` shows when it has stopped",
+            task.code,
+            task.id,
+            task.lease_owner.as_deref().unwrap_or("?"),
+            task.id
+        )?;
+    } else {
+        writeln!(
+            io.out,
+            "cancelled task `{}` (id {}): it will not run until `taskrow reset {}`",
+            task.code, task.id, task.id
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

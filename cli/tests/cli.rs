@@ -438,7 +438,7 @@ async fn session(db: &Db) {
         logs_before
     );
 
-    // A task running elsewhere: refused by cancel, delete and reset.
+    // A task running elsewhere: refused by delete and reset; cancel marks it for its worker.
     let now = SystemClock.now();
     store
         .claim_one(
@@ -447,9 +447,22 @@ async fn session(db: &Db) {
         )
         .await
         .unwrap();
+    let out = taskrow(url, &["cancel", "later-1"]).ok();
+    assert!(
+        out.starts_with("cancel requested for task `later-1`"),
+        "{out}"
+    );
+    assert!(out.contains("other-host-1"), "{out}");
+    assert!(
+        store
+            .get(&"later-1".into())
+            .await
+            .unwrap()
+            .cancel_requested_at
+            .is_some()
+    );
     for args in [
-        &["cancel", "later-1"][..],
-        &["delete", "later-1"],
+        &["delete", "later-1"][..],
         &["reset", "later-1"],
         &["reset", "later-1", "--dry-run"],
     ] {

@@ -43,8 +43,8 @@ pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use options::{DEFAULT_MAX_ATTEMPTS, EnqueueOptions, Start};
 pub use policy::failure_result;
 pub use record::{
-    DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog, TaskRecord,
-    TaskState,
+    CancelAction, DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog,
+    TaskRecord, TaskState,
 };
 pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
@@ -53,8 +53,8 @@ pub use schedule::{
     AdvanceStatus, MissedTicks, NewSchedule, Schedule, ScheduleAdvance, ScheduleRecord,
 };
 pub use store::{
-    ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, LogFilter, Page, Purge,
-    PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
+    ClaimOne, ClaimRequest, ExtendStatus, Finish, FinishResult, FinishStatus, LogFilter, Page,
+    Purge, PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
 };
 pub use task::{LoadError, Task, TaskDefaults};
 pub use wait::TaskEnd;

@@ -208,7 +208,15 @@ macro_rules! store_conformance {
                     expired_running_becomes_cancelled,
                     expired_running_logs_lost_run,
                     cancelled_again_is_ok,
-                    refuses_live_running,
+                    live_running_is_marked,
+                    heartbeat_reports_the_mark,
+                    mark_survives_a_lost_beat_reply,
+                    marked_failure_ends_cancelled,
+                    marked_success_stays_succeeded,
+                    cancelled_finish_ends_cancelled,
+                    claim_skips_marked_task,
+                    release_of_marked_task_cancels_it,
+                    reset_clears_the_mark,
                     refuses_succeeded,
                     missing_is_not_found,
                 }
@@ -254,6 +262,8 @@ macro_rules! store_conformance {
                     bad_settings_fail_at_build,
                     claimed_ahead_task_is_handed_back,
                     client_operations_use_the_clients_clock,
+                    cancel_stops_a_listening_handler,
+                    cancel_aborts_an_ignoring_handler_at_grace,
                 }
                 retention {
                     workers_purge_old_rows,
