@@ -704,9 +704,9 @@ impl TaskLog {
         }
     }
 
-    /// The log row of a lost run whose task had a cancel requested ([`TaskRecord::
-    /// cancel_requested_at`]): like [`TaskLog::worker_lost`], but the claim that settles it
-    /// cancels the task instead of running it again.
+    /// The log row of a lost run whose task had a cancel requested
+    /// ([`TaskRecord::cancel_requested_at`]): like [`TaskLog::worker_lost`], but the claim that
+    /// settles it cancels the task instead of running it again.
     pub fn worker_lost_cancelled(id: i64, task: &TaskRecord, now: DateTime<Utc>) -> Self {
         let mut log = Self::worker_lost(id, task, now, false);
         let owner = task.lease_owner.as_deref().unwrap_or_default();
