@@ -264,6 +264,7 @@ macro_rules! store_conformance {
                     client_operations_use_the_clients_clock,
                     cancel_stops_a_listening_handler,
                     cancel_aborts_an_ignoring_handler_at_grace,
+                    cancel_survives_lost_beat_replies,
                 }
                 retention {
                     workers_purge_old_rows,

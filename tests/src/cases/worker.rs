@@ -1032,3 +1032,50 @@ pub async fn cancel_aborts_an_ignoring_handler_at_grace(store: Arc<dyn TaskStore
     assert!(took >= grace, "stopped before the grace: {took:?}");
     assert!(took < grace + Duration::from_secs(3), "took {took:?}");
 }
+
+/// The heartbeats that carry the cancel lose their replies (ReplyLost on ExtendLease: they
+/// commit, the worker sees an error): the worker tries again, a later beat reports the mark,
+/// and the run still ends cancelled.
+pub async fn cancel_survives_lost_beat_replies(store: Arc<dyn TaskStore>) {
+    let lossy = Arc::new(crate::wrappers::ReplyLost::new(store.clone()));
+    let lossy_store: Arc<dyn TaskStore> = lossy.clone();
+    let probe = Arc::new(Probe::default());
+    let c = client(&lossy_store, &probe, |b| b);
+    c.enqueue(
+        &UntilCancelled { ignore: false },
+        EnqueueOptions::new().code("c"),
+    )
+    .await
+    .unwrap();
+    let w = c
+        .worker()
+        .lease(Duration::from_secs(2))
+        .heartbeat(Some(Duration::from_millis(100)))
+        .cancel_grace(Duration::from_secs(5))
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually("the handler to start", Duration::from_secs(10), || {
+        let p = probe.clone();
+        async move { p.active.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    c.cancel("c").await.expect("cancel of a running task");
+    // The next two beats see the mark, and their replies are lost.
+    lossy.arm(crate::wrappers::Op::ExtendLease, 2);
+    eventually("the run to be logged", Duration::from_secs(20), || {
+        let s = store.clone();
+        async move { !logs(&s, "c").await.is_empty() }
+    })
+    .await;
+    w.shutdown().await;
+    assert_eq!(
+        lossy.lost(crate::wrappers::Op::ExtendLease),
+        2,
+        "two beats lost their replies"
+    );
+    let l = logs(&store, "c").await;
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].outcome, Outcome::Cancelled);
+    assert_eq!(get(&store, "c").await.state, TaskState::Cancelled);
+}
