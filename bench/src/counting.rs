@@ -85,7 +85,7 @@ impl TaskStore for Counting {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<taskrow::ExtendStatus> {
         self.inner.extend_lease(lease, until, now).await
     }
     async fn check_schema(&self) -> Result<()> {

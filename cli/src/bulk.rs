@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use taskrow::bulk::{BulkAction, BulkReport, apply_matching};
-use taskrow::{Error, TaskFilter, TaskStore};
+use taskrow::{CancelAction, Error, TaskFilter, TaskState, TaskStore};
 
 use crate::args::{BulkArgs, DeleteArgs};
 use crate::commands::{CliError, Io, Result, explain, filter, plural};
@@ -51,13 +51,30 @@ pub(crate) async fn cancel(
         Either::Matching(f) => f,
     };
     let report = apply_matching(store, BulkAction::Cancel, &filter, now, dry_run).await?;
-    let n = report.done.len() as u64;
+    // Tasks running under a live lease are marked, not cancelled: their workers stop them.
+    let running = report
+        .done
+        .iter()
+        .filter(|t| t.state == TaskState::Running)
+        .count() as u64;
+    let n = report.done.len() as u64 - running;
+    let asked = if running > 0 {
+        format!(
+            " and ask{} the worker{} of {running} running task{} to stop {} at the next heartbeat",
+            if dry_run { "" } else { "ed" },
+            plural(running),
+            plural(running),
+            if running == 1 { "it" } else { "them" }
+        )
+    } else {
+        String::new()
+    };
     if dry_run {
-        dry_run_lines(("cancel", "cancelled"), &report, io)?;
+        dry_run_lines(("cancel", "cancelled"), &report, &asked, io)?;
     } else {
         write!(
             io.out,
-            "cancelled {n} task{}: they will not run until `taskrow reset`",
+            "cancelled {n} task{}{asked}: they will not run until `taskrow reset`",
             plural(n)
         )?;
         skipped_lines(&report, io)?;
@@ -74,10 +91,10 @@ async fn cancel_one(
 ) -> Result<ExitCode> {
     if dry_run {
         let task = store.get(&target.0).await.map_err(|e| explain(e, target))?;
-        let verdict = if task.check_cancel(now)? {
-            "would cancel it"
-        } else {
-            "it is cancelled already"
+        let verdict = match task.check_cancel(now)? {
+            CancelAction::Cancel => "would cancel it",
+            CancelAction::Mark => "would ask its worker to stop it (cancel requested)",
+            _ => "it is cancelled already, or its cancel requested",
         };
         writeln!(
             io.out,
@@ -90,11 +107,24 @@ async fn cancel_one(
         .cancel(&target.0, now)
         .await
         .map_err(|e| explain(e, target))?;
-    writeln!(
-        io.out,
-        "cancelled task `{}` (id {}): it will not run until `taskrow reset {}`",
-        task.code, task.id, task.id
-    )?;
+    if task.state == TaskState::Running {
+        writeln!(
+            io.out,
+            "cancel requested for task `{}` (id {}), running on `{}`: its worker stops it at its \
+             next heartbeat (aborting the handler after its cancel grace), and the run is logged \
+             as cancelled; `taskrow show {}` shows when it has stopped",
+            task.code,
+            task.id,
+            task.lease_owner.as_deref().unwrap_or("?"),
+            task.id
+        )?;
+    } else {
+        writeln!(
+            io.out,
+            "cancelled task `{}` (id {}): it will not run until `taskrow reset {}`",
+            task.code, task.id, task.id
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,7 +141,7 @@ pub(crate) async fn delete(
     };
     let plan = apply_matching(store, BulkAction::Delete, &filter, now, true).await?;
     if dry_run {
-        dry_run_lines(("delete", "deleted"), &plan, io)?;
+        dry_run_lines(("delete", "deleted"), &plan, "", io)?;
         return Ok(ExitCode::SUCCESS);
     }
     let n = plan.done.len();
@@ -204,11 +234,27 @@ async fn delete_one(
 }
 
 /// A dry run's report: the tasks that would change, then the count and the skipped ones.
-fn dry_run_lines((verb, done): (&str, &str), report: &BulkReport, io: &mut Io<'_>) -> Result<()> {
-    let n = report.done.len() as u64;
-    if n > 0 {
+/// A dry run's table and summary; `also` ends the summary's first part (bulk cancel: the
+/// running tasks whose workers it would ask to stop, which `n` leaves out).
+fn dry_run_lines(
+    (verb, done): (&str, &str),
+    report: &BulkReport,
+    also: &str,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let marked = if also.is_empty() {
+        0
+    } else {
+        report
+            .done
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .count() as u64
+    };
+    let n = report.done.len() as u64 - marked;
+    if n + marked > 0 {
         write!(io.out, "{}", render::task_table(&report.done))?;
-        write!(io.out, "dry run: would {verb} {n} task{}", plural(n))?;
+        write!(io.out, "dry run: would {verb} {n} task{}{also}", plural(n))?;
     } else {
         write!(io.out, "dry run: no task would be {done}")?;
     }

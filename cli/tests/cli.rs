@@ -438,7 +438,7 @@ async fn session(db: &Db) {
         logs_before
     );
 
-    // A task running elsewhere: refused by cancel, delete and reset.
+    // A task running elsewhere: refused by delete and reset; cancel marks it for its worker.
     let now = SystemClock.now();
     store
         .claim_one(
@@ -447,9 +447,22 @@ async fn session(db: &Db) {
         )
         .await
         .unwrap();
+    let out = taskrow(url, &["cancel", "later-1"]).ok();
+    assert!(
+        out.starts_with("cancel requested for task `later-1`"),
+        "{out}"
+    );
+    assert!(out.contains("other-host-1"), "{out}");
+    assert!(
+        store
+            .get(&"later-1".into())
+            .await
+            .unwrap()
+            .cancel_requested_at
+            .is_some()
+    );
     for args in [
-        &["cancel", "later-1"][..],
-        &["delete", "later-1"],
+        &["delete", "later-1"][..],
         &["reset", "later-1"],
         &["reset", "later-1", "--dry-run"],
     ] {
@@ -1069,7 +1082,8 @@ async fn operator_session(db: &Db) {
     let e = taskrow(url, &["logs", "--outcome", "exploded"]);
     assert_eq!(e.code, Some(2), "{e:?}");
 
-    // Bulk cancel: a task running elsewhere is skipped and named; a dry run changes nothing.
+    // Bulk cancel: a task running elsewhere is asked to stop (marked, still running); a dry
+    // run changes nothing; run again, the marked one is skipped and named.
     store
         .claim_one(
             &"later-1".into(),
@@ -1078,23 +1092,30 @@ async fn operator_session(db: &Db) {
         .await
         .unwrap();
     let out = taskrow(url, &["cancel", "--biz-type", "order", "--dry-run"]).ok();
-    assert_eq!(codes(&out), ["order-1", "order-2"], "{out}");
-    assert!(out.contains("dry run: would cancel 2 tasks"), "{out}");
-    assert!(out.contains("skipped 1"), "{out}");
+    assert_eq!(codes(&out), ["order-1", "order-2", "later-1"], "{out}");
     assert!(
-        out.contains("later-1") && out.contains("live lease"),
+        out.contains(
+            "dry run: would cancel 2 tasks and ask the worker of 1 running task to stop it"
+        ),
         "{out}"
     );
     assert_eq!(state(&*store, "order-1").await.0, TaskState::Pending);
     let out = taskrow(url, &["cancel", "--biz-type", "order"]).ok();
-    assert!(out.starts_with("cancelled 2 tasks"), "{out}");
     assert!(
-        out.contains("later-1") && out.contains("other-host-1"),
+        out.starts_with("cancelled 2 tasks and asked the worker of 1 running task to stop it"),
         "{out}"
     );
     assert_eq!(state(&*store, "order-1").await.0, TaskState::Cancelled);
     assert_eq!(state(&*store, "order-2").await.0, TaskState::Cancelled);
-    assert_eq!(state(&*store, "later-1").await.0, TaskState::Running);
+    let later = store.get(&"later-1".into()).await.unwrap();
+    assert_eq!(later.state, TaskState::Running);
+    assert!(later.cancel_requested_at.is_some(), "marked");
+    let out = taskrow(url, &["cancel", "--biz-type", "order"]).ok();
+    assert!(out.starts_with("cancelled 0 tasks"), "{out}");
+    assert!(
+        out.contains("later-1") && out.contains("requested already"),
+        "{out}"
+    );
     let usage = taskrow(url, &["cancel"]);
     assert_eq!(
         usage.code,

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::record::TaskRecord;
+use crate::record::{CancelAction, TaskRecord, TaskState};
 use crate::store::{ListedRow, Page, TaskFilter, TaskRef, TaskStore};
 
 /// Rows read per page while walking the matching tasks.
@@ -86,8 +86,8 @@ pub async fn apply_matching(
             let verdict = if dry_run {
                 match action {
                     BulkAction::Cancel => match task.check_cancel(now) {
-                        Ok(true) => Ok(Some((**task).clone())),
-                        Ok(false) => Ok(None),
+                        Ok(CancelAction::Cancel | CancelAction::Mark) => Ok(Some((**task).clone())),
+                        Ok(CancelAction::Nothing) => Ok(None),
                         Err(e) => Err(e),
                     },
                     BulkAction::Delete => task.check_delete(now).map(|()| Some((**task).clone())),
@@ -96,7 +96,7 @@ pub async fn apply_matching(
                 let target = TaskRef::Id(task.id);
                 match action {
                     BulkAction::Cancel => match task.check_cancel(now) {
-                        Ok(false) => Ok(None),
+                        Ok(CancelAction::Nothing) => Ok(None),
                         _ => store.cancel(&target, now).await.map(Some),
                     },
                     BulkAction::Delete => store.delete(&target, now).await.map(Some),
@@ -104,7 +104,13 @@ pub async fn apply_matching(
             };
             match verdict {
                 Ok(Some(t)) => report.done.push(t),
-                Ok(None) => report.skipped.push(skip("already cancelled".to_owned())),
+                Ok(None) => report
+                    .skipped
+                    .push(skip(if task.state == TaskState::Running {
+                        "its cancel is requested already".to_owned()
+                    } else {
+                        "already cancelled".to_owned()
+                    })),
                 Err(
                     e @ (Error::Running { .. }
                     | Error::Succeeded(_)

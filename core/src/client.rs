@@ -24,6 +24,9 @@ use crate::worker::WorkerBuilder;
 
 /// Default lease: how long a claim holds a task without a heartbeat.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Default cancel grace: how long a run cancelled while it runs may take to stop after its
+/// handler is told, before it is aborted ([`crate::WorkerBuilder::cancel_grace`]).
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(10);
 /// Default heartbeat interval (a third of the lease).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(20);
 /// Default longest run, for tasks that set no timeout.
@@ -541,6 +544,7 @@ impl Client {
             lease: self.inner.lease,
             heartbeat: self.inner.heartbeat,
             default_timeout: self.inner.default_timeout,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 

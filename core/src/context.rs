@@ -118,6 +118,7 @@ pub struct TaskContext {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) worker: String,
     pub(crate) shutdown: Shutdown,
+    pub(crate) cancel: Shutdown,
     pub(crate) data: Arc<Data>,
     pub(crate) lease: Lease,
     pub(crate) started_at: DateTime<Utc>,
@@ -171,6 +172,19 @@ impl TaskContext {
     /// Whether the run has been told to stop (shutdown, or a lease about to be lost).
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_shutting_down()
+    }
+    /// Completes when a cancel of this task was requested ([`crate::Client::cancel`] of a
+    /// running task, the CLI's `taskrow cancel`, the dashboard) and the worker saw it at a
+    /// heartbeat. Select on it to stop early and cleanly: whatever the handler returns after
+    /// it, the run ends cancelled, and a handler still running after the worker's cancel grace
+    /// ([`crate::WorkerBuilder::cancel_grace`]) is aborted. With heartbeats off it never
+    /// fires: the request then takes effect when the run ends (cancelled unless it succeeded).
+    pub async fn cancelled(&self) {
+        self.cancel.wait().await
+    }
+    /// Whether a cancel of this task was requested and seen (see [`TaskContext::cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_shutting_down()
     }
     /// Shared data of type `T`, registered on the client. Use `?` in a handler: a missing type
     /// becomes a retryable failure naming it.

@@ -45,8 +45,8 @@ pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use options::{DEFAULT_MAX_ATTEMPTS, EnqueueOptions, Start};
 pub use policy::failure_result;
 pub use record::{
-    DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog, TaskRecord,
-    TaskState,
+    CancelAction, DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog,
+    TaskRecord, TaskState,
 };
 pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
@@ -55,8 +55,9 @@ pub use schedule::{
     AdvanceStatus, MissedTicks, NewSchedule, Schedule, ScheduleAdvance, ScheduleRecord,
 };
 pub use store::{
-    ClaimOne, ClaimRequest, Finish, FinishResult, FinishStatus, ListedRow, LogFilter, Page, Purge,
-    PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore, UnreadableRow,
+    ClaimOne, ClaimRequest, ExtendStatus, Finish, FinishResult, FinishStatus, ListedRow, LogFilter,
+    Page, Purge, PurgeReport, QueueInfo, ResetTarget, StateCount, TaskFilter, TaskRef, TaskStore,
+    UnreadableRow,
 };
 pub use task::{LoadError, Task, TaskDefaults};
 pub use wait::TaskEnd;

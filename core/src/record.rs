@@ -344,6 +344,12 @@ pub struct TaskRecord {
     /// that a task interrupted by every deploy still ends.
     #[serde(default)]
     pub interruptions: u32,
+    /// When an operator asked to cancel the task while it ran ([`crate::TaskStore::cancel`]
+    /// of a running task): its worker sees the mark at its next heartbeat and stops the run,
+    /// which then ends cancelled. Kept on the finished row to show the request; a claim never
+    /// starts a marked task again, and reset clears the mark. `None`: never asked.
+    #[serde(default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -393,6 +399,7 @@ impl TaskRecord {
             claimed_at: None,
             due_at: None,
             interruptions: 0,
+            cancel_requested_at: None,
             created_at: new.created_at,
             updated_at: new.created_at,
         }
@@ -450,14 +457,20 @@ impl TaskRecord {
         }
     }
 
-    /// Whether [`crate::TaskStore::cancel`] changes this task at `now` (`Ok(false)`: already
-    /// cancelled, nothing to do), or its refusal.
-    pub fn check_cancel(&self, now: DateTime<Utc>) -> crate::Result<bool> {
+    /// What [`crate::TaskStore::cancel`] does to this task at `now`, or its refusal. The one
+    /// definition every store applies.
+    pub fn check_cancel(&self, now: DateTime<Utc>) -> crate::Result<CancelAction> {
         match self.state {
-            TaskState::Cancelled => Ok(false),
+            TaskState::Cancelled => Ok(CancelAction::Nothing),
             TaskState::Succeeded => Err(crate::Error::Succeeded(self.code.clone())),
-            TaskState::Running if self.lease_live_at(now) => Err(self.running_error()),
-            _ => Ok(true),
+            TaskState::Running if self.lease_live_at(now) => {
+                Ok(if self.cancel_requested_at.is_some() {
+                    CancelAction::Nothing
+                } else {
+                    CancelAction::Mark
+                })
+            }
+            _ => Ok(CancelAction::Cancel),
         }
     }
 
@@ -478,6 +491,19 @@ impl TaskRecord {
     pub fn lease_live_at(&self, now: DateTime<Utc>) -> bool {
         self.state == TaskState::Running && self.lease_expires_at.is_some_and(|t| t > now)
     }
+}
+
+/// What [`crate::TaskStore::cancel`] does to a task ([`TaskRecord::check_cancel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelAction {
+    /// Nothing: it is cancelled already, or runs with a cancel requested already.
+    Nothing,
+    /// It becomes cancelled at once: pending, failed, or running under an expired lease.
+    Cancel,
+    /// It runs under a live lease: it is marked ([`TaskRecord::cancel_requested_at`]), and its
+    /// worker stops the run at its next heartbeat.
+    Mark,
 }
 
 /// Proof of a claim: the row and the claim's fencing token. Every finish, lease extension and
@@ -513,20 +539,25 @@ pub enum Outcome {
     /// 6: no result came back: the worker's lease expired (it crashed, was killed, or lost the
     /// database). Written by whoever settles the task next (a claim, reset, cancel or delete).
     WorkerLost,
+    /// 7: the run was cancelled on request ([`crate::TaskStore::cancel`] of a running task):
+    /// its worker stopped it, or it ended without success after the request; the task is
+    /// cancelled.
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome, in code order.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Self::Succeeded,
         Self::Retrying,
         Self::Failed,
         Self::LeaseLost,
         Self::Interrupted,
         Self::WorkerLost,
+        Self::Cancelled,
     ];
 
-    /// The stored code (1 to 6).
+    /// The stored code (1 to 7).
     pub fn code(self) -> i16 {
         match self {
             Self::Succeeded => 1,
@@ -535,6 +566,7 @@ impl Outcome {
             Self::LeaseLost => 4,
             Self::Interrupted => 5,
             Self::WorkerLost => 6,
+            Self::Cancelled => 7,
         }
     }
     /// The value for a stored code.
@@ -546,11 +578,12 @@ impl Outcome {
             4 => Some(Self::LeaseLost),
             5 => Some(Self::Interrupted),
             6 => Some(Self::WorkerLost),
+            7 => Some(Self::Cancelled),
             _ => None,
         }
     }
     /// The lower-case name (`succeeded`, `retrying`, `failed`, `lease_lost`, `interrupted`,
-    /// `worker_lost`).
+    /// `worker_lost`, `cancelled`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Succeeded => "succeeded",
@@ -559,6 +592,7 @@ impl Outcome {
             Self::LeaseLost => "lease_lost",
             Self::Interrupted => "interrupted",
             Self::WorkerLost => "worker_lost",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -572,7 +606,7 @@ impl std::str::FromStr for Outcome {
             .ok_or_else(|| {
                 format!(
                     "unknown outcome `{s}`: use succeeded, retrying, failed, lease_lost, \
-                     interrupted or worker_lost"
+                     interrupted, worker_lost or cancelled"
                 )
             })
     }
@@ -668,6 +702,29 @@ impl TaskLog {
             worker: owner,
             claim_token: task.claim_token,
         }
+    }
+
+    /// The log row of a lost run whose task had a cancel requested
+    /// ([`TaskRecord::cancel_requested_at`]): like [`TaskLog::worker_lost`], but the claim that
+    /// settles it cancels the task instead of running it again.
+    pub fn worker_lost_cancelled(id: i64, task: &TaskRecord, now: DateTime<Utc>) -> Self {
+        let mut log = Self::worker_lost(id, task, now, false);
+        let owner = task.lease_owner.as_deref().unwrap_or_default();
+        log.error = Some(bound_error(&format!(
+            "worker lost: no result came back from `{owner}` after a cancel was requested, so \
+             the task is cancelled instead of run again"
+        )));
+        log
+    }
+
+    /// The last error of a task cancelled because its worker was lost after a cancel was
+    /// requested ([`TaskLog::worker_lost_cancelled`]).
+    pub fn worker_lost_cancelled_error(task: &TaskRecord) -> String {
+        format!(
+            "cancelled on request: `{}` stopped renewing its lease before it stopped the run; \
+             reset the task to run it again",
+            task.lease_owner.as_deref().unwrap_or("?")
+        )
     }
 
     /// The error kept on a task failed because its worker was lost during its last attempt.

@@ -11,13 +11,21 @@
 //! [`TaskContext::shutdown`]; at half the margin it is aborted, and the run is finished as
 //! interrupted. A heartbeat answered `LeaseLost` (another claim holds the task) stops the run
 //! at once. With heartbeats off, the lease is a hard limit on the run.
+//!
+//! # Cancel on request
+//!
+//! A heartbeat answered [`ExtendStatus::CancelRequested`] (an operator cancelled the running
+//! task) tells the handler through [`TaskContext::cancelled`] and gives it the cancel grace to
+//! return; then it is aborted. Either way the run finishes [`FinishResult::Cancelled`],
+//! whatever the handler returned after the signal. Heartbeats go on meanwhile, so the lease
+//! outlives the grace.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::clock::{Clock, add};
 use crate::context::{Data, Shutdown, TaskContext};
@@ -25,7 +33,7 @@ use crate::error::TaskErrorKind;
 use crate::policy::{failure_result, interruption_result};
 use crate::record::{Outcome, TaskRecord};
 use crate::retry::Jitter;
-use crate::store::{Finish, FinishResult, FinishStatus, TaskStore};
+use crate::store::{ExtendStatus, Finish, FinishResult, FinishStatus, TaskStore};
 use crate::task::from_row;
 
 /// What one execution needs from its worker.
@@ -39,6 +47,7 @@ pub(crate) struct Env {
     pub lease: Duration,
     pub heartbeat: Option<Duration>,
     pub default_timeout: Duration,
+    pub cancel_grace: Duration,
 }
 
 /// Signals for a running execution: graceful shutdown (seen by the handler) and the hard
@@ -101,6 +110,10 @@ enum Stopped {
     /// Stopped from outside: shutdown past its deadline (`lease: false`), or a lease that
     /// could not be kept (`lease: true`).
     Interrupted { why: String, lease: bool },
+    /// A cancel was requested and the handler did not return within the grace.
+    CancelAborted,
+    /// A cancel was requested and the run ended (how, in the text).
+    Cancelled(String),
 }
 
 /// A finished run: its finish, and whether it was stopped for want of its lease (the worker
@@ -133,6 +146,8 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
             // The handler's stop signal: the worker's shutdown, or a lease that can no longer
             // be confirmed.
             let (stop_tx, stop_rx) = watch::channel(false);
+            // The cancel signal: a heartbeat found a cancel requested.
+            let (cancel_tx, cancel_rx) = watch::channel(false);
             let ctx = TaskContext {
                 id: task.id,
                 code: task.code.clone(),
@@ -143,6 +158,7 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                 max_attempts: task.max_attempts,
                 worker: env.worker.clone(),
                 shutdown: Shutdown::new(stop_rx),
+                cancel: Shutdown::new(cancel_rx),
                 data: env.data.clone(),
                 lease,
                 started_at,
@@ -175,6 +191,8 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
             let every = env.heartbeat.map(|h| beat_interval(h, env.lease));
             let mut next_beat = every.map(|h| claimed.sent + h);
             let mut hard_stopped = false;
+            // When a run told to stop for a cancel is aborted (set once a heartbeat saw it).
+            let mut cancel_at: Option<Instant> = None;
             let stopped = loop {
                 let signal_at = lease_end - margin;
                 let abort_at = lease_end - margin / 2;
@@ -201,6 +219,10 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                     _ = &mut hard_stop => {
                         hard_stopped = true;
                         break (false, Stopped::Interrupted { why: "the worker shut down before the handler finished".to_owned(), lease: false });
+                    }
+                    _ = async { tokio::time::sleep_until(cancel_at.expect("guarded")).await }, if cancel_at.is_some() => {
+                        warn!(id = lease.id, code = %task.code, task_type = %task.task_type, grace_ms = env.cancel_grace.as_millis() as u64, "the handler did not stop within the cancel grace: aborting it");
+                        break (false, Stopped::CancelAborted);
                     }
                     _ = &mut shutdown, if !shutdown_seen => {
                         shutdown_seen = true;
@@ -240,10 +262,15 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                             }
                         };
                         match answer {
-                            Ok(Ok(())) => {
+                            Ok(Ok(status)) => {
                                 lease_end = sent + env.lease;
                                 last_beat_error = None;
                                 next_beat = Some(sent + heartbeat);
+                                if status == ExtendStatus::CancelRequested && cancel_at.is_none() {
+                                    info!(id = lease.id, code = %task.code, task_type = %task.task_type, "a cancel was requested: telling the handler to stop");
+                                    cancel_at = Some(Instant::now() + env.cancel_grace);
+                                    let _ = cancel_tx.send(true);
+                                }
                             }
                             Ok(Err(crate::Error::LeaseLost { .. })) => {
                                 // Another claim holds the task: stop at once.
@@ -287,14 +314,31 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
                     let note = "; the handler did not stop when aborted (code that never reaches an `.await`?)";
                     warn!(id = lease.id, code = %task.code, task_type = %task.task_type, "the handler did not stop when aborted");
                     match &mut stopped {
-                        Stopped::Ran(Err((_, m))) | Stopped::Interrupted { why: m, .. } => {
-                            m.push_str(note)
-                        }
-                        Stopped::Ran(Ok(())) => {}
+                        Stopped::Ran(Err((_, m)))
+                        | Stopped::Interrupted { why: m, .. }
+                        | Stopped::Cancelled(m) => m.push_str(note),
+                        Stopped::Ran(Ok(())) | Stopped::CancelAborted => {}
                     }
                 }
             }
-            stopped
+            if cancel_at.is_some() {
+                // Told to stop for a cancel: the run ends cancelled, whatever came back.
+                let grace = env.cancel_grace.as_millis();
+                let how = match &stopped {
+                    Stopped::Ran(Ok(())) => "the handler returned after it was told".to_owned(),
+                    Stopped::Ran(Err((_, e))) => {
+                        format!("the handler stopped after it was told ({e})")
+                    }
+                    Stopped::Interrupted { why, .. } => format!("the run was stopped: {why}"),
+                    Stopped::CancelAborted => format!(
+                        "the handler did not stop within the {grace} ms cancel grace, so it was aborted"
+                    ),
+                    Stopped::Cancelled(why) => why.clone(),
+                };
+                Stopped::Cancelled(format!("cancelled on request: {how}"))
+            } else {
+                stopped
+            }
         }
     };
 
@@ -307,6 +351,10 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
             failure_result(task, kind, &message, now, &env.jitter)
         }
         Stopped::Interrupted { why, .. } => interruption_result(task, &why, now, &env.jitter),
+        Stopped::Cancelled(why) => FinishResult::Cancelled { error: why },
+        Stopped::CancelAborted => FinishResult::Cancelled {
+            error: "cancelled on request".to_owned(),
+        },
     };
     match &finish_result {
         FinishResult::Succeeded => debug!(duration_ms, "task succeeded"),
@@ -318,6 +366,9 @@ async fn execute_inner(env: &Env, claimed: &Claimed, stops: &Stops) -> Ran {
         }
         FinishResult::Interrupted { error, .. } => {
             warn!(id = task.id, code = %task.code, task_type = %task.task_type, duration_ms, error = %error, "run interrupted")
+        }
+        FinishResult::Cancelled { error } => {
+            info!(id = task.id, code = %task.code, task_type = %task.task_type, duration_ms, error = %error, "run cancelled on request")
         }
     }
     Ran {

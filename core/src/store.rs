@@ -209,6 +209,7 @@ impl Finish {
             FinishResult::Retry { .. } => Outcome::Retrying,
             FinishResult::Failed { .. } => Outcome::Failed,
             FinishResult::Interrupted { .. } => Outcome::Interrupted,
+            FinishResult::Cancelled { .. } => Outcome::Cancelled,
         }
     }
 
@@ -218,7 +219,8 @@ impl Finish {
             FinishResult::Succeeded => None,
             FinishResult::Retry { error, .. }
             | FinishResult::Failed { error }
-            | FinishResult::Interrupted { error, .. } => Some(error),
+            | FinishResult::Interrupted { error, .. }
+            | FinishResult::Cancelled { error } => Some(error),
         }
     }
 
@@ -226,7 +228,7 @@ impl Finish {
     pub fn lease_lost_error(&self) -> String {
         match &self.result {
             FinishResult::Succeeded => "lease lost: the run succeeded but another claim had taken the task; result not applied".to_owned(),
-            FinishResult::Interrupted { error, .. } => crate::record::bound_error(&format!(
+            FinishResult::Interrupted { error, .. } | FinishResult::Cancelled { error } => crate::record::bound_error(&format!(
                 "lease lost: the run was stopped ({error}) and another claim had taken the task meanwhile"
             )),
             FinishResult::Retry { error, .. } | FinishResult::Failed { error } => {
@@ -266,6 +268,12 @@ pub enum FinishResult {
         /// Why the run was stopped (bounded).
         error: String,
     },
+    /// The run was stopped because a cancel was requested ([`TaskStore::cancel`] of a running
+    /// task, seen by the worker at a heartbeat): state cancelled, `error` kept as last error.
+    Cancelled {
+        /// How the run ended (bounded).
+        error: String,
+    },
 }
 
 impl FinishResult {
@@ -286,6 +294,26 @@ impl FinishResult {
                 at: crate::clock::truncate_micros(*at),
                 error: crate::record::bound_error(error),
             },
+            Self::Cancelled { error } => Self::Cancelled {
+                error: crate::record::bound_error(error),
+            },
+        }
+    }
+
+    /// What a store applies when the task this result is for has a cancel requested
+    /// ([`TaskRecord::cancel_requested_at`]): a success stands (the work was done before the
+    /// worker saw the request), any other end becomes [`FinishResult::Cancelled`] with the
+    /// run's own error, so a cancelled task is never rescheduled. `None`: no change.
+    pub fn when_cancel_requested(&self) -> Option<Self> {
+        match self {
+            Self::Succeeded | Self::Cancelled { .. } => None,
+            Self::Retry { error, .. }
+            | Self::Failed { error }
+            | Self::Interrupted { error, .. } => Some(Self::Cancelled {
+                error: crate::record::bound_error(&format!(
+                    "cancelled on request; the run had ended without success: {error}"
+                )),
+            }),
         }
     }
 }
@@ -298,6 +326,19 @@ pub enum FinishStatus {
     Applied,
     /// Another claim had taken the task: the task was not changed.
     LeaseLost,
+}
+
+/// What a lease extension ([`TaskStore::extend_lease`], a heartbeat) found besides the lease
+/// it extended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExtendStatus {
+    /// The lease was extended; nothing else to do.
+    Extended,
+    /// The lease was extended, and a cancel was requested for the task
+    /// ([`TaskStore::cancel`] of a running task): the worker signals the handler and stops the
+    /// run after its grace period, finishing it [`FinishResult::Cancelled`].
+    CancelRequested,
 }
 
 /// Which tasks [`TaskStore::list`] and [`TaskStore::reset`] look at. Empty lists match all.
@@ -720,6 +761,13 @@ impl ListedRow {
 /// - **Logs**: [`TaskStore::finish`] writes one log row per execution, in the same transaction
 ///   as the task change, including refused (lease-lost) ones; a refused finish whose run was
 ///   already logged as worker lost turns that row into its lease-lost row (one row per run).
+/// - **Cancel requests**: [`TaskStore::cancel`] of a task running under a live lease marks it
+///   (`cancel_requested_at`) instead of refusing. The mark is reported by every later
+///   [`TaskStore::extend_lease`] of that run ([`ExtendStatus::CancelRequested`]); a finish or
+///   release of the marked run ends the task cancelled unless the run succeeded
+///   ([`FinishResult::when_cancel_requested`]); a claim never starts a marked task again (one
+///   whose lease expired is settled as cancelled, its lost run logged); run-now refuses it
+///   while its lease lives and clears the mark when it runs it after; reset clears it.
 /// - **Schedules** ([`crate::schedule`]): one row per schedule name. A tick moves a row only
 ///   by a conditional update from the tick read to the next ([`TaskStore::advance_schedule`]),
 ///   in one transaction with the insert of that tick's task, so of any number of contenders
@@ -751,7 +799,9 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// claimed task becomes running with `attempts + 1`, `version + 1`, a new claim token,
     /// `claimed_at = req.now`, lease owner `req.worker` and lease expiry `req.now + req.lease`.
     /// Expired leases met on the way are settled first (see *Lost workers*); one at its last
-    /// attempt is failed instead of claimed and does not count against `req.limit`'s result.
+    /// attempt is failed, and one with a cancel requested is cancelled, instead of claimed,
+    /// and neither counts against `req.limit`'s result. Every claim clears
+    /// `cancel_requested_at`.
     /// Returns the claimed rows as they are after the claim.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>>;
 
@@ -775,22 +825,29 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// answered [`FinishStatus::Applied`] and changes nothing. Any other item changes nothing
     /// on the task, is logged as [`Outcome::LeaseLost`] (replacing a
     /// [`Outcome::WorkerLost`] row of the same run) and answered [`FinishStatus::LeaseLost`].
+    /// A task with a cancel requested gets [`FinishResult::when_cancel_requested`] instead of
+    /// the item's result (cancelled, logged [`Outcome::Cancelled`], unless it succeeded); a
+    /// retry of such an item finds that row and is answered [`FinishStatus::Applied`].
+    /// [`FinishResult::Cancelled`] makes the task cancelled with `last_error`.
     async fn finish(&self, batch: Vec<Finish>, now: DateTime<Utc>) -> Result<Vec<FinishStatus>>;
 
     /// Hands claimed tasks that never started back: pending, due `now`, attempts − 1, lease
-    /// cleared, version + 1, guarded by the claim token. No log row (nothing ran). Answers per
+    /// cleared, version + 1, guarded by the claim token; a task with a cancel requested becomes
+    /// cancelled instead (attempts − 1, no due time). No log row (nothing ran). Answers per
     /// lease, in order.
     async fn release(&self, leases: &[Lease], now: DateTime<Utc>) -> Result<Vec<FinishStatus>>;
 
     /// Extends a claim's lease to `until` (a heartbeat), bumping the version but keeping the
-    /// claim token, so the same call may be repeated after a lost reply.
+    /// claim token, so the same call may be repeated after a lost reply. Answers
+    /// [`ExtendStatus::CancelRequested`] when the task has a cancel requested (read in the
+    /// same transaction), [`ExtendStatus::Extended`] otherwise.
     /// [`crate::Error::LeaseLost`] if the task no longer runs under `lease.token`.
     async fn extend_lease(
         &self,
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<ExtendStatus>;
 
     /// One task by id or code, or [`crate::Error::NotFound`].
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord>;
@@ -834,14 +891,18 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     async fn queues(&self) -> Result<Vec<QueueInfo>>;
 
     /// Makes tasks run again: pending, attempts 0, interruptions 0, due `now`, last error
-    /// cleared, lease cleared, version + 1. One task: refuses a running task under a live lease
+    /// cleared, lease cleared, cancel request cleared, version + 1. One task: refuses a running
+    /// task under a live lease
     /// ([`crate::Error::Running`]) and a succeeded one ([`crate::Error::Succeeded`]).
     /// Returns how many tasks were reset.
     async fn reset(&self, target: &ResetTarget, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Cancels a task: pending, failed or running under an expired lease become cancelled
-    /// (version + 1); a cancelled one stays so. Refuses a live running task
-    /// ([`crate::Error::Running`]) and a succeeded one ([`crate::Error::Succeeded`]).
+    /// Cancels a task ([`TaskRecord::check_cancel`]): pending, failed or running under an
+    /// expired lease become cancelled (version + 1); a cancelled one stays so. A task running
+    /// under a live lease stays running and is marked (`cancel_requested_at = now`, version +
+    /// 1; a second cancel keeps the first mark): its worker stops the run at its next
+    /// heartbeat (see *Cancel requests*). Returns the task as it is after. Refuses a succeeded
+    /// task ([`crate::Error::Succeeded`]).
     async fn cancel(&self, target: &TaskRef, now: DateTime<Utc>) -> Result<TaskRecord>;
 
     /// Deletes a task (its log rows stay) and returns it as it was. Refuses a running task
@@ -950,7 +1011,7 @@ macro_rules! forward_store {
                 lease: Lease,
                 until: DateTime<Utc>,
                 now: DateTime<Utc>,
-            ) -> Result<()> {
+            ) -> Result<ExtendStatus> {
                 (**self).extend_lease(lease, until, now).await
             }
             async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {

@@ -32,6 +32,7 @@ pub struct WorkerBuilder {
     heartbeat: Option<Duration>,
     default_timeout: Duration,
     shutdown_timeout: Duration,
+    cancel_grace: Duration,
     finish_batch: usize,
     biz_types: Vec<String>,
     task_types: Vec<String>,
@@ -55,6 +56,7 @@ impl WorkerBuilder {
             heartbeat,
             default_timeout,
             shutdown_timeout: Duration::from_secs(30),
+            cancel_grace: crate::client::DEFAULT_CANCEL_GRACE,
             finish_batch: 128,
             biz_types: Vec::new(),
             task_types: Vec::new(),
@@ -117,6 +119,15 @@ impl WorkerBuilder {
     /// How long shutdown waits for running tasks before interrupting them (default 30 s).
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
+        self
+    }
+    /// How long a run whose task was cancelled while it ran may take to stop after its
+    /// handler is told ([`TaskContext::cancelled`](crate::TaskContext::cancelled)) before it is
+    /// aborted (default 10 s). The worker sees the cancel at the run's next heartbeat, so a
+    /// running task stops within one heartbeat interval plus this grace. With heartbeats off
+    /// the worker never sees it: the run goes on, and ends cancelled unless it succeeds.
+    pub fn cancel_grace(mut self, d: Duration) -> Self {
+        self.cancel_grace = d;
         self
     }
     /// Most results written in one transaction (default 128). A run keeps its slot until its
@@ -215,6 +226,7 @@ impl WorkerBuilder {
             lease: self.lease,
             heartbeat: self.heartbeat,
             default_timeout: self.default_timeout,
+            cancel_grace: self.cancel_grace,
         };
         let ticker = if self.schedules.is_empty() {
             None

@@ -51,6 +51,7 @@ mod m20261128_000002_notify;
 mod m20261128_000003_queues;
 mod m20261128_000004_schedules;
 mod m20261128_000005_due_at;
+mod m20261128_000007_cancel_requests;
 mod m20261128_000008_counts_index;
 
 pub use m20261128_000002_notify::NOTIFY_CHANNEL;
@@ -80,6 +81,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261128_000003_queues::Migration),
         Box::new(m20261128_000004_schedules::Migration),
         Box::new(m20261128_000005_due_at::Migration),
+        Box::new(m20261128_000007_cancel_requests::Migration),
         Box::new(m20261128_000008_counts_index::Migration),
     ]
 }

@@ -12,10 +12,10 @@ use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::new_claim_token;
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
-    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, ListedRow, LogFilter,
-    NewTask, OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget,
-    Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
-    UnreadableRow,
+    CancelAction, ClaimOne, ClaimRequest, Error, ExtendStatus, Finish, FinishResult, FinishStatus,
+    Lease, ListedRow, LogFilter, NewTask, OnSuccess, Outcome, Page, Priority, Purge, PurgeReport,
+    QueueInfo, ResetTarget, Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef,
+    TaskState, TaskStore, UnreadableRow,
 };
 
 use self::table::Table;
@@ -108,6 +108,18 @@ fn take(r: &mut TaskRecord, worker: &str, lease: std::time::Duration, now: DateT
     r.lease_owner = Some(worker.to_owned());
     r.lease_expires_at = Some(truncate_micros(add(now, lease)));
     r.next_run_at = None;
+    r.cancel_requested_at = None;
+    r.updated_at = now;
+}
+
+/// Makes `r`, found running under an expired lease with a cancel requested, cancelled: its
+/// worker was lost before it stopped the run ([`TaskLog::worker_lost_cancelled_error`]).
+fn cancel_lost(r: &mut TaskRecord, now: DateTime<Utc>) {
+    r.last_error = Some(TaskLog::worker_lost_cancelled_error(r));
+    r.state = TaskState::Cancelled;
+    r.lease_expires_at = None;
+    r.next_run_at = None;
+    r.version += 1;
     r.updated_at = now;
 }
 
@@ -137,6 +149,8 @@ enum Step {
     Retake,
     /// Log its lost run and fail it (running under an expired lease, at its last attempt).
     Fail,
+    /// Log its lost run and cancel it (running under an expired lease, a cancel requested).
+    Cancel,
 }
 
 impl Inner {
@@ -218,7 +232,11 @@ impl Inner {
             return FinishStatus::LeaseLost;
         };
         let outcome = self.logs[i].outcome;
-        if outcome == f.outcome() {
+        // A run that ended without success on a task with a cancel requested was logged
+        // cancelled ([`FinishResult::when_cancel_requested`]).
+        let as_cancelled =
+            outcome == Outcome::Cancelled && f.result.when_cancel_requested().is_some();
+        if outcome == f.outcome() || as_cancelled {
             // An earlier try of this finish was applied and its reply lost.
             FinishStatus::Applied
         } else if outcome == Outcome::WorkerLost {
@@ -292,20 +310,30 @@ impl TaskStore for MemoryStore {
             }
             let step = if !r.lease_expired_at(now) {
                 Step::Take
+            } else if r.cancel_requested_at.is_some() {
+                Step::Cancel
             } else if r.attempts_exhausted() {
                 Step::Fail
             } else {
                 Step::Retake
             };
-            if step != Step::Fail {
+            if step == Step::Take || step == Step::Retake {
                 taking += 1;
             }
             plan.push((r.id, step));
         }
         let mut claimed = Vec::with_capacity(taking);
         for (id, step) in plan {
-            if step != Step::Take {
-                inner.log_worker_lost(id, now, step == Step::Fail);
+            match step {
+                Step::Take => {}
+                Step::Retake | Step::Fail => inner.log_worker_lost(id, now, step == Step::Fail),
+                Step::Cancel => {
+                    let log_id = inner.next_log_id();
+                    let row = TaskLog::worker_lost_cancelled(log_id, inner.get(id), now);
+                    inner.logs.push(row);
+                    inner.tasks.update(id, |r| cancel_lost(r, now));
+                    continue;
+                }
             }
             if step == Step::Fail {
                 inner.tasks.update(id, |r| fail_lost(r, now));
@@ -361,6 +389,22 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock();
         let mut answers = Vec::with_capacity(batch.len());
         for (f, end) in batch.iter().zip(ends) {
+            // A run of a task with a cancel requested ends it cancelled unless it succeeded.
+            let asked = inner
+                .tasks
+                .get(f.lease.id)
+                .is_some_and(|r| holds(r, &f.lease) && r.cancel_requested_at.is_some());
+            let changed = asked.then(|| end.when_cancel_requested()).flatten();
+            let applied_finish;
+            let (f, end) = match changed {
+                Some(c) => {
+                    let mut g = f.clone();
+                    g.result = c.clone();
+                    applied_finish = g;
+                    (&applied_finish, c)
+                }
+                None => (f, end),
+            };
             let applied = inner.guarded(&f.lease, |r| {
                 r.version += 1;
                 r.updated_at = now;
@@ -390,6 +434,11 @@ impl TaskStore for MemoryStore {
                         r.interruptions = r.interruptions.saturating_add(1);
                         false
                     }
+                    FinishResult::Cancelled { error } => {
+                        r.state = TaskState::Cancelled;
+                        r.last_error = Some(error);
+                        false
+                    }
                 }
             });
             let Some(delete) = applied else {
@@ -413,8 +462,14 @@ impl TaskStore for MemoryStore {
             .iter()
             .map(|lease| {
                 let released = inner.guarded(lease, |r| {
-                    r.state = TaskState::Pending;
-                    r.next_run_at = Some(now);
+                    if r.cancel_requested_at.is_some() {
+                        // Never started, and cancelled meanwhile: nothing to run again.
+                        r.state = TaskState::Cancelled;
+                        r.next_run_at = None;
+                    } else {
+                        r.state = TaskState::Pending;
+                        r.next_run_at = Some(now);
+                    }
                     r.attempts = r.attempts.saturating_sub(1);
                     r.lease_expires_at = None;
                     r.version += 1;
@@ -434,13 +489,18 @@ impl TaskStore for MemoryStore {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<ExtendStatus> {
         let mut inner = self.lock();
         inner
             .guarded(&lease, |r| {
                 r.lease_expires_at = Some(truncate_micros(until));
                 r.version += 1;
                 r.updated_at = truncate_micros(now);
+                if r.cancel_requested_at.is_some() {
+                    ExtendStatus::CancelRequested
+                } else {
+                    ExtendStatus::Extended
+                }
             })
             .ok_or(Error::LeaseLost { id: lease.id })
     }
@@ -563,6 +623,7 @@ impl TaskStore for MemoryStore {
             r.next_run_at = Some(now);
             r.last_error = None;
             r.lease_expires_at = None;
+            r.cancel_requested_at = None;
             r.version += 1;
             r.updated_at = now;
         };
@@ -590,8 +651,18 @@ impl TaskStore for MemoryStore {
         let now = truncate_micros(now);
         let mut inner = self.lock();
         let id = inner.id_of(target)?;
-        if !inner.get(id).check_cancel(now)? {
-            return Ok(inner.get(id).clone());
+        match inner.get(id).check_cancel(now)? {
+            CancelAction::Cancel => {}
+            CancelAction::Mark => {
+                // Running under a live lease: its worker stops it at its next heartbeat.
+                return Ok(inner.tasks.update(id, |r| {
+                    r.cancel_requested_at = Some(now);
+                    r.version += 1;
+                    r.updated_at = now;
+                    r.clone()
+                }));
+            }
+            _ => return Ok(inner.get(id).clone()),
         }
         inner.settle_expired(id, now);
         Ok(inner.tasks.update(id, |r| {

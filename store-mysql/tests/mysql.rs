@@ -19,13 +19,14 @@ use taskrow_sql::{Capabilities, Dialect, ErrorKind};
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 7] = [
+const ALL_MIGRATIONS: [&str; 8] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
     "m20261128_000003_taskrow_queues",
     "m20261128_000004_taskrow_schedules",
     "m20261128_000005_taskrow_due_at",
+    "m20261128_000007_taskrow_cancel_requests",
     "m20261128_000008_taskrow_counts_index",
 ];
 
@@ -163,7 +164,8 @@ async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
             "interruptions",
             "queue",
             "priority",
-            "due_at"
+            "due_at",
+            "cancel_requested_at"
         ]
     );
     let log_cols = names(columns(db, "taskrow_task_log").await);
@@ -282,6 +284,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20261128_000003_taskrow_queues",
             "m20261128_000004_taskrow_schedules",
             "m20261128_000005_taskrow_due_at",
+            "m20261128_000007_taskrow_cancel_requests",
             "m20261128_000008_taskrow_counts_index",
         ]
     );

@@ -167,6 +167,7 @@ pub fn as_claimed(row: task::Model, claim: &Claim) -> task::Model {
         run_at: Some(sql(claim.until)),
         claim_token: Some(claim.token),
         claimed_at: Some(sql(claim.now)),
+        cancel_requested_at: None,
         updated_at: sql(claim.now),
         ..row
     }
@@ -187,6 +188,10 @@ pub fn claim_update(claim: &Claim) -> UpdateMany<task::Entity> {
         .col_expr(Column::RunAt, Expr::value(sql(claim.until)))
         .col_expr(Column::ClaimToken, Expr::value(claim.token))
         .col_expr(Column::ClaimedAt, Expr::value(sql(claim.now)))
+        .col_expr(
+            Column::CancelRequestedAt,
+            Expr::value(Option::<chrono::NaiveDateTime>::None),
+        )
         .col_expr(Column::UpdatedAt, Expr::value(sql(claim.now)))
 }
 
@@ -201,12 +206,25 @@ pub fn mark_claimed(ids: &[i64], claim: &Claim) -> UpdateMany<task::Entity> {
 /// attempt, fails because its worker was lost ([`TaskLog::worker_lost_failure`]); guarded by
 /// the version it was found with.
 pub fn fail_lost_run(found: &TaskRecord, now: DateTime<Utc>) -> UpdateMany<task::Entity> {
+    settle_lost_run(
+        found,
+        now,
+        TaskState::Failed,
+        TaskLog::worker_lost_failure(found),
+    )
+}
+
+/// `UPDATE … SET state = <state>, last_error = <why>, run_at = NULL, version + 1, updated_at =
+/// now WHERE id = ? AND version = ?`: the end of a lost run's task.
+fn settle_lost_run(
+    found: &TaskRecord,
+    now: DateTime<Utc>,
+    state: TaskState,
+    why: String,
+) -> UpdateMany<task::Entity> {
     task::Entity::update_many()
-        .col_expr(Column::State, Expr::value(TaskState::Failed.code()))
-        .col_expr(
-            Column::LastError,
-            Expr::value(TaskLog::worker_lost_failure(found)),
-        )
+        .col_expr(Column::State, Expr::value(state.code()))
+        .col_expr(Column::LastError, Expr::value(why))
         .col_expr(
             Column::RunAt,
             Expr::value(Option::<chrono::NaiveDateTime>::None),
@@ -215,6 +233,19 @@ pub fn fail_lost_run(found: &TaskRecord, now: DateTime<Utc>) -> UpdateMany<task:
         .col_expr(Column::UpdatedAt, Expr::value(sql(now)))
         .filter(Column::Id.eq(found.id))
         .filter(Column::Version.eq(found.version))
+}
+
+/// `UPDATE … SET state = cancelled, last_error = <why>, run_at = NULL, version + 1, updated_at
+/// = now WHERE id = ? AND version = ?`: `found`, running under an expired lease with a cancel
+/// requested, is cancelled because its worker was lost before it stopped the run
+/// ([`TaskLog::worker_lost_cancelled_error`]); guarded by the version it was found with.
+pub fn cancel_lost_run(found: &TaskRecord, now: DateTime<Utc>) -> UpdateMany<task::Entity> {
+    settle_lost_run(
+        found,
+        now,
+        TaskState::Cancelled,
+        TaskLog::worker_lost_cancelled_error(found),
+    )
 }
 
 /// `rows` in the order of `ids` (rows whose id is not listed are dropped).
@@ -299,8 +330,9 @@ async fn take_rest<D: Dialect>(
 /// Settles the runs of lost workers among `due`, the rows a claim at `now` read (locked, or
 /// under SQLite's one writer): each row running under an expired lease gets its
 /// [`TaskLog::worker_lost`] row (under that run's claim token); one at its last attempt
-/// becomes failed ([`TaskLog::worker_lost_failure`], no due time, version + 1). Returns the
-/// rows still to take, in their order, and how many were failed.
+/// becomes failed ([`TaskLog::worker_lost_failure`], no due time, version + 1), and one with a
+/// cancel requested becomes cancelled ([`TaskLog::worker_lost_cancelled`]). Returns the rows
+/// still to take, in their order, and how many were failed or cancelled.
 ///
 /// A running row this version cannot read is taken as it is: the claim's caller fails it as
 /// unreadable, and its lost run goes unlogged.
@@ -336,17 +368,25 @@ pub async fn settle_lost_runs<C: ConnectionTrait>(
         if !found.lease_expired_at(now) {
             continue;
         }
-        let last = found.attempts_exhausted();
-        logs.push(task_log::Model::from_log(&TaskLog::worker_lost(
-            0, &found, now, last,
-        )));
-        if last {
-            let n = fail_lost_run(&found, now).exec(conn).await?.rows_affected;
+        let cancel = found.cancel_requested_at.is_some();
+        let last = !cancel && found.attempts_exhausted();
+        logs.push(task_log::Model::from_log(&if cancel {
+            TaskLog::worker_lost_cancelled(0, &found, now)
+        } else {
+            TaskLog::worker_lost(0, &found, now, last)
+        }));
+        if last || cancel {
+            let settle = if cancel {
+                cancel_lost_run(&found, now)
+            } else {
+                fail_lost_run(&found, now)
+            };
+            let n = settle.exec(conn).await?.rows_affected;
             if n != 1 {
                 // The row is locked (or the writer held) since it was read: this cannot
                 // happen. Should it, claim nothing rather than act on a stale row.
                 return Err(DbErr::Custom(format!(
-                    "the claim read task {} but could not fail it",
+                    "the claim read task {} but could not settle its lost run",
                     d.id
                 )));
             }

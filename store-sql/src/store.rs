@@ -17,10 +17,10 @@ use taskrow::clock::add;
 use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::bound_error;
 use taskrow::{
-    ClaimOne, ClaimRequest, Error, Finish, FinishResult, FinishStatus, Lease, ListedRow, LogFilter,
-    NewTask, OnSuccess, Outcome, Page, Priority, Purge, PurgeReport, QueueInfo, ResetTarget,
-    Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
-    UnreadableRow,
+    CancelAction, ClaimOne, ClaimRequest, Error, ExtendStatus, Finish, FinishResult, FinishStatus,
+    Lease, ListedRow, LogFilter, NewTask, OnSuccess, Outcome, Page, Priority, Purge, PurgeReport,
+    QueueInfo, ResetTarget, Result, StateCount, TaskFilter, TaskLog, TaskRecord, TaskRef,
+    TaskState, TaskStore, UnreadableRow,
 };
 
 use crate::claim::{Claim, as_claimed, claim_update, fail_lost_run};
@@ -536,6 +536,19 @@ async fn finish_one(
                 .rows_affected
                 == 1
         }
+        FinishResult::Cancelled { error } => {
+            lease_update(&f.lease, now)
+                .col_expr(
+                    task::Column::State,
+                    Expr::value(TaskState::Cancelled.code()),
+                )
+                .col_expr(task::Column::RunAt, null_time())
+                .col_expr(task::Column::LastError, Expr::value(error.clone()))
+                .exec(&**txn)
+                .await?
+                .rows_affected
+                == 1
+        }
     })
 }
 
@@ -858,6 +871,60 @@ impl<D: Dialect> SqlStore<D> {
         now: DateTime<Utc>,
         caps: Capabilities,
     ) -> Step<Vec<FinishStatus>> {
+        // The runs whose task has a cancel requested, read with the rows locked (SQLite: under
+        // its one writer), so that no cancel marks a task between this read and the write.
+        let mut asked: HashSet<(i64, i64)> = HashSet::new();
+        let mut ids: Vec<i64> = batch.iter().map(|f| f.lease.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(INSERT_CHUNK_ROWS) {
+            let rows: Vec<(i64, Option<i64>, i16, Option<chrono::NaiveDateTime>)> =
+                task::Entity::find()
+                    .select_only()
+                    .column(task::Column::Id)
+                    .column(task::Column::ClaimToken)
+                    .column(task::Column::State)
+                    .column(task::Column::CancelRequestedAt)
+                    .filter(task::Column::Id.is_in(chunk.iter().copied()))
+                    .order_by_asc(task::Column::Id)
+                    .lock_exclusive()
+                    .into_tuple()
+                    .all(&**txn)
+                    .await?;
+            for (id, token, state, requested) in rows {
+                if let (Some(token), Some(_)) = (token, requested)
+                    && state == TaskState::Running.code()
+                {
+                    asked.insert((id, token));
+                }
+            }
+        }
+        if asked.is_empty() {
+            return self.finish_applying(txn, batch, ends, now, caps).await;
+        }
+        // Their non-successes end the task cancelled (`FinishResult::when_cancel_requested`).
+        let mut batch = batch.to_vec();
+        let mut ends = ends.to_vec();
+        for (f, end) in batch.iter_mut().zip(ends.iter_mut()) {
+            if asked.contains(&(f.lease.id, f.lease.token))
+                && let Some(changed) = end.when_cancel_requested()
+            {
+                f.result = changed.clone();
+                *end = changed;
+            }
+        }
+        self.finish_applying(txn, &batch, &ends, now, caps).await
+    }
+
+    /// [`SqlStore::finish_in`] once the results are final.
+    async fn finish_applying(
+        &self,
+        txn: &WriteTxn,
+        batch: &[Finish],
+        ends: &[FinishResult],
+        now: DateTime<Utc>,
+        caps: Capabilities,
+    ) -> Step<Vec<FinishStatus>> {
         // Per item: applied or not, once known.
         let mut applied: Vec<Option<bool>> = vec![None; batch.len()];
         // A grouped statement names each task once; a batch naming a task twice (the first
@@ -908,6 +975,13 @@ impl<D: Dialect> SqlStore<D> {
             };
             answers.push(match earlier {
                 Some((_, outcome)) if outcome == f.outcome().code() => FinishStatus::Applied,
+                // A non-success of a task with a cancel requested was logged cancelled.
+                Some((_, outcome))
+                    if outcome == Outcome::Cancelled.code()
+                        && f.result.when_cancel_requested().is_some() =>
+                {
+                    FinishStatus::Applied
+                }
                 Some((Some(log_id), outcome)) if outcome == Outcome::WorkerLost.code() => {
                     task_log::Entity::update_many()
                         .set(task_log::Model::from_log(&TaskLog::of_finish(
@@ -1082,13 +1156,28 @@ impl<D: Dialect> SqlStore<D> {
     ) -> Step<Vec<FinishStatus>> {
         let mut answers = Vec::with_capacity(leases.len());
         for lease in leases {
-            let n = lease_update(lease, now)
+            let mut n = lease_update(lease, now)
+                .filter(task::Column::CancelRequestedAt.is_null())
                 .col_expr(task::Column::State, Expr::value(TaskState::Pending.code()))
                 .col_expr(task::Column::RunAt, Expr::value(sql(now)))
                 .col_expr(task::Column::Attempts, attempt_given_back())
                 .exec(&**txn)
                 .await?
                 .rows_affected;
+            if n == 0 {
+                // Never started, and cancelled meanwhile: nothing to run again.
+                n = lease_update(lease, now)
+                    .filter(task::Column::CancelRequestedAt.is_not_null())
+                    .col_expr(
+                        task::Column::State,
+                        Expr::value(TaskState::Cancelled.code()),
+                    )
+                    .col_expr(task::Column::RunAt, null_time())
+                    .col_expr(task::Column::Attempts, attempt_given_back())
+                    .exec(&**txn)
+                    .await?
+                    .rows_affected;
+            }
             answers.push(if n == 1 {
                 FinishStatus::Applied
             } else {
@@ -1110,6 +1199,7 @@ impl<D: Dialect> SqlStore<D> {
                 .col_expr(task::Column::Interruptions, Expr::value(0))
                 .col_expr(task::Column::RunAt, Expr::value(sql(now)))
                 .col_expr(task::Column::LastError, Expr::value(Option::<String>::None))
+                .col_expr(task::Column::CancelRequestedAt, null_time())
         };
         match target {
             ResetTarget::One(t) => {
@@ -1172,8 +1262,27 @@ impl<D: Dialect> SqlStore<D> {
         for _ in 0..OPTIMISTIC_TRIES {
             let m = find(&**txn, target).await?;
             let r = m.clone().into_record()?;
-            if !r.check_cancel(now)? {
-                return Ok(r);
+            match r.check_cancel(now)? {
+                CancelAction::Cancel => {}
+                CancelAction::Mark => {
+                    // Running under a live lease: its worker stops it at its next heartbeat.
+                    let n = guarded_update(m.id, m.version, now)
+                        .col_expr(task::Column::CancelRequestedAt, Expr::value(sql(now)))
+                        .exec(&**txn)
+                        .await?
+                        .rows_affected;
+                    if n == 1 {
+                        let marked = task::Model {
+                            cancel_requested_at: Some(sql(now)),
+                            version: m.version + 1,
+                            updated_at: sql(now),
+                            ..m
+                        };
+                        return Ok(marked.into_record()?);
+                    }
+                    continue;
+                }
+                _ => return Ok(r),
             }
             let n = guarded_update(m.id, m.version, now)
                 .col_expr(
@@ -1403,21 +1512,36 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<ExtendStatus> {
         let (until, now) = (stored(until), stored(now));
         // Guarded by the claim token, which a heartbeat leaves as it is: a repeat (after a
         // lost reply) holds as well.
         self.retrying(|| async move {
             let txn = self.begin().await?;
-            let r = lease_update(&lease, now)
-                .col_expr(task::Column::RunAt, Expr::value(sql(until)))
-                .exec(&*txn)
-                .await
-                .map_err(Fail::Db)
-                .and_then(|res| match res.rows_affected {
-                    1 => Ok(()),
-                    _ => Err(Fail::Task(Error::LeaseLost { id: lease.id })),
-                });
+            let r = async {
+                let n = lease_update(&lease, now)
+                    .col_expr(task::Column::RunAt, Expr::value(sql(until)))
+                    .exec(&*txn)
+                    .await?
+                    .rows_affected;
+                if n != 1 {
+                    return Err(Fail::Task(Error::LeaseLost { id: lease.id }));
+                }
+                // The row is locked by the update (SQLite: the writer is held): a cancel
+                // commits before it or after this transaction.
+                let requested: Option<Option<chrono::NaiveDateTime>> = task::Entity::find()
+                    .select_only()
+                    .column(task::Column::CancelRequestedAt)
+                    .filter(task::Column::Id.eq(lease.id))
+                    .into_tuple()
+                    .one(&*txn)
+                    .await?;
+                Ok(match requested.flatten() {
+                    Some(_) => ExtendStatus::CancelRequested,
+                    None => ExtendStatus::Extended,
+                })
+            }
+            .await;
             end(txn, r).await
         })
         .await

@@ -194,7 +194,7 @@ impl TaskStore for ReplyLost {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<taskrow::ExtendStatus> {
         self.reply(
             Op::ExtendLease,
             self.inner.extend_lease(lease, until, now).await,

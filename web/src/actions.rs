@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html as HtmlResponse, IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use taskrow::{Page, Purge, TaskFilter, TaskRecord, TaskRef, TaskState};
+use taskrow::{CancelAction, Page, Purge, TaskFilter, TaskRecord, TaskRef, TaskState};
 
 use crate::html::Html;
 use crate::pages::{
@@ -83,7 +83,10 @@ impl Action {
     fn applies(self, t: &TaskRecord, now: DateTime<Utc>) -> bool {
         match self {
             Self::Reset => matches!(t.state, TaskState::Failed | TaskState::Cancelled),
-            Self::Cancel => matches!(t.check_cancel(now), Ok(true)),
+            Self::Cancel => matches!(
+                t.check_cancel(now),
+                Ok(CancelAction::Cancel | CancelAction::Mark)
+            ),
             Self::Delete => t.check_delete(now).is_ok(),
             Self::RunNow | Self::Purge => false,
         }
@@ -105,7 +108,8 @@ impl Action {
             }
             (Self::Cancel, _) => {
                 "Cancel keeps the task in the table but never runs it until it is reset. A task \
-                 running under a live lease is refused (wait for it to end)."
+                 running now is asked to stop: its worker tells the handler at its next heartbeat \
+                 and stops it after a grace period; the run is logged as cancelled."
             }
             (Self::Delete, _) => {
                 "Delete removes the task row; its log rows stay. A task running under a live \
@@ -382,9 +386,16 @@ async fn perform(
                         "Reset: the task is pending and due now, with its attempts back to 0."
                             .to_owned()
                     }),
-                    Action::Cancel => s.client.cancel(TaskRef::Id(id)).await.map(|_| {
-                        "Cancelled: the task stays in the table and does not run until reset."
-                            .to_owned()
+                    Action::Cancel => s.client.cancel(TaskRef::Id(id)).await.map(|t| {
+                        if t.state == TaskState::Running {
+                            "Cancel requested: the task is running, so its worker tells the \
+                             handler at its next heartbeat and stops it after a grace period; \
+                             the run is then logged as cancelled."
+                                .to_owned()
+                        } else {
+                            "Cancelled: the task stays in the table and does not run until reset."
+                                .to_owned()
+                        }
                     }),
                     Action::Delete => s.client.delete(TaskRef::Id(id)).await.map(|t| {
                         format!("Deleted task {} (id {}); its log rows stay.", t.code, t.id)
@@ -403,6 +414,8 @@ async fn perform(
         }
         Target::Matching(m) => {
             let (q, filter) = (&m.0, &m.1);
+            // Running tasks a bulk cancel asked to stop (they end at their next heartbeat).
+            let mut marked = 0u64;
             let result = match action {
                 Action::Reset => s
                     .client
@@ -415,7 +428,10 @@ async fn perform(
                     let walked = applicable(s, action, filter, now).await;
                     for id in walked.as_deref().unwrap_or_default() {
                         let r = if action == Action::Cancel {
-                            s.client.cancel(TaskRef::Id(*id)).await.map(drop)
+                            s.client
+                                .cancel(TaskRef::Id(*id))
+                                .await
+                                .map(|t| marked += u64::from(t.state == TaskState::Running))
                         } else {
                             s.client.delete(TaskRef::Id(*id)).await.map(drop)
                         };
@@ -443,6 +459,19 @@ async fn perform(
                             q.describe()
                         ),
                     );
+                    if marked > 0 {
+                        notice(
+                            &mut body,
+                            "ok",
+                            &format!(
+                                "{marked} of them {} running: {} asked to stop at {} worker's \
+                                 next heartbeat.",
+                                if marked == 1 { "is" } else { "are" },
+                                if marked == 1 { "it is" } else { "they are" },
+                                if marked == 1 { "its" } else { "each" },
+                            ),
+                        );
+                    }
                     if let Some(first) = refused.first() {
                         notice(
                             &mut body,

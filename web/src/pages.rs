@@ -1132,6 +1132,7 @@ fn fields(h: &mut Html, t: &TaskRecord, now: DateTime<Utc>) {
     row(h, "dispatch", format!("{:?}", t.dispatch));
     row(h, "next run", opt_time(t.next_run_at));
     row(h, "lease expires", opt_time(t.lease_expires_at));
+    row(h, "cancel requested", opt_time(t.cancel_requested_at));
     row(
         h,
         "lease owner",

@@ -12,6 +12,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,6 +49,29 @@ struct Mail {
 impl Task for Mail {
     async fn run(&self, _ctx: &TaskContext) -> Result<(), TaskError> {
         Ok(())
+    }
+}
+
+/// What a [`Patient`] run saw: that it started, and that it stopped for its cancel.
+#[derive(Debug, Default)]
+struct CancelProbe {
+    started: AtomicBool,
+    stopped: AtomicBool,
+}
+
+/// Runs until it is cancelled ([`TaskContext::cancelled`]), then stops.
+#[derive(Debug, Serialize, Deserialize)]
+struct Patient {}
+
+#[typetag::serde(name = "web.patient")]
+#[taskrow::async_trait]
+impl Task for Patient {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let probe = ctx.data::<CancelProbe>()?;
+        probe.started.store(true, Ordering::SeqCst);
+        ctx.cancelled().await;
+        probe.stopped.store(true, Ordering::SeqCst);
+        Err(TaskError::msg("stopped: cancelled from the dashboard"))
     }
 }
 
@@ -503,6 +528,63 @@ async fn scenario(store: Arc<dyn TaskStore>, name: &str) {
         1,
         "the cookie keeps it"
     );
+
+    // Cancel a running task from the page: its worker tells the handler at its next
+    // heartbeat, the handler stops, and the task shows cancelled.
+    let probe = Arc::new(CancelProbe::default());
+    let runner = Client::builder(client.store().clone())
+        .data_arc(probe.clone())
+        .build()
+        .unwrap();
+    let worker = runner
+        .worker()
+        .task_types(["web.patient"])
+        .lease(Duration::from_secs(3))
+        .heartbeat(Some(Duration::from_millis(200)))
+        .cancel_grace(Duration::from_secs(5))
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .unwrap();
+    let patient = runner
+        .enqueue(&Patient {}, EnqueueOptions::new().code("patient-1"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !probe.started.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the patient task never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.goto(&format!("{base}/tasks/{}", patient.id)).await;
+    assert!(b.text_css("#state").await.contains("running"));
+    b.click_to_page("#action-cancel").await;
+    assert!(b.text_css("#confirm-count").await.contains("1 task"));
+    b.click_to_page("#confirm").await;
+    let done = b.text_css(".notice.ok").await;
+    assert!(done.starts_with("Cancel requested"), "{done}");
+    b.click_to_page("#back").await;
+    b.wait_for(
+        "return document.getElementById('state').textContent.includes('cancelled');",
+        15,
+        "the running task to show cancelled",
+    )
+    .await;
+    assert!(
+        probe.stopped.load(Ordering::SeqCst),
+        "the handler stopped for its cancel"
+    );
+    b.wait_for(
+        "return document.getElementById('attempts').textContent.includes('cancelled');",
+        15,
+        "the run logged as cancelled",
+    )
+    .await;
+    let attempts = b.text_css("#attempts").await;
+    assert!(
+        attempts.contains("stopped: cancelled from the dashboard"),
+        "{attempts}"
+    );
+    b.screenshot(&format!("{name}-task-cancelled")).await;
+    worker.shutdown().await;
 
     b.quit().await;
 }

@@ -438,11 +438,18 @@ async fn reset_cancel_delete_purge_counts() {
         .await
         .unwrap();
 
-    // Cancel: live running and succeeded refused; expired running ("p", lease until 30) ok.
-    assert!(matches!(
-        s.cancel(&"run".into(), at(2)).await,
-        Err(Error::Running { .. })
-    ));
+    // Cancel: live running marked, succeeded refused; expired running ("p", lease until 30)
+    // cancelled.
+    let marked = s.cancel(&"run".into(), at(2)).await.unwrap();
+    assert_eq!(
+        (marked.state, marked.cancel_requested_at),
+        (TaskState::Running, Some(at(2)))
+    );
+    assert_eq!(
+        marked.lease(),
+        run.lease(),
+        "it keeps running under its claim"
+    );
     assert!(matches!(
         s.cancel(&"k".into(), at(2)).await,
         Err(Error::Succeeded(_))
@@ -515,7 +522,7 @@ async fn reset_cancel_delete_purge_counts() {
         s.delete(&"run".into(), at(2)).await,
         Err(Error::Running { .. })
     ));
-    assert_eq!(s.delete(&"run".into(), at(31)).await.unwrap(), run);
+    assert_eq!(s.delete(&"run".into(), at(31)).await.unwrap(), marked);
     assert_eq!(
         outcomes(&s.logs(&LogFilter::code("run")).await.unwrap()),
         [Outcome::WorkerLost]
@@ -869,7 +876,8 @@ fn claim_by_scan(s: &MemoryStore, req: &ClaimRequest) -> Vec<i64> {
         .filter(|r| {
             (req.biz_types.is_empty() || req.biz_types.contains(&r.biz_type))
                 && (req.task_types.is_empty() || req.task_types.contains(&r.task_type))
-                && !(r.state == TaskState::Running && r.attempts_exhausted())
+                && !(r.state == TaskState::Running
+                    && (r.attempts_exhausted() || r.cancel_requested_at.is_some()))
         })
         .filter_map(|r| {
             let d = match r.state {

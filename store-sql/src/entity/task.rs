@@ -79,6 +79,9 @@ pub struct Model {
     pub priority: i16,
     /// When the current or last run became due: the run time the last claim found.
     pub due_at: Option<DateTime>,
+    /// When a cancel was requested while the task ran (`NULL`: never, or cleared by a claim
+    /// or reset).
+    pub cancel_requested_at: Option<DateTime>,
 }
 
 /// No relations: log rows outlive their tasks, so there is no foreign key.
@@ -122,6 +125,7 @@ impl Model {
             queue: task.queue.clone(),
             priority: task.priority.code(),
             due_at: None,
+            cancel_requested_at: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl Model {
             queue: Set(self.queue),
             priority: Set(self.priority),
             due_at: Set(self.due_at),
+            cancel_requested_at: Set(self.cancel_requested_at),
         }
     }
 
@@ -257,6 +262,7 @@ impl Model {
             "claimed_at": self.claimed_at.map(from_sql),
             "interruptions": interruptions,
             "due_at": self.due_at.map(from_sql),
+            "cancel_requested_at": self.cancel_requested_at.map(from_sql),
             "created_at": from_sql(self.created_at),
             "updated_at": from_sql(self.updated_at),
         });

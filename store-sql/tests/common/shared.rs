@@ -82,6 +82,7 @@ pub async fn full_rows_round_trip<D: Dialect>(store: &SqlStore<D>) {
         queue: "ωmails-✓".into(),
         priority: 2,
         due_at: Some(t0().naive_utc()),
+        cancel_requested_at: Some(at.naive_utc()),
     };
     let id = task::Entity::insert(row.clone().into_insert())
         .exec(db)

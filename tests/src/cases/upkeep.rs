@@ -238,16 +238,16 @@ impl TaskStore for Faulty {
         lease: Lease,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<taskrow::ExtendStatus> {
         self.hang_if_told().await;
         if self.fail_beats.load(Ordering::SeqCst) {
             return Err(Error::backend(true, "database unreachable (injected)"));
         }
-        self.inner.extend_lease(lease, until, now).await?;
+        let status = self.inner.extend_lease(lease, until, now).await?;
         if Self::take(&self.lose_beat_replies) {
             return Err(Self::lost_reply());
         }
-        Ok(())
+        Ok(status)
     }
     async fn get(&self, target: &TaskRef) -> Result<TaskRecord> {
         self.inner.get(target).await

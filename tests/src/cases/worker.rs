@@ -924,3 +924,165 @@ pub async fn client_operations_use_the_clients_clock(store: Arc<dyn TaskStore>) 
         .unwrap();
     assert_eq!(purged.logs, 2, "both runs' log rows");
 }
+
+/// Waits for its cancel ([`TaskContext::cancelled`]) and returns; or, with `ignore`, never
+/// returns (it is aborted at the cancel grace). Records its start and its end (or its drop).
+#[derive(Debug, Clone, Default, taskrow::serde::Serialize, taskrow::serde::Deserialize)]
+#[serde(crate = "taskrow::serde")]
+pub struct UntilCancelled {
+    /// Ignore the signal.
+    pub ignore: bool,
+}
+
+/// Ends the run in the [`Probe`] when dropped: a handler aborted at the grace still ends.
+struct EndOnDrop<'a>(&'a Probe, &'a str, Instant);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1, self.2);
+    }
+}
+
+#[typetag::serde(name = "conformance.worker.until_cancelled")]
+#[async_trait]
+impl Task for UntilCancelled {
+    async fn run(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let probe = ctx.data::<Probe>()?;
+        let _end = EndOnDrop(probe, ctx.code(), probe.begin());
+        if self.ignore {
+            std::future::pending::<()>().await;
+        }
+        ctx.cancelled().await;
+        assert!(ctx.is_cancelled());
+        Err(TaskError::msg("stopped for the cancel"))
+    }
+}
+
+/// Starts a worker (heartbeat 100 ms, cancel grace `grace`) running one [`UntilCancelled`],
+/// cancels it, and returns how long after the cancel the run was logged, with its log row.
+async fn cancel_a_running_task(
+    store: &Arc<dyn TaskStore>,
+    ignore: bool,
+    grace: Duration,
+) -> (Duration, TaskLog, Arc<Probe>) {
+    let probe = Arc::new(Probe::default());
+    let c = client(store, &probe, |b| b);
+    c.enqueue(&UntilCancelled { ignore }, EnqueueOptions::new().code("c"))
+        .await
+        .unwrap();
+    let w = c
+        .worker()
+        .lease(Duration::from_secs(2))
+        .heartbeat(Some(Duration::from_millis(100)))
+        .cancel_grace(grace)
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually("the handler to start", Duration::from_secs(10), || {
+        let p = probe.clone();
+        async move { p.active.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    let asked = Instant::now();
+    let marked = c.cancel("c").await.expect("cancel of a running task");
+    assert_eq!(marked.state, TaskState::Running);
+    assert!(marked.cancel_requested_at.is_some());
+    eventually("the run to be logged", Duration::from_secs(20), || {
+        let s = store.clone();
+        async move { !logs(&s, "c").await.is_empty() }
+    })
+    .await;
+    let took = asked.elapsed();
+    w.shutdown().await;
+    let l = logs(store, "c").await;
+    assert_eq!(l.len(), 1, "{l:?}");
+    let rec = get(store, "c").await;
+    assert_eq!(rec.state, TaskState::Cancelled, "{rec:?}");
+    (took, l[0].clone(), probe)
+}
+
+/// A running task cancelled while its handler waits on `ctx.cancelled()`: the worker sees
+/// the mark at its next heartbeat, the handler returns, and the run is logged `cancelled`
+/// within heartbeat + grace.
+pub async fn cancel_stops_a_listening_handler(store: Arc<dyn TaskStore>) {
+    let grace = Duration::from_secs(5);
+    let (took, log, probe) = cancel_a_running_task(&store, false, grace).await;
+    assert_eq!(log.outcome, Outcome::Cancelled);
+    assert!(
+        log.error
+            .as_deref()
+            .is_some_and(|e| e.contains("stopped for the cancel")),
+        "{log:?}"
+    );
+    assert_eq!(probe.active.load(Ordering::SeqCst), 0, "the handler ended");
+    // Heartbeat 100 ms, plus the database's round trips; the handler did not need the grace.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// A handler that ignores the cancel is aborted at the grace: the run is logged `cancelled`
+/// saying so, within heartbeat + grace.
+pub async fn cancel_aborts_an_ignoring_handler_at_grace(store: Arc<dyn TaskStore>) {
+    let grace = Duration::from_millis(500);
+    let (took, log, probe) = cancel_a_running_task(&store, true, grace).await;
+    assert_eq!(log.outcome, Outcome::Cancelled);
+    assert!(
+        log.error
+            .as_deref()
+            .is_some_and(|e| e.contains("cancel grace")),
+        "{log:?}"
+    );
+    assert_eq!(
+        probe.active.load(Ordering::SeqCst),
+        0,
+        "the handler was dropped"
+    );
+    assert!(took >= grace, "stopped before the grace: {took:?}");
+    assert!(took < grace + Duration::from_secs(3), "took {took:?}");
+}
+
+/// The heartbeats that carry the cancel lose their replies (ReplyLost on ExtendLease: they
+/// commit, the worker sees an error): the worker tries again, a later beat reports the mark,
+/// and the run still ends cancelled.
+pub async fn cancel_survives_lost_beat_replies(store: Arc<dyn TaskStore>) {
+    let lossy = Arc::new(crate::wrappers::ReplyLost::new(store.clone()));
+    let lossy_store: Arc<dyn TaskStore> = lossy.clone();
+    let probe = Arc::new(Probe::default());
+    let c = client(&lossy_store, &probe, |b| b);
+    c.enqueue(
+        &UntilCancelled { ignore: false },
+        EnqueueOptions::new().code("c"),
+    )
+    .await
+    .unwrap();
+    let w = c
+        .worker()
+        .lease(Duration::from_secs(2))
+        .heartbeat(Some(Duration::from_millis(100)))
+        .cancel_grace(Duration::from_secs(5))
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    eventually("the handler to start", Duration::from_secs(10), || {
+        let p = probe.clone();
+        async move { p.active.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    c.cancel("c").await.expect("cancel of a running task");
+    // The next two beats see the mark, and their replies are lost.
+    lossy.arm(crate::wrappers::Op::ExtendLease, 2);
+    eventually("the run to be logged", Duration::from_secs(20), || {
+        let s = store.clone();
+        async move { !logs(&s, "c").await.is_empty() }
+    })
+    .await;
+    w.shutdown().await;
+    assert_eq!(
+        lossy.lost(crate::wrappers::Op::ExtendLease),
+        2,
+        "two beats lost their replies"
+    );
+    let l = logs(&store, "c").await;
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].outcome, Outcome::Cancelled);
+    assert_eq!(get(&store, "c").await.state, TaskState::Cancelled);
+}
