@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod options;
 pub mod policy;
 pub mod record;
+pub mod registry;
 pub mod retention;
 pub mod retry;
 mod runner;
@@ -46,6 +47,7 @@ pub use record::{
     DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog, TaskRecord,
     TaskState,
 };
+pub use registry::{HealthCheck, HealthReport, WorkerBeat, WorkerRecord};
 pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::RunReport;

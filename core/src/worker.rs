@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::record::Outcome;
+use crate::registry::{self, WorkerBeat};
 use crate::retention::Retention;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
 use crate::schedule::{Schedule, Ticker};
@@ -225,6 +226,7 @@ impl WorkerBuilder {
             cfg: self,
             env,
             ticker,
+            running: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -241,6 +243,8 @@ pub struct Worker {
     cfg: WorkerBuilder,
     env: Env,
     ticker: Option<Arc<Ticker>>,
+    /// Runs going on now, over all lanes (for the registry's beats).
+    running: Arc<AtomicUsize>,
 }
 
 /// Counts from [`Worker::run_until_idle`].
@@ -312,6 +316,7 @@ impl Worker {
                 cfg: self.cfg.clone(),
                 env: self.env.clone(),
                 ticker: self.ticker.clone(),
+                running: self.running.clone(),
             }];
         }
         self.cfg
@@ -330,6 +335,7 @@ impl Worker {
                 },
                 env: self.env.clone(),
                 ticker: if i == 0 { self.ticker.clone() } else { None },
+                running: self.running.clone(),
             })
             .collect()
     }
@@ -400,7 +406,29 @@ impl Worker {
         }
     }
 
+    /// Most runs at once over all queues: the sum of the queues' slots, or the concurrency.
+    fn total_slots(&self) -> usize {
+        if self.cfg.queues.is_empty() {
+            self.cfg.concurrency
+        } else {
+            self.cfg.queues.iter().map(|(_, n)| *n).sum()
+        }
+    }
+
     async fn main_loop(self, stops: Stops, health: watch::Sender<WorkerHealth>) -> ShutdownReport {
+        // The registry row: one per worker, however many lanes it runs. It beats until every
+        // lane has ended (running tasks included), then goes.
+        let (registry_stop, registry_stopped) = watch::channel(false);
+        let registry = tokio::spawn(registry_loop(
+            Registration {
+                env: self.env.clone(),
+                queues: self.cfg.queues.iter().map(|(q, _)| q.clone()).collect(),
+                concurrency: self.total_slots(),
+                running: self.running.clone(),
+            },
+            health.subscribe(),
+            registry_stopped,
+        ));
         let report = if self.cfg.queues.len() <= 1 {
             self.run_loop(stops, &health).await
         } else {
@@ -418,6 +446,10 @@ impl Worker {
             }
             all
         };
+        let _ = registry_stop.send(true);
+        if let Err(e) = registry.await {
+            warn!(error = %e, "the worker registry's beats failed");
+        }
         health.send_replace(WorkerHealth::Stopped(report.refused.clone()));
         report
     }
@@ -499,6 +531,7 @@ impl Worker {
                 let stops = stops.clone();
                 let fin_tx = fin_tx.clone();
                 let unwritten = unwritten.clone();
+                let running_now = self.running.clone();
                 let id = claimed.task.id;
                 running.spawn(async move {
                     let started = async {
@@ -507,7 +540,9 @@ impl Worker {
                             release(&env, &[claimed], &stops.hard_stop).await;
                             return None;
                         }
+                        running_now.fetch_add(1, Ordering::SeqCst);
                         let ran = execute(&env, &claimed, &stops).await;
+                        running_now.fetch_sub(1, Ordering::SeqCst);
                         unwritten.fetch_add(1, Ordering::SeqCst);
                         if fin_tx.send(ran.finish).await.is_err() {
                             unwritten.fetch_sub(1, Ordering::SeqCst);
@@ -746,6 +781,104 @@ async fn tick_loop(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// What a worker's registry row says of it, apart from the time and the running count.
+struct Registration {
+    env: Env,
+    queues: Vec<String>,
+    concurrency: usize,
+    running: Arc<AtomicUsize>,
+}
+
+impl Registration {
+    fn beat(&self, started_at: chrono::DateTime<chrono::Utc>, interval: Duration) -> WorkerBeat {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        WorkerBeat::new(
+            self.env.worker.clone(),
+            started_at,
+            self.env.clock.now(),
+            interval,
+        )
+        .queues(self.queues.clone())
+        .concurrency(n(self.concurrency))
+        .running(n(self.running.load(Ordering::SeqCst)))
+    }
+}
+
+/// Keeps the worker's registry row fresh ([`crate::registry`]): once the worker runs (its
+/// schema checked), a beat at once and then every [`registry::beat_interval`], a prune of rows
+/// gone long ago at the first beat and every [`registry::PRUNE_EVERY_BEATS`] beats; at `stop`
+/// (every lane ended), the row's removal. A failed beat or prune is a warning: the runs go on,
+/// and the row goes stale if beats keep failing. Neither a hung beat nor the removal holds up
+/// the shutdown for long ([`HARD_STOP_GRACE`]).
+async fn registry_loop(
+    reg: Registration,
+    mut health: watch::Receiver<WorkerHealth>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let runs = tokio::select! {
+        h = health.wait_for(|h| *h != WorkerHealth::Starting) => {
+            h.is_ok_and(|h| !matches!(*h, WorkerHealth::Stopped(_)))
+        }
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    if !runs {
+        return;
+    }
+    let env = &reg.env;
+    let interval = registry::beat_interval(env.heartbeat);
+    let started_at = env.clock.now();
+    let mut beats: u32 = 0;
+    let mut failing = false;
+    let beating = async {
+        loop {
+            match env.store.beat_worker(&reg.beat(started_at, interval)).await {
+                Ok(()) if failing => {
+                    info!(worker = %env.worker, "the worker registry takes this worker's beats again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        warn!(worker = %env.worker, error = %e, "the worker registry beat failed (runs go on; the row goes stale if beats keep failing)");
+                    }
+                    failing = true;
+                }
+            }
+            if beats % registry::PRUNE_EVERY_BEATS == 0 {
+                let gone_before = env.clock.now() - registry::GONE_KEPT;
+                match env
+                    .store
+                    .prune_workers(gone_before, registry::PRUNE_BATCH)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(worker = %env.worker, pruned = n, "pruned worker registry rows gone for long")
+                    }
+                    Err(e) => {
+                        warn!(worker = %env.worker, error = %e, "pruning the worker registry failed")
+                    }
+                }
+            }
+            beats = beats.wrapping_add(1);
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        _ = beating => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    match tokio::time::timeout(HARD_STOP_GRACE, env.store.remove_worker(&env.worker)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            warn!(worker = %env.worker, error = %e, "could not remove this worker's registry row: it shows as gone once its beats are missed")
+        }
+        Err(_) => {
+            warn!(worker = %env.worker, "removing this worker's registry row took too long: it shows as gone once its beats are missed")
         }
     }
 }
