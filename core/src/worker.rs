@@ -848,7 +848,7 @@ async fn registry_loop(
                     failing = true;
                 }
             }
-            if beats % registry::PRUNE_EVERY_BEATS == 0 {
+            if beats.is_multiple_of(registry::PRUNE_EVERY_BEATS) {
                 let gone_before = env.clock.now() - registry::GONE_KEPT;
                 match env
                     .store
