@@ -37,6 +37,7 @@ mod commands;
 mod parse;
 mod render;
 mod serve;
+mod workers;
 
 use std::ffi::OsString;
 use std::fmt;
