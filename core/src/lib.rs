@@ -7,6 +7,8 @@
 //!   [`RetryPolicy`], and log every run.
 //! - A [`Schedule`] (cron expression or fixed interval) registered on workers enqueues a task at
 //!   every tick, once among all the instances that register it ([`schedule`]).
+//! - Started workers keep a row each in the worker registry ([`registry`]), read with
+//!   [`Client::workers`] and judged by [`Client::health`].
 //! - Semantics: at least once; never twice at once while a lease holds; nothing lost. See the
 //!   [`TaskStore`] contract.
 //!

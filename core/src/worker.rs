@@ -384,7 +384,10 @@ impl Worker {
     /// Starts the worker in the background. Before its first claim it checks the store's
     /// schema ([`crate::TaskStore::check_schema`]); a schema it does not know stops it at once,
     /// with an error event, and [`WorkerHandle::shutdown`] reports why
-    /// ([`ShutdownReport::refused`]).
+    /// ([`ShutdownReport::refused`]). Once running it keeps its row in the worker registry
+    /// fresh ([`crate::registry`]: one row for all its queues, a beat at its heartbeat
+    /// interval, at most every 10 s) and removes the row when it has shut down.
+    /// [`Worker::run_until_idle`] registers nothing.
     pub fn start(self) -> WorkerHandle {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hard_tx, hard_rx) = watch::channel(false);
