@@ -20,7 +20,7 @@ impl MigrationName for Migration {
 #[derive(DeriveIden, Clone, Copy)]
 enum TaskrowWorker {
     Table,
-    Id,
+    WorkerId,
     Host,
     Pid,
     Queues,
@@ -46,9 +46,10 @@ impl MigrationTrait for Migration {
         let mut t = Table::create();
         t.table(TaskrowWorker::Table)
             .if_not_exists()
-            // As long as the lease owner column that holds the same id.
+            // As long as the lease owner column that holds the same id. Named `worker_id`, not
+            // `id`: every `id` of the other tables is a generated number.
             .col(
-                ColumnDef::new(TaskrowWorker::Id)
+                ColumnDef::new(TaskrowWorker::WorkerId)
                     .string_len(255)
                     .not_null()
                     .primary_key(),

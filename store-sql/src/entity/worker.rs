@@ -11,7 +11,7 @@ use crate::time::from_sql;
 pub struct Model {
     /// The worker's id.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub worker_id: String,
     /// The host it runs on.
     pub host: String,
     /// Its process id.
@@ -43,7 +43,7 @@ impl Model {
     /// The record of this row, judged alive or gone at `now`.
     pub fn into_record(self, now: chrono::DateTime<chrono::Utc>) -> WorkerRecord {
         let mut beat = WorkerBeat::new(
-            self.id,
+            self.worker_id,
             from_sql(self.started_at),
             from_sql(self.last_beat),
             std::time::Duration::from_secs(1),

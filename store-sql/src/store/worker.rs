@@ -17,7 +17,7 @@ impl<D: Dialect> SqlStore<D> {
     pub(super) async fn beat_worker_sql(&self, beat: &WorkerBeat) -> Result<()> {
         beat.validate()?;
         let row = worker::ActiveModel {
-            id: Set(beat.id.clone()),
+            worker_id: Set(beat.id.clone()),
             host: Set(beat.host.clone()),
             pid: Set(i64::from(beat.pid)),
             queues: Set(beat.queues_text()),
@@ -34,7 +34,7 @@ impl<D: Dialect> SqlStore<D> {
         self.retrying(|| async move {
             worker::Entity::insert(row.clone())
                 .on_conflict(
-                    OnConflict::column(worker::Column::Id)
+                    OnConflict::column(worker::Column::WorkerId)
                         .update_columns([
                             worker::Column::Host,
                             worker::Column::Pid,
@@ -57,7 +57,7 @@ impl<D: Dialect> SqlStore<D> {
 
     pub(super) async fn workers_sql(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
         let rows = worker::Entity::find()
-            .order_by_asc(worker::Column::Id)
+            .order_by_asc(worker::Column::WorkerId)
             .all(&self.db)
             .await
             .map_err(|e| self.error(Fail::Db(e)))?;
@@ -67,7 +67,7 @@ impl<D: Dialect> SqlStore<D> {
     pub(super) async fn remove_worker_sql(&self, id: &str) -> Result<bool> {
         self.retrying(|| async move {
             let n = worker::Entity::delete_many()
-                .filter(worker::Column::Id.eq(id))
+                .filter(worker::Column::WorkerId.eq(id))
                 .exec(&self.db)
                 .await?
                 .rows_affected;
@@ -90,10 +90,10 @@ impl<D: Dialect> SqlStore<D> {
             // delete those still gone. A row beaten since the read no longer matches and stays.
             let ids: Vec<String> = worker::Entity::find()
                 .select_only()
-                .column(worker::Column::Id)
+                .column(worker::Column::WorkerId)
                 .filter(worker::Column::StaleAt.lt(before))
                 .order_by_asc(worker::Column::StaleAt)
-                .order_by_asc(worker::Column::Id)
+                .order_by_asc(worker::Column::WorkerId)
                 .limit(limit)
                 .into_tuple()
                 .all(&self.db)
@@ -102,7 +102,7 @@ impl<D: Dialect> SqlStore<D> {
                 return Ok(0);
             }
             let n = worker::Entity::delete_many()
-                .filter(worker::Column::Id.is_in(ids))
+                .filter(worker::Column::WorkerId.is_in(ids))
                 .filter(worker::Column::StaleAt.lt(before))
                 .exec(&self.db)
                 .await?
