@@ -16,7 +16,12 @@
 //! is alive.
 //!
 //! A failed beat is a warning in the log, never a reason to stop running tasks: the registry is
-//! for people and orchestrators, not for the claims, which never read it.
+//! for people and orchestrators, not for the claims, which never read it. Workers running at
+//! once under one id share (and overwrite) one row: give each its own id (the default one is
+//! unique per process).
+//!
+//! [`Worker::run_until_idle`](crate::Worker::run_until_idle) runs in its caller and registers
+//! nothing.
 
 use std::time::Duration;
 
@@ -386,5 +391,67 @@ impl HealthReport {
             worker: None,
             checked_at: now,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn beats_at_the_heartbeat_at_most_every_ten_seconds() {
+        assert_eq!(
+            beat_interval(Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            beat_interval(Some(Duration::from_secs(20))),
+            MAX_BEAT_INTERVAL
+        );
+        assert_eq!(beat_interval(None), MAX_BEAT_INTERVAL);
+        let b = WorkerBeat::new("w", t(0), t(5), Duration::from_secs(2));
+        assert_eq!(b.stale_at, t(11), "three beats after the beat");
+    }
+
+    #[test]
+    fn queues_round_trip_through_their_text() {
+        let b = WorkerBeat::new("w", t(0), t(0), Duration::from_secs(1)).queues(["a,b", "c.d"]);
+        assert_eq!(queues_from_text(&b.queues_text()), ["a,b", "c.d"]);
+        assert!(queues_from_text("").is_empty());
+    }
+
+    #[test]
+    fn health_judges_worker_and_age() {
+        let fresh = WorkerRecord::from_beat(
+            &WorkerBeat::new("w", t(0), t(100), Duration::from_secs(10)),
+            t(105),
+        );
+        let gone = WorkerRecord::from_beat(
+            &WorkerBeat::new("old", t(0), t(0), Duration::from_secs(10)),
+            t(105),
+        );
+        let all = [fresh, gone];
+        let judge = |c: HealthCheck| c.judge(t(105), &all);
+        let r = judge(HealthCheck::new());
+        assert!(r.healthy && r.workers_alive == 1, "{r:?}");
+        assert!(judge(HealthCheck::new().worker("w")).healthy);
+        let r = judge(HealthCheck::new().worker("old"));
+        assert!(!r.healthy && r.reason.contains("is gone"), "{r:?}");
+        let r = judge(
+            HealthCheck::new()
+                .worker("w")
+                .max_age(Duration::from_secs(4)),
+        );
+        assert!(
+            !r.healthy && r.reason.contains("more than the 4.0 s"),
+            "{r:?}"
+        );
+        assert!(judge(HealthCheck::new().max_age(Duration::from_secs(5))).healthy);
+        let r = judge(HealthCheck::new().max_age(Duration::from_secs(4)));
+        assert!(!r.healthy, "{r:?}");
     }
 }

@@ -543,9 +543,9 @@ impl Worker {
                             release(&env, &[claimed], &stops.hard_stop).await;
                             return None;
                         }
-                        running_now.fetch_add(1, Ordering::SeqCst);
+                        let counted = Counted::new(running_now);
                         let ran = execute(&env, &claimed, &stops).await;
-                        running_now.fetch_sub(1, Ordering::SeqCst);
+                        drop(counted);
                         unwritten.fetch_add(1, Ordering::SeqCst);
                         if fin_tx.send(ran.finish).await.is_err() {
                             unwritten.fetch_sub(1, Ordering::SeqCst);
@@ -785,6 +785,23 @@ async fn tick_loop(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// One run counted in a worker's running count while it lives (also when its future is
+/// dropped half-way).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
