@@ -25,7 +25,9 @@ Examples:
   taskrow purge --older-than 7d --dry-run
   taskrow schedules
   taskrow schedules remove nightly-report
-  taskrow serve --listen 127.0.0.1:8080";
+  taskrow serve --listen 127.0.0.1:8080
+  taskrow workers
+  taskrow health --worker web-1 --max-age 30";
 
 /// The taskrow operator command line.
 #[derive(Debug, Parser)]
@@ -121,6 +123,17 @@ pub(crate) enum Command {
     },
     /// Serve the web dashboard (loopback by default; any other address needs --token).
     Serve(crate::serve::ServeArgs),
+    /// List the workers in the registry (id, host, queues, concurrency, running, last beat,
+    /// alive or gone).
+    Workers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check health for an orchestrator: exit 0 when the database answers, its schema is
+    /// current and what --worker / --max-age ask holds; 1 otherwise. Prints one line saying
+    /// why.
+    Health(crate::workers::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]

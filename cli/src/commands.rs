@@ -109,6 +109,10 @@ pub(crate) async fn execute(
     } else {
         url
     };
+    if let Command::Health(args) = cli.command {
+        // Its own answer to every failure: unhealthy, exit status 1.
+        return Ok(crate::workers::health(&url, args, io).await);
+    }
     // The store explains a failed connection (a missing SQLite file names `migrate up`).
     let db = open(&url).await?;
     if !matches!(cli.command, Command::Migrate { .. }) {
@@ -137,6 +141,8 @@ pub(crate) async fn execute(
             ..
         } => remove_schedule(&*db.store, &name, io).await,
         Command::Serve(args) => crate::serve::serve(db.store.clone(), args, configure, io).await,
+        Command::Workers { json } => crate::workers::workers(db.store.clone(), json, io).await,
+        Command::Health(args) => Ok(crate::workers::health(&url, args, io).await),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The taskrow operator commands, as a binary (`taskrow`) and as a library.
 //!
 //! The stock `taskrow` binary inspects and repairs any taskrow database — `migrate`, `list`,
-//! `show`, `logs`, `stats`, `reset`, `cancel`, `delete`, `purge`, `serve` (the web dashboard) — but
+//! `show`, `logs`, `stats`, `reset`, `cancel`, `delete`, `purge`, `serve` (the web dashboard),
+//! `workers` (the worker registry) and `health` (exit status 0 or 1 for an orchestrator) — but
 //! it cannot `run` a task: running
 //! needs the task's Rust type compiled in. For that, call [`run_cli`] from a binary of your own
 //! that links your task types and registers the data their handlers use:
@@ -40,6 +41,7 @@ mod logs;
 mod parse;
 mod render;
 mod serve;
+mod workers;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -171,12 +171,7 @@ async fn join_run<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
 
 /// `host-pid-random`: unique per process, readable in log rows.
 pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
+    let host = crate::registry::host_name();
     let rand = uuid::Uuid::now_v7().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &rand[rand.len() - 6..])
 }
@@ -524,6 +519,38 @@ impl Client {
     async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
         self.inner.clock.ready().await?;
         Ok(self.inner.clock.now())
+    }
+
+    /// Every worker in the registry ([`crate::registry`]), by id, each judged alive or gone at
+    /// the client's clock's time. Workers started with [`Worker::start`](crate::Worker::start)
+    /// keep their row fresh and remove it at a clean shutdown.
+    pub async fn workers(&self) -> Result<Vec<crate::WorkerRecord>> {
+        let now = self.now().await?;
+        self.inner.store.workers(now).await
+    }
+
+    /// A health check for an orchestrator (never an error: a failure is an unhealthy report
+    /// saying why). Healthy when the database answers, its schema is the one this version
+    /// knows ([`Client::check_schema`]), the client's clock can be trusted, and what `check`
+    /// asks of the registry holds ([`crate::registry::HealthCheck`]).
+    pub async fn health(
+        &self,
+        check: &crate::registry::HealthCheck,
+    ) -> crate::registry::HealthReport {
+        use crate::registry::HealthReport;
+        let now = match self.now().await {
+            Ok(now) => now,
+            Err(e) => {
+                return HealthReport::unhealthy(format!("clock: {e}"), self.inner.clock.now());
+            }
+        };
+        if let Err(e) = self.inner.store.check_schema().await {
+            return HealthReport::unhealthy(format!("database: {e}"), now);
+        }
+        match self.inner.store.workers(now).await {
+            Ok(workers) => check.judge(now, &workers),
+            Err(e) => HealthReport::unhealthy(format!("worker registry: {e}"), now),
+        }
     }
 
     /// Checks that the store's schema is the one this version knows

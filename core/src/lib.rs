@@ -7,6 +7,8 @@
 //!   [`RetryPolicy`], and log every run.
 //! - A [`Schedule`] (cron expression or fixed interval) registered on workers enqueues a task at
 //!   every tick, once among all the instances that register it ([`schedule`]).
+//! - Started workers keep a row each in the worker registry ([`registry`]), read with
+//!   [`Client::workers`] and judged by [`Client::health`].
 //! - Semantics: at least once; never twice at once while a lease holds; nothing lost. See the
 //!   [`TaskStore`] contract.
 //!
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod options;
 pub mod policy;
 pub mod record;
+pub mod registry;
 pub mod retention;
 pub mod retry;
 mod runner;
@@ -48,6 +51,7 @@ pub use record::{
     CancelAction, DEFAULT_QUEUE, Dispatch, Lease, NewTask, OnSuccess, Outcome, Priority, TaskLog,
     TaskRecord, TaskState,
 };
+pub use registry::{HealthCheck, HealthReport, WorkerBeat, WorkerRecord};
 pub use retention::Retention;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::RunReport;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::record::{Lease, NewTask, Outcome, Priority, TaskLog, TaskRecord, TaskState};
+use crate::registry::{WorkerBeat, WorkerRecord};
 use crate::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 
 /// A task named by row id or by code.
@@ -772,6 +773,9 @@ impl ListedRow {
 ///   by a conditional update from the tick read to the next ([`TaskStore::advance_schedule`]),
 ///   in one transaction with the insert of that tick's task, so of any number of contenders
 ///   exactly one moves a given tick and its task is inserted exactly once.
+/// - **Workers** ([`crate::registry`]): one row per worker id, which a beat inserts or replaces
+///   whole ([`TaskStore::beat_worker`]); listing judges each row alive while its `stale_at` is
+///   after the `now` given ([`TaskStore::workers`]). Claims never read these rows.
 /// - **Errors**: a duplicate code is [`crate::Error::DuplicateCode`]; a missing task
 ///   [`crate::Error::NotFound`]; refusals are [`crate::Error::Running`],
 ///   [`crate::Error::Cancelled`], [`crate::Error::Succeeded`], [`crate::Error::WrongState`];
@@ -971,6 +975,28 @@ pub trait TaskStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes a schedule's row and returns it as it was ([`crate::Error::ScheduleNotFound`]
     /// when there is none). Tasks it enqueued stay.
     async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord>;
+
+    /// Stores a worker's beat: its row (by [`WorkerBeat::id`]) becomes exactly the beat's
+    /// fields, inserted if there is none, replaced whole if there is one (also one left by an
+    /// earlier process with the same id). A beat [`WorkerBeat::validate`] refuses is
+    /// [`crate::Error::InvalidInput`] and changes nothing. Concurrent beats of one id leave one
+    /// row.
+    async fn beat_worker(&self, beat: &WorkerBeat) -> Result<()>;
+
+    /// Every worker row, by id, each judged alive or gone at `now`
+    /// ([`WorkerRecord::alive`]: its `stale_at` is after `now`). Gone rows are listed too,
+    /// until [`TaskStore::prune_workers`] removes them.
+    async fn workers(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>>;
+
+    /// Removes a worker's row (a worker does at its clean shutdown). Answers whether there was
+    /// one; a missing row is no error.
+    async fn remove_worker(&self, id: &str) -> Result<bool>;
+
+    /// Removes at most `limit` worker rows whose `stale_at` is before `gone_before`, the
+    /// longest gone first, and answers how many it removed. A row beaten meanwhile (its
+    /// `stale_at` moved past `gone_before`) is kept, so any number of workers may prune at
+    /// once.
+    async fn prune_workers(&self, gone_before: DateTime<Utc>, limit: u64) -> Result<u64>;
 }
 
 macro_rules! forward_store {
@@ -1081,6 +1107,18 @@ macro_rules! forward_store {
             }
             async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
                 (**self).remove_schedule(name).await
+            }
+            async fn beat_worker(&self, beat: &WorkerBeat) -> Result<()> {
+                (**self).beat_worker(beat).await
+            }
+            async fn workers(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+                (**self).workers(now).await
+            }
+            async fn remove_worker(&self, id: &str) -> Result<bool> {
+                (**self).remove_worker(id).await
+            }
+            async fn prune_workers(&self, gone_before: DateTime<Utc>, limit: u64) -> Result<u64> {
+                (**self).prune_workers(gone_before, limit).await
             }
         }
     };

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::record::Outcome;
+use crate::registry::{self, WorkerBeat};
 use crate::retention::Retention;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
 use crate::schedule::{Schedule, Ticker};
@@ -237,6 +238,7 @@ impl WorkerBuilder {
             cfg: self,
             env,
             ticker,
+            running: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -253,6 +255,8 @@ pub struct Worker {
     cfg: WorkerBuilder,
     env: Env,
     ticker: Option<Arc<Ticker>>,
+    /// Runs going on now, over all lanes (for the registry's beats).
+    running: Arc<AtomicUsize>,
 }
 
 /// Counts from [`Worker::run_until_idle`].
@@ -324,6 +328,7 @@ impl Worker {
                 cfg: self.cfg.clone(),
                 env: self.env.clone(),
                 ticker: self.ticker.clone(),
+                running: self.running.clone(),
             }];
         }
         self.cfg
@@ -342,6 +347,7 @@ impl Worker {
                 },
                 env: self.env.clone(),
                 ticker: if i == 0 { self.ticker.clone() } else { None },
+                running: self.running.clone(),
             })
             .collect()
     }
@@ -390,7 +396,10 @@ impl Worker {
     /// Starts the worker in the background. Before its first claim it checks the store's
     /// schema ([`crate::TaskStore::check_schema`]); a schema it does not know stops it at once,
     /// with an error event, and [`WorkerHandle::shutdown`] reports why
-    /// ([`ShutdownReport::refused`]).
+    /// ([`ShutdownReport::refused`]). Once running it keeps its row in the worker registry
+    /// fresh ([`crate::registry`]: one row for all its queues, a beat at its heartbeat
+    /// interval, at most every 10 s) and removes the row when it has shut down.
+    /// [`Worker::run_until_idle`] registers nothing.
     pub fn start(self) -> WorkerHandle {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hard_tx, hard_rx) = watch::channel(false);
@@ -412,7 +421,29 @@ impl Worker {
         }
     }
 
+    /// Most runs at once over all queues: the sum of the queues' slots, or the concurrency.
+    fn total_slots(&self) -> usize {
+        if self.cfg.queues.is_empty() {
+            self.cfg.concurrency
+        } else {
+            self.cfg.queues.iter().map(|(_, n)| *n).sum()
+        }
+    }
+
     async fn main_loop(self, stops: Stops, health: watch::Sender<WorkerHealth>) -> ShutdownReport {
+        // The registry row: one per worker, however many lanes it runs. It beats until every
+        // lane has ended (running tasks included), then goes.
+        let (registry_stop, registry_stopped) = watch::channel(false);
+        let registry = tokio::spawn(registry_loop(
+            Registration {
+                env: self.env.clone(),
+                queues: self.cfg.queues.iter().map(|(q, _)| q.clone()).collect(),
+                concurrency: self.total_slots(),
+                running: self.running.clone(),
+            },
+            health.subscribe(),
+            registry_stopped,
+        ));
         let report = if self.cfg.queues.len() <= 1 {
             self.run_loop(stops, &health).await
         } else {
@@ -430,6 +461,10 @@ impl Worker {
             }
             all
         };
+        let _ = registry_stop.send(true);
+        if let Err(e) = registry.await {
+            warn!(error = %e, "the worker registry's beats failed");
+        }
         health.send_replace(WorkerHealth::Stopped(report.refused.clone()));
         report
     }
@@ -517,6 +552,7 @@ impl Worker {
                 let stops = stops.clone();
                 let fin_tx = fin_tx.clone();
                 let unwritten = unwritten.clone();
+                let running_now = self.running.clone();
                 let id = claimed.task.id;
                 running.spawn(async move {
                     let started = async {
@@ -525,7 +561,9 @@ impl Worker {
                             release(&env, &[claimed], &stops.hard_stop).await;
                             return None;
                         }
+                        let counted = Counted::new(running_now);
                         let ran = execute(&env, &claimed, &stops).await;
+                        drop(counted);
                         unwritten.fetch_add(1, Ordering::SeqCst);
                         if fin_tx.send(ran.finish).await.is_err() {
                             unwritten.fetch_sub(1, Ordering::SeqCst);
@@ -802,6 +840,121 @@ fn remote_pause(empty: u32, poll: Duration) -> Duration {
     }
     let doublings = (empty - 2).min(20);
     (Duration::from_millis(10) * 2u32.pow(doublings)).min(poll)
+}
+
+/// One run counted in a worker's running count while it lives (also when its future is
+/// dropped half-way).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a worker's registry row says of it, apart from the time and the running count.
+struct Registration {
+    env: Env,
+    queues: Vec<String>,
+    concurrency: usize,
+    running: Arc<AtomicUsize>,
+}
+
+impl Registration {
+    fn beat(&self, started_at: chrono::DateTime<chrono::Utc>, interval: Duration) -> WorkerBeat {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        WorkerBeat::new(
+            self.env.worker.clone(),
+            started_at,
+            self.env.clock.now(),
+            interval,
+        )
+        .queues(self.queues.clone())
+        .concurrency(n(self.concurrency))
+        .running(n(self.running.load(Ordering::SeqCst)))
+    }
+}
+
+/// Keeps the worker's registry row fresh ([`crate::registry`]): once the worker runs (its
+/// schema checked), a beat at once and then every [`registry::beat_interval`], a prune of rows
+/// gone long ago at the first beat and every [`registry::PRUNE_EVERY_BEATS`] beats; at `stop`
+/// (every lane ended), the row's removal. A failed beat or prune is a warning: the runs go on,
+/// and the row goes stale if beats keep failing. Neither a hung beat nor the removal holds up
+/// the shutdown for long ([`HARD_STOP_GRACE`]).
+async fn registry_loop(
+    reg: Registration,
+    mut health: watch::Receiver<WorkerHealth>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let runs = tokio::select! {
+        h = health.wait_for(|h| *h != WorkerHealth::Starting) => {
+            h.is_ok_and(|h| !matches!(*h, WorkerHealth::Stopped(_)))
+        }
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    if !runs {
+        return;
+    }
+    let env = &reg.env;
+    let interval = registry::beat_interval(env.heartbeat);
+    let started_at = env.clock.now();
+    let mut beats: u32 = 0;
+    let mut failing = false;
+    let beating = async {
+        loop {
+            match env.store.beat_worker(&reg.beat(started_at, interval)).await {
+                Ok(()) if failing => {
+                    info!(worker = %env.worker, "the worker registry takes this worker's beats again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        warn!(worker = %env.worker, error = %e, "the worker registry beat failed (runs go on; the row goes stale if beats keep failing)");
+                    }
+                    failing = true;
+                }
+            }
+            if beats.is_multiple_of(registry::PRUNE_EVERY_BEATS) {
+                let gone_before = env.clock.now() - registry::GONE_KEPT;
+                match env
+                    .store
+                    .prune_workers(gone_before, registry::PRUNE_BATCH)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(worker = %env.worker, pruned = n, "pruned worker registry rows gone for long")
+                    }
+                    Err(e) => {
+                        warn!(worker = %env.worker, error = %e, "pruning the worker registry failed")
+                    }
+                }
+            }
+            beats = beats.wrapping_add(1);
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        _ = beating => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    match tokio::time::timeout(HARD_STOP_GRACE, env.store.remove_worker(&env.worker)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            warn!(worker = %env.worker, error = %e, "could not remove this worker's registry row: it shows as gone once its beats are missed")
+        }
+        Err(_) => {
+            warn!(worker = %env.worker, "removing this worker's registry row took too long: it shows as gone once its beats are missed")
+        }
+    }
 }
 
 /// Completes when `rx` changes; never for `None` or a closed channel.

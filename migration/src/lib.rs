@@ -1,6 +1,6 @@
 //! The taskrow tables as [sea-orm-migration] migrations: `taskrow_task` (one row per task),
-//! `taskrow_task_log` (one row per execution), `taskrow_queue` (a queue's paused state) and
-//! `taskrow_schedule` (one row per periodic task).
+//! `taskrow_task_log` (one row per execution), `taskrow_queue` (a queue's paused state),
+//! `taskrow_schedule` (one row per periodic task) and `taskrow_worker` (the worker registry).
 //!
 //! A change of the tables is always a new migration (one that has landed is never edited), so a
 //! database migrated by one version of taskrow is brought up to the next by running the new
@@ -51,6 +51,7 @@ mod m20261128_000002_notify;
 mod m20261128_000003_queues;
 mod m20261128_000004_schedules;
 mod m20261128_000005_due_at;
+mod m20261128_000006_workers;
 mod m20261128_000007_cancel_requests;
 mod m20261128_000008_counts_index;
 
@@ -69,6 +70,8 @@ pub mod tables {
     pub const QUEUE: &str = "taskrow_queue";
     /// The schedule table (one row per periodic task).
     pub const SCHEDULE: &str = "taskrow_schedule";
+    /// The worker registry (one row per worker, kept fresh by its beats).
+    pub const WORKER: &str = "taskrow_worker";
 }
 
 /// Every taskrow migration, oldest first: add them to your own [`MigratorTrait`] to keep one
@@ -81,6 +84,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261128_000003_queues::Migration),
         Box::new(m20261128_000004_schedules::Migration),
         Box::new(m20261128_000005_due_at::Migration),
+        Box::new(m20261128_000006_workers::Migration),
         Box::new(m20261128_000007_cancel_requests::Migration),
         Box::new(m20261128_000008_counts_index::Migration),
     ]

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use taskrow::clock::{add, truncate_micros};
 use taskrow::options::{validate, validate_queue, validate_worker_id};
 use taskrow::record::new_claim_token;
+use taskrow::registry::{WorkerBeat, WorkerRecord};
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
     CancelAction, ClaimOne, ClaimRequest, Error, ExtendStatus, Finish, FinishResult, FinishStatus,
@@ -53,6 +54,8 @@ struct Inner {
     queues: BTreeMap<String, (bool, DateTime<Utc>)>,
     schedules: BTreeMap<String, ScheduleRecord>,
     next_schedule_id: i64,
+    /// The worker registry: each worker's last beat, by id.
+    workers: BTreeMap<String, WorkerBeat>,
 }
 
 impl Default for Inner {
@@ -66,6 +69,7 @@ impl Default for Inner {
             queues: BTreeMap::new(),
             schedules: BTreeMap::new(),
             next_schedule_id: 1,
+            workers: BTreeMap::new(),
         }
     }
 }
@@ -833,6 +837,46 @@ impl TaskStore for MemoryStore {
             .schedules
             .remove(name)
             .ok_or_else(|| Error::ScheduleNotFound(name.to_owned()))
+    }
+
+    async fn beat_worker(&self, beat: &WorkerBeat) -> Result<()> {
+        beat.validate()?;
+        // As a SQL row keeps it: whole microseconds.
+        let mut row = beat.clone();
+        row.started_at = truncate_micros(row.started_at);
+        row.now = truncate_micros(row.now);
+        row.stale_at = truncate_micros(row.stale_at);
+        self.lock().workers.insert(row.id.clone(), row);
+        Ok(())
+    }
+
+    async fn workers(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+        Ok(self
+            .lock()
+            .workers
+            .values()
+            .map(|b| WorkerRecord::from_beat(b, now))
+            .collect())
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<bool> {
+        Ok(self.lock().workers.remove(id).is_some())
+    }
+
+    async fn prune_workers(&self, gone_before: DateTime<Utc>, limit: u64) -> Result<u64> {
+        let mut inner = self.lock();
+        let mut gone: Vec<(DateTime<Utc>, String)> = inner
+            .workers
+            .values()
+            .filter(|b| b.stale_at < gone_before)
+            .map(|b| (b.stale_at, b.id.clone()))
+            .collect();
+        gone.sort();
+        gone.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        for (_, id) in &gone {
+            inner.workers.remove(id);
+        }
+        Ok(gone.len() as u64)
     }
 
     /// One process by nature: its enqueues wake its workers through the client.

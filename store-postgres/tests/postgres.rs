@@ -16,19 +16,20 @@ use sea_orm_migration::MigratorTrait;
 use taskrow::{Client, EnqueueOptions, Error, LogFilter, TaskRef, TaskStore};
 use taskrow_migration::Migrator;
 use taskrow_postgres::{PostgresDialect, PostgresStore, testing};
-use taskrow_sql::entity::{schedule, task, task_log};
+use taskrow_sql::entity::{schedule, task, task_log, worker};
 use taskrow_sql::{Dialect, ErrorKind};
 
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 8] = [
+const ALL_MIGRATIONS: [&str; 9] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
     "m20261128_000003_taskrow_queues",
     "m20261128_000004_taskrow_schedules",
     "m20261128_000005_taskrow_due_at",
+    "m20261128_000006_taskrow_workers",
     "m20261128_000007_taskrow_cancel_requests",
     "m20261128_000008_taskrow_counts_index",
 ];
@@ -114,7 +115,8 @@ async fn migrations_run_up_down_up() {
             "taskrow_schedule",
             "taskrow_seaql_migrations",
             "taskrow_task",
-            "taskrow_task_log"
+            "taskrow_task_log",
+            "taskrow_worker"
         ]
     );
     assert_eq!(triggers(db).await, ["taskrow_task_notify"]);
@@ -131,7 +133,7 @@ async fn migrations_run_up_down_up() {
     assert_eq!(functions, 0, "the trigger's function goes with it");
     Migrator::up(db, None).await.unwrap();
     Migrator::up(db, None).await.unwrap();
-    assert_eq!(tables(db).await.len(), 5);
+    assert_eq!(tables(db).await.len(), 6);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS
@@ -156,6 +158,7 @@ async fn claim_token_columns_come_and_go(db: &DatabaseConnection) {
         .unwrap();
     assert!(!triggers(db).await.is_empty());
     assert!(!tables(db).await.contains(&"taskrow_schedule".to_owned()));
+    assert!(!tables(db).await.contains(&"taskrow_worker".to_owned()));
     Migrator::down(db, Some(1)).await.unwrap();
     assert!(triggers(db).await.is_empty());
     Migrator::down(db, Some(1)).await.unwrap();
@@ -235,6 +238,7 @@ async fn schema_matches_the_entities() {
             entity_columns::<taskrow_sql::entity::queue::Entity>(),
         ),
         ("taskrow_schedule", entity_columns::<schedule::Entity>()),
+        ("taskrow_worker", entity_columns::<worker::Entity>()),
     ] {
         let cols = columns(db, table).await;
         let names: Vec<&str> = cols.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -335,6 +339,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20261128_000003_taskrow_queues",
             "m20261128_000004_taskrow_schedules",
             "m20261128_000005_taskrow_due_at",
+            "m20261128_000006_taskrow_workers",
             "m20261128_000007_taskrow_cancel_requests",
             "m20261128_000008_taskrow_counts_index",
         ]

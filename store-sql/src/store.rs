@@ -29,9 +29,11 @@ use crate::dialect::{
 };
 use crate::entity::{queue, task, task_log};
 use crate::time::{sql, stored};
+use taskrow::registry::{WorkerBeat, WorkerRecord};
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 
 mod schedule;
+mod worker;
 
 /// Most rows in one multi-row `INSERT` of [`TaskStore::insert_many`].
 pub const INSERT_CHUNK_ROWS: usize = 500;
@@ -1916,6 +1918,22 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
 
     async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
         self.remove_schedule_sql(name).await
+    }
+
+    async fn beat_worker(&self, beat: &WorkerBeat) -> Result<()> {
+        self.beat_worker_sql(beat).await
+    }
+
+    async fn workers(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+        self.workers_sql(now).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<bool> {
+        self.remove_worker_sql(id).await
+    }
+
+    async fn prune_workers(&self, gone_before: DateTime<Utc>, limit: u64) -> Result<u64> {
+        self.prune_workers_sql(gone_before, limit).await
     }
 }
 

@@ -10,19 +10,20 @@ use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::MigratorTrait;
 use taskrow::{ClaimRequest, Client, EnqueueOptions, Error, TaskStore};
 use taskrow_migration::Migrator;
-use taskrow_sql::entity::{schedule, task, task_log};
+use taskrow_sql::entity::{schedule, task, task_log, worker};
 use taskrow_sqlite::{SqliteDialect, SqliteStore, testing};
 
 use shared::*;
 
 /// Every taskrow migration's name, oldest first.
-const ALL_MIGRATIONS: [&str; 8] = [
+const ALL_MIGRATIONS: [&str; 9] = [
     "m20260101_000001_taskrow_create_tables",
     "m20261128_000001_taskrow_claim_tokens",
     "m20261128_000002_taskrow_notify",
     "m20261128_000003_taskrow_queues",
     "m20261128_000004_taskrow_schedules",
     "m20261128_000005_taskrow_due_at",
+    "m20261128_000006_taskrow_workers",
     "m20261128_000007_taskrow_cancel_requests",
     "m20261128_000008_taskrow_counts_index",
 ];
@@ -81,14 +82,15 @@ async fn migrations_run_up_down_up() {
             "taskrow_schedule",
             "taskrow_seaql_migrations",
             "taskrow_task",
-            "taskrow_task_log"
+            "taskrow_task_log",
+            "taskrow_worker"
         ]
     );
     Migrator::down(db, None).await.unwrap();
     assert_eq!(tables(db).await, ["taskrow_seaql_migrations"]);
     Migrator::up(db, None).await.unwrap();
     Migrator::up(db, None).await.unwrap(); // nothing pending: a no-op
-    assert_eq!(tables(db).await.len(), 5);
+    assert_eq!(tables(db).await.len(), 6);
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS
@@ -107,6 +109,7 @@ async fn claim_token_columns_come_and_go(db: &sea_orm::DatabaseConnection) {
         .await
         .unwrap();
     assert!(!tables(db).await.contains(&"taskrow_schedule".to_owned()));
+    assert!(!tables(db).await.contains(&"taskrow_worker".to_owned()));
     assert_eq!(
         history(db, "taskrow_seaql_migrations").await,
         ALL_MIGRATIONS[..1]
@@ -180,6 +183,7 @@ async fn schema_matches_the_entities() {
             entity_columns::<taskrow_sql::entity::queue::Entity>(),
         ),
         ("taskrow_schedule", entity_columns::<schedule::Entity>()),
+        ("taskrow_worker", entity_columns::<worker::Entity>()),
     ] {
         let cols = columns(db, table).await;
         let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
@@ -247,6 +251,7 @@ async fn an_application_migrator_lives_beside_taskrows() {
             "m20261128_000003_taskrow_queues",
             "m20261128_000004_taskrow_schedules",
             "m20261128_000005_taskrow_due_at",
+            "m20261128_000006_taskrow_workers",
             "m20261128_000007_taskrow_cancel_requests",
             "m20261128_000008_taskrow_counts_index",
         ]

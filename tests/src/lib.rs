@@ -305,6 +305,19 @@ macro_rules! store_conformance {
                     lost_advance_reply_enqueues_the_tick_once,
                     bad_definitions_fail_at_build,
                 }
+                workers {
+                    beat_inserts_then_replaces,
+                    alive_until_stale,
+                    lists_by_id,
+                    remove_answers_whether_there_was_a_row,
+                    prune_is_bounded_and_oldest_first,
+                    prune_keeps_rows_beaten_again,
+                    concurrent_beats_leave_one_row_each,
+                    bad_beats_are_refused,
+                    started_worker_appears_and_leaves_at_shutdown,
+                    failed_beats_never_stop_the_runs,
+                    started_worker_prunes_rows_long_gone,
+                }
                 upkeep {
                     lost_heartbeats_stop_the_handler,
                     lost_replies_keep_lease_and_result,

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use taskrow::chrono::{DateTime, Utc};
+use taskrow::registry::{WorkerBeat, WorkerRecord};
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::{
     ClaimOne, ClaimRequest, Error, Finish, FinishStatus, Lease, LogFilter, NewTask, Page, Purge,
@@ -36,17 +37,20 @@ pub enum Op {
     ExtendLease,
     /// [`TaskStore::advance_schedule`].
     AdvanceSchedule,
+    /// [`TaskStore::beat_worker`].
+    BeatWorker,
 }
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Claim,
         Op::ClaimOne,
         Op::Finish,
         Op::Release,
         Op::ExtendLease,
         Op::AdvanceSchedule,
+        Op::BeatWorker,
     ];
 
     fn index(self) -> usize {
@@ -75,9 +79,9 @@ impl Op {
 /// ```
 pub struct ReplyLost {
     inner: Arc<dyn TaskStore>,
-    armed: [AtomicU32; 6],
-    lost: [AtomicU32; 6],
-    calls: [AtomicU32; 6],
+    armed: [AtomicU32; 7],
+    lost: [AtomicU32; 7],
+    calls: [AtomicU32; 7],
     /// Milliseconds each read of the schedules waits before it answers.
     schedules_delay_ms: AtomicU64,
 }
@@ -269,5 +273,18 @@ impl TaskStore for ReplyLost {
     }
     async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
         self.inner.remove_schedule(name).await
+    }
+    async fn beat_worker(&self, beat: &WorkerBeat) -> Result<()> {
+        let r = self.inner.beat_worker(beat).await;
+        self.reply(Op::BeatWorker, r)
+    }
+    async fn workers(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+        self.inner.workers(now).await
+    }
+    async fn remove_worker(&self, id: &str) -> Result<bool> {
+        self.inner.remove_worker(id).await
+    }
+    async fn prune_workers(&self, gone_before: DateTime<Utc>, limit: u64) -> Result<u64> {
+        self.inner.prune_workers(gone_before, limit).await
     }
 }

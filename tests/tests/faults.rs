@@ -111,6 +111,13 @@ fn scenarios() -> Vec<Scenario> {
         90,
     );
     add(
+        "registry_rows",
+        "worker registry: kill -9 one worker, SIGTERM another",
+        &all,
+        |b, s| Box::pin(p::registry_rows(b, s)),
+        90,
+    );
+    add(
         "database_outage",
         "database outage: TCP proxy cut, then restored",
         &servers,

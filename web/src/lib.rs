@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod actions;
+mod health;
 mod html;
 mod pages;
 mod queues;
@@ -84,7 +85,9 @@ impl Dashboard {
     }
 
     /// The router: pages at `/`, `/tasks`, `/tasks/{id}`, `/failures`; actions as POSTs to
-    /// `/actions/{action}`; the script and style sheet under `/assets/`. Nest it anywhere:
+    /// `/actions/{action}`; the script and style sheet under `/assets/`; a health check for
+    /// orchestrators at `/health` (200 or 503 with JSON: see [`taskrow::Client::health`];
+    /// `?worker=ID` and `?max_age=SECS` ask more of the worker registry). Nest it anywhere:
     /// its links follow the prefix it is nested under.
     pub fn router(self) -> Router {
         let state = Arc::new(State {
@@ -101,6 +104,7 @@ impl Dashboard {
             .route("/failures", get(pages::failures))
             .route("/queues", get(queues::queues))
             .route("/actions/queue", post(queues::queue_action))
+            .route("/health", get(health::health))
             .route("/actions/{action}", post(actions::action))
             .route("/assets/app.js", get(security::script))
             .route("/assets/app.css", get(security::style))

@@ -269,7 +269,7 @@ fn clip(s: &str, n: usize) -> String {
 // ------------------------------------------------------------------------------------------
 
 /// Counts by state × type, runs and failures per minute over the last hour, the oldest due
-/// task's lag.
+/// task's lag, the workers in the registry.
 pub(crate) async fn overview(State(s): State<Shared>, base: Base, headers: HeaderMap) -> Response {
     let now = now(&s).await;
     let counts = match s.client.counts().await {
@@ -303,6 +303,15 @@ pub(crate) async fn overview(State(s): State<Shared>, base: Base, headers: Heade
     counts_table(&mut live, &base, &counts);
     // Queues, priorities and schedules (issue 16's other branch) and the worker registry go
     // here, each as a section of the live region like the two above.
+    live.raw("<h2>Workers</h2>");
+    match s.client.workers().await {
+        Ok(rows) => workers_table(&mut live, &rows, now),
+        Err(e) => notice(
+            &mut live,
+            "error",
+            &format!("The worker registry cannot be read: {e}"),
+        ),
+    }
     respond(
         &s,
         &base,
@@ -585,6 +594,47 @@ fn counts_table(h: &mut Html, base: &Base, counts: &[StateCount]) {
     h.raw("<th class=\"num\">")
         .text(totals.iter().sum::<u64>())
         .raw("</th></tr></tfoot></table>");
+}
+
+/// The worker registry: one row per worker, alive or gone (three beats missed).
+fn workers_table(h: &mut Html, rows: &[taskrow::WorkerRecord], now: DateTime<Utc>) {
+    if rows.is_empty() {
+        h.raw("<p class=\"muted\">No workers: a started worker registers itself here and leaves at shutdown.</p>");
+        return;
+    }
+    h.raw(
+        "<table id=\"workers\"><thead><tr><th>Worker</th><th>Host</th><th class=\"num\">PID</th>",
+    )
+    .raw("<th>Queues</th><th class=\"num\">Concurrency</th><th class=\"num\">Running</th>")
+    .raw("<th>Started</th><th>Last beat</th><th>State</th></tr></thead><tbody>");
+    for w in rows {
+        h.raw("<tr><td class=\"code\">")
+            .text(&w.id)
+            .raw("</td><td>")
+            .text(&w.host)
+            .raw("</td><td class=\"num\">")
+            .text(w.pid)
+            .raw("</td><td>");
+        if w.queues.is_empty() {
+            h.raw("<span class=\"muted\">all</span>");
+        } else {
+            h.text(w.queues.join(", "));
+        }
+        h.raw("</td><td class=\"num\">")
+            .text(w.concurrency)
+            .raw("</td><td class=\"num\">")
+            .text(w.running)
+            .raw("</td><td>")
+            .text(time(w.started_at))
+            .raw("</td><td title=\"")
+            .text(time(w.last_beat))
+            .raw("\">")
+            .text(span(now - w.last_beat))
+            .raw(" ago</td><td>");
+        badge(h, if w.alive { "alive" } else { "gone" });
+        h.raw("</td></tr>");
+    }
+    h.raw("</tbody></table>");
 }
 
 // ------------------------------------------------------------------------------------------

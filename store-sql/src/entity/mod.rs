@@ -6,3 +6,4 @@ pub mod queue;
 pub mod schedule;
 pub mod task;
 pub mod task_log;
+pub mod worker;

@@ -55,6 +55,7 @@ pub mod times;
 pub mod upkeep;
 pub mod wait;
 pub mod worker;
+pub mod workers;
 
 /// The base time of every case: 2026-01-01T00:00:00Z.
 pub fn t0() -> DateTime<Utc> {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use taskrow::chrono::{DateTime, Utc};
+use taskrow::registry::{WorkerBeat, WorkerRecord};
 use taskrow::schedule::{AdvanceStatus, NewSchedule, ScheduleAdvance, ScheduleRecord};
 use taskrow::typetag;
 use taskrow::{
@@ -316,6 +317,18 @@ impl TaskStore for Faulty {
     }
     async fn remove_schedule(&self, name: &str) -> Result<ScheduleRecord> {
         self.inner.remove_schedule(name).await
+    }
+    async fn beat_worker(&self, beat: &WorkerBeat) -> Result<()> {
+        self.inner.beat_worker(beat).await
+    }
+    async fn workers(&self, now: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+        self.inner.workers(now).await
+    }
+    async fn remove_worker(&self, id: &str) -> Result<bool> {
+        self.inner.remove_worker(id).await
+    }
+    async fn prune_workers(&self, gone_before: DateTime<Utc>, limit: u64) -> Result<u64> {
+        self.inner.prune_workers(gone_before, limit).await
     }
 }
 

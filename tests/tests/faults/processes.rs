@@ -617,3 +617,98 @@ pub async fn periodic_ticks(backend: Backend, _seed: u64) -> Option<Row> {
         ),
     })
 }
+
+/// The registry's time: the database's where it has one (the workers' clock follows it),
+/// else this host's.
+async fn registry_now(db: &Db) -> taskrow::chrono::DateTime<taskrow::chrono::Utc> {
+    db.store
+        .database_time()
+        .await
+        .expect("the database's time can be read")
+        .unwrap_or_else(taskrow::chrono::Utc::now)
+}
+
+/// The worker registry across processes: two worker processes beat their rows; one is killed
+/// (`kill -9`: no shutdown, no removal), the other stopped with SIGTERM. The stopped one's row
+/// leaves with it; the killed one's stays, its last beat frozen, and is judged gone once three
+/// beats are missed.
+pub async fn registry_rows(backend: Backend, _seed: u64) -> Option<Row> {
+    let db = Db::open(backend).await?;
+    let mut scratch = Scratch::new("registry");
+    let mut cfg = scratch.config(&db.url);
+    cfg.heartbeat = Some(Duration::from_millis(300));
+    let mut killed_cfg = cfg.clone();
+    killed_cfg.id = Some("registry-killed".into());
+    let mut stopped_cfg = cfg.clone();
+    stopped_cfg.id = Some("registry-stopped".into());
+    let mut killed = scratch.spawn(&killed_cfg);
+    let mut stopped = scratch.spawn(&stopped_cfg);
+    let alive = |id: &'static str| {
+        let db = &db;
+        move || async move {
+            let now = registry_now(db).await;
+            db.store
+                .workers(now)
+                .await
+                .unwrap()
+                .iter()
+                .any(|w| w.id == id && w.alive)
+        }
+    };
+    wait_for(
+        "both workers alive in the registry",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async { alive("registry-killed")().await && alive("registry-stopped")().await },
+    )
+    .await;
+    let pids: HashMap<String, u32> = db
+        .store
+        .workers(registry_now(&db).await)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.id, w.pid))
+        .collect();
+    assert_eq!(
+        pids["registry-killed"],
+        killed.pid(),
+        "the row names its process"
+    );
+
+    killed.kill9();
+    stopped.terminate();
+    assert!(
+        stopped.wait_exit(Duration::from_secs(30)).await.is_some(),
+        "the stopped worker exits"
+    );
+    wait_for(
+        "the killed worker judged gone",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async { !alive("registry-killed")().await },
+    )
+    .await;
+    let rows = db.store.workers(registry_now(&db).await).await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["registry-killed"],
+        "the stopped worker removed its row; the killed one could not"
+    );
+    let frozen = rows[0].last_beat;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let later = db.store.workers(registry_now(&db).await).await.unwrap();
+    assert_eq!(later[0].last_beat, frozen, "no beat after the kill");
+    assert!(!later[0].alive);
+    db.done().await;
+    Some(Row {
+        tasks: 0,
+        faults: "kill -9 one worker, SIGTERM another (beats every 300 ms)".into(),
+        lost: 0,
+        twice_at_once: "-".into(),
+        final_states:
+            "stopped worker's row removed; killed worker's row kept, gone after 3 missed beats"
+                .into(),
+    })
+}
