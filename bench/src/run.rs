@@ -372,7 +372,12 @@ fn wait_budget(n: usize) -> Duration {
 /// has run them all and written every result (its shutdown waits for the result writer).
 async fn drain_taskrow(sut: &Sut, n: usize, c: usize) -> BoxResult<f64> {
     sut.stats.reset();
-    let client = sut.client();
+    // `TASKROW_BENCH_NO_WAKEUPS=1`: the drain without the store's wake-ups (to see their cost).
+    let client = if std::env::var_os("TASKROW_BENCH_NO_WAKEUPS").is_some() {
+        sut.client_without_wakeups()
+    } else {
+        sut.client()
+    };
     let t0 = Instant::now();
     let worker = client.worker().concurrency(c).start()?;
     let ok = sut.stats.wait_for(n as u64, wait_budget(n)).await;

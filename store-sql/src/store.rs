@@ -873,6 +873,12 @@ impl<D: Dialect> SqlStore<D> {
         now: DateTime<Utc>,
         caps: Capabilities,
     ) -> Step<Vec<FinishStatus>> {
+        // A cancel requested changes only the results that are not successes: a batch of
+        // successes (the common drain) needs no read of the marks. That read, with its row
+        // locks, made a MariaDB drain of successes 1.5-2.5 times slower.
+        if ends.iter().all(|e| e.when_cancel_requested().is_none()) {
+            return self.finish_applying(txn, batch, ends, now, caps).await;
+        }
         // The runs whose task has a cancel requested, read with the rows locked (SQLite: under
         // its one writer), so that no cancel marks a task between this read and the write.
         let mut asked: HashSet<(i64, i64)> = HashSet::new();
