@@ -843,6 +843,70 @@ async fn listening(admin: &DatabaseConnection, name: &str) -> Vec<i32> {
     .collect()
 }
 
+/// A store with a started worker (poll 10 s) whose listener is connected, and another store
+/// on the same database (another pool, as another process would have); both clients on the
+/// system clock (see `a_worker_wakes_for_another_process_enqueue` for why).
+struct Listening {
+    store: PostgresStore,
+    fresh: testing::FreshDatabase,
+    worker: taskrow::WorkerHandle,
+    other: PostgresStore,
+    other_client: Client,
+    admin: DatabaseConnection,
+}
+
+impl Listening {
+    async fn start() -> Option<Self> {
+        let (store, fresh) = testing::fresh_store().await?;
+        let on_system_clock = |s: &PostgresStore| {
+            Client::builder(s.clone())
+                .clock(taskrow::SystemClock)
+                .build()
+                .unwrap()
+        };
+        let worker = on_system_clock(&store)
+            .worker()
+            .poll_interval(Duration::from_secs(10))
+            .start()
+            .unwrap();
+        let other = PostgresStore::connect(&fresh.url).await.unwrap();
+        let other_client = on_system_clock(&other);
+        let admin = Database::connect(testing::server_url().unwrap())
+            .await
+            .unwrap();
+        eventually("the listener connects", Duration::from_secs(5), || {
+            let (admin, name) = (&admin, &fresh.name);
+            async move { !listening(admin, name).await.is_empty() }
+        })
+        .await;
+        Some(Self {
+            store,
+            fresh,
+            worker,
+            other,
+            other_client,
+            admin,
+        })
+    }
+
+    /// Whether the task `code` has run (has a log row).
+    async fn ran(&self, code: &str) -> bool {
+        !self
+            .store
+            .logs(&LogFilter::code(code))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    async fn stop(self) {
+        self.worker.shutdown().await;
+        drop((self.other_client, self.other, self.store));
+        let _ = self.admin.close().await;
+        self.fresh.drop_database().await;
+    }
+}
+
 /// A worker whose poll is 10 s picks up, within 2 s, a task enqueued through another store
 /// (another pool, as another process would have): alone, and inside a transaction, at its
 /// commit.
@@ -855,57 +919,28 @@ async fn listening(admin: &DatabaseConnection, name: &str) -> Vec<i32> {
 /// wake-up's; this test is about the wake-up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_wakes_for_another_process_enqueue() {
-    let Some((store, fresh)) = testing::fresh_store().await else {
+    let Some(l) = Listening::start().await else {
         return;
     };
-    let client = Client::builder(store.clone())
-        .clock(taskrow::SystemClock)
-        .build()
-        .unwrap();
-    let worker = client
-        .worker()
-        .poll_interval(Duration::from_secs(10))
-        .start()
-        .unwrap();
-    let other = PostgresStore::connect(&fresh.url).await.unwrap();
-    let other_client = Client::builder(other.clone())
-        .clock(taskrow::SystemClock)
-        .build()
-        .unwrap();
     // The worker is idle (its first claim found nothing) and listening.
-    let admin = Database::connect(testing::server_url().unwrap())
-        .await
-        .unwrap();
-    eventually("the listener connects", Duration::from_secs(5), || {
-        let (admin, name) = (&admin, &fresh.name);
-        async move { !listening(admin, name).await.is_empty() }
-    })
-    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     for round in 0..3u32 {
         let code = format!("remote-{round}");
         let sent = Instant::now();
-        other_client
+        l.other_client
             .enqueue(&Ping { n: round }, EnqueueOptions::new().code(code.clone()))
             .await
             .unwrap();
         eventually("the remote task to run", Duration::from_secs(2), || {
-            let (store, code) = (&store, &code);
-            async move {
-                !store
-                    .logs(&LogFilter::code(code.as_str()))
-                    .await
-                    .unwrap()
-                    .is_empty()
-            }
+            l.ran(&code)
         })
         .await;
         println!("{code} picked up in {:?}", sent.elapsed());
     }
 
     // Inside a transaction of the other process: the task runs after the commit.
-    let mut tx = other.begin_with_tasks(&other_client).await.unwrap();
+    let mut tx = l.other.begin_with_tasks(&l.other_client).await.unwrap();
     tx.enqueue(
         &Ping { n: 9 },
         EnqueueOptions::new()
@@ -916,105 +951,50 @@ async fn a_worker_wakes_for_another_process_enqueue() {
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        store.get(&TaskRef::from("in-tx")).await.is_err(),
+        l.store.get(&TaskRef::from("in-tx")).await.is_err(),
         "not visible before the commit"
     );
     let committed = tx.commit().await.unwrap();
     let sent = Instant::now();
     drop(committed);
     eventually("the committed task to run", Duration::from_secs(2), || {
-        let store = &store;
-        async move {
-            !store
-                .logs(&LogFilter::code("in-tx"))
-                .await
-                .unwrap()
-                .is_empty()
-        }
+        l.ran("in-tx")
     })
     .await;
     println!("in-tx picked up in {:?}", sent.elapsed());
-    worker.shutdown().await;
-    drop((client, other_client, other, store));
-    let _ = admin.close().await;
-    fresh.drop_database().await;
+    l.stop().await;
 }
 
 /// Tasks that become due by a change other than an insert wake another process's idle worker
-/// too (its poll is 10 s; each must run within 2 s): a reset of a task due in an hour, a
-/// resumed queue, tasks a worker there handed back at its shutdown.
+/// too (its poll is 10 s; each must run within 2 s): a resumed queue, and tasks a worker there
+/// handed back unstarted. (A reset: the shared `wakes_for_another_stores_commits`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_wakes_for_another_process_reset_resume_and_release() {
-    let Some((store, fresh)) = testing::fresh_store().await else {
+async fn a_worker_wakes_for_another_process_resume_and_release() {
+    let Some(l) = Listening::start().await else {
         return;
     };
-    let client = Client::builder(store.clone())
-        .clock(taskrow::SystemClock)
-        .build()
-        .unwrap();
-    let worker = client
-        .worker()
-        .poll_interval(Duration::from_secs(10))
-        .start()
-        .unwrap();
-    let other = PostgresStore::connect(&fresh.url).await.unwrap();
-    let other_client = Client::builder(other.clone())
-        .clock(taskrow::SystemClock)
-        .build()
-        .unwrap();
-    let admin = Database::connect(testing::server_url().unwrap())
-        .await
-        .unwrap();
-    eventually("the listener connects", Duration::from_secs(5), || {
-        let (admin, name) = (&admin, &fresh.name);
-        async move { !listening(admin, name).await.is_empty() }
-    })
-    .await;
-    let ran = |code: &'static str| {
-        let store = store.clone();
-        async move { !store.logs(&LogFilter::code(code)).await.unwrap().is_empty() }
+    let within_2s = |what: &'static str, code: &'static str| {
+        let l = &l;
+        async move {
+            let sent = Instant::now();
+            eventually(what, Duration::from_secs(2), || l.ran(code)).await;
+            println!("{what}: picked up in {:?}", sent.elapsed());
+        }
     };
 
-    // A reset makes a task due in an hour due now.
-    other_client
-        .enqueue(
-            &Ping { n: 1 },
-            EnqueueOptions::new()
-                .code("later")
-                .delay(Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!ran("later").await, "not due yet");
-    let sent = Instant::now();
-    other_client.reset("later").await.unwrap();
-    eventually("the reset task to run", Duration::from_secs(2), || {
-        ran("later")
-    })
-    .await;
-    println!("reset task picked up in {:?}", sent.elapsed());
-
     // A resumed queue.
-    other_client.pause_queue("default").await.unwrap();
-    other_client
+    l.other_client.pause_queue("default").await.unwrap();
+    l.other_client
         .enqueue(&Ping { n: 2 }, EnqueueOptions::new().code("held"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!ran("held").await, "its queue is paused");
-    let sent = Instant::now();
-    other_client.resume_queue("default").await.unwrap();
-    eventually(
-        "the resumed queue's task to run",
-        Duration::from_secs(2),
-        || ran("held"),
-    )
-    .await;
-    println!("resumed task picked up in {:?}", sent.elapsed());
+    assert!(!l.ran("held").await, "its queue is paused");
+    l.other_client.resume_queue("default").await.unwrap();
+    within_2s("the resumed queue's task", "held").await;
 
     // Tasks handed back: claimed by the other process, released unstarted.
-    other_client
+    l.other_client
         .enqueue(
             &Ping { n: 3 },
             EnqueueOptions::new()
@@ -1023,30 +1003,20 @@ async fn a_worker_wakes_for_another_process_reset_resume_and_release() {
         )
         .await
         .unwrap();
-    let claimed = other
+    let claimed = l
+        .other
         .claim_one(
             &TaskRef::from("handed-back"),
             &taskrow::ClaimOne::new("other", Duration::from_secs(60), chrono::Utc::now()),
         )
         .await
         .unwrap();
-    let sent = Instant::now();
-    other
+    l.other
         .release(&[claimed.lease()], chrono::Utc::now())
         .await
         .unwrap();
-    eventually(
-        "the handed-back task to run",
-        Duration::from_secs(2),
-        || ran("handed-back"),
-    )
-    .await;
-    println!("handed-back task picked up in {:?}", sent.elapsed());
-
-    worker.shutdown().await;
-    drop((client, other_client, other, store));
-    let _ = admin.close().await;
-    fresh.drop_database().await;
+    within_2s("the handed-back task", "handed-back").await;
+    l.stop().await;
 }
 
 /// The listener comes back after its connection is killed, wakes the workers once when it is
