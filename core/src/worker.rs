@@ -539,10 +539,12 @@ impl Worker {
         let wait_limit = self.env.lease / 2;
         // Wake-ups from other processes know nothing of this worker's queues and filters: a
         // flood of others' work would make it claim at every wake-up and find nothing. After
-        // two such empty claims in a row it waits before claiming on the next one, from 10 ms
-        // doubling up to the poll interval; a claim that finds work ends the pause.
+        // two such empty claims in a row (each within `REMOTE_STREAK` of the one before) it
+        // waits before claiming on the next one, from 10 ms doubling, never past its poll; a
+        // claim that finds work, or a quiet spell, ends the pause. Sparse wake-ups that find
+        // nothing (this process's own commits, a registry beat) never build one up.
         let mut remote_woke = false;
-        let mut remote_empty: u32 = 0;
+        let mut remote = RemoteWakes::default();
         let queues: Vec<&str> = self.cfg.queues.iter().map(|(q, _)| q.as_str()).collect();
         info!(worker = %self.env.worker, concurrency, ?queues, "taskrow worker started");
 
@@ -654,10 +656,8 @@ impl Worker {
                 match claimed {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(100);
-                        if !claimed.is_empty() {
-                            remote_empty = 0;
-                        } else if remote_woke {
-                            remote_empty = remote_empty.saturating_add(1);
+                        if !claimed.is_empty() || remote_woke {
+                            remote.claimed(!claimed.is_empty(), Instant::now());
                         }
                         remote_woke = false;
                         drained = claimed.len() < want;
@@ -696,6 +696,7 @@ impl Worker {
             } else if waiting.is_empty() {
                 // Drained: wait for an enqueue here or elsewhere, the poll interval, or
                 // shutdown.
+                let idle_since = Instant::now();
                 let woke = tokio::select! {
                     _ = wake.changed() => Woke::Here,
                     _ = changed(&mut remote_wake) => Woke::Elsewhere,
@@ -703,7 +704,7 @@ impl Worker {
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                 };
                 remote_woke = woke == Woke::Elsewhere;
-                let pause = remote_pause(remote_empty, self.cfg.poll_interval);
+                let pause = remote.pause(self.cfg.poll_interval, idle_since, Instant::now());
                 if remote_woke && !pause.is_zero() {
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
@@ -832,14 +833,56 @@ enum Woke {
     Poll,
 }
 
-/// The pause before a claim on another process's wake-up after `empty` such claims in a row
-/// found nothing: none for the first two, then 10 ms doubling, at most `poll`.
-fn remote_pause(empty: u32, poll: Duration) -> Duration {
-    if empty < 2 {
-        return Duration::ZERO;
+/// Empty claims on other processes' wake-ups further apart than this do not add up to a pause.
+const REMOTE_STREAK: Duration = Duration::from_secs(1);
+
+/// How an idle worker paces its claims on other processes' wake-ups, which know nothing of its
+/// queues: a flood of others' work would make it claim at every wake-up and find nothing.
+#[derive(Debug, Default)]
+struct RemoteWakes {
+    /// Empty claims on wake-ups in a row, each within [`REMOTE_STREAK`] of the one before.
+    empty: u32,
+    /// When the last of them was.
+    last_empty: Option<Instant>,
+}
+
+impl RemoteWakes {
+    /// A claim ended at `now`, made on a wake-up from elsewhere or finding work: work ends the
+    /// streak, an empty one adds to it (or starts one after a quiet spell).
+    fn claimed(&mut self, found: bool, now: Instant) {
+        if found {
+            *self = Self::default();
+            return;
+        }
+        let in_streak = self
+            .last_empty
+            .is_some_and(|at| now.saturating_duration_since(at) <= REMOTE_STREAK);
+        self.empty = if in_streak {
+            self.empty.saturating_add(1)
+        } else {
+            1
+        };
+        self.last_empty = Some(now);
     }
-    let doublings = (empty - 2).min(20);
-    (Duration::from_millis(10) * 2u32.pow(doublings)).min(poll)
+
+    /// The pause before claiming on a wake-up from elsewhere at `now`, in an idle wait begun at
+    /// `idle_since`: none for the first two empty claims of a streak, then 10 ms doubling; never
+    /// past the poll this wait would have ended at (work no wake-up announces, such as a retry
+    /// falling due, is found on time), and none after a quiet spell.
+    fn pause(&mut self, poll: Duration, idle_since: Instant, now: Instant) -> Duration {
+        if self
+            .last_empty
+            .is_some_and(|at| now.saturating_duration_since(at) > REMOTE_STREAK)
+        {
+            *self = Self::default();
+        }
+        if self.empty < 2 {
+            return Duration::ZERO;
+        }
+        let doublings = (self.empty - 2).min(20);
+        (Duration::from_millis(10) * 2u32.pow(doublings))
+            .min(poll.saturating_sub(now.saturating_duration_since(idle_since)))
+    }
 }
 
 /// One run counted in a worker's running count while it lives (also when its future is
@@ -1274,5 +1317,68 @@ impl WorkerHandle {
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_secs(1);
+
+    /// A flood: empty claims 10 ms apart pause from the third on, doubling, within the poll.
+    #[test]
+    fn dense_empty_wakeups_pause_doubling_within_the_poll() {
+        let t0 = Instant::now();
+        let mut r = RemoteWakes::default();
+        let mut pauses = Vec::new();
+        for i in 0..12u32 {
+            let now = t0 + Duration::from_millis(10) * i;
+            pauses.push(r.pause(POLL, now, now).as_millis());
+            r.claimed(false, now);
+        }
+        assert_eq!(
+            pauses,
+            [0, 0, 10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]
+        );
+        // Never past the poll the idle wait began for.
+        let now = t0 + Duration::from_millis(120);
+        assert_eq!(
+            r.pause(POLL, now - Duration::from_millis(900), now),
+            Duration::from_millis(100)
+        );
+    }
+
+    /// Sparse empty claims (this process's own commits, a registry beat every few seconds)
+    /// never build a pause, however many; nor does a quiet spell after a flood.
+    #[test]
+    fn sparse_empty_wakeups_never_pause() {
+        let t0 = Instant::now();
+        let mut r = RemoteWakes::default();
+        for i in 0..50u32 {
+            let now = t0 + Duration::from_millis(1100) * i;
+            assert_eq!(r.pause(POLL, now, now), Duration::ZERO, "wake-up {i}");
+            r.claimed(false, now);
+        }
+        let mut r = RemoteWakes::default();
+        for i in 0..10u32 {
+            r.claimed(false, t0 + Duration::from_millis(10) * i);
+        }
+        let later = t0 + Duration::from_secs(3);
+        assert_eq!(r.pause(POLL, later, later), Duration::ZERO);
+    }
+
+    /// A claim that finds work ends the pause.
+    #[test]
+    fn work_found_ends_the_pause() {
+        let t0 = Instant::now();
+        let mut r = RemoteWakes::default();
+        for i in 0..6u32 {
+            r.claimed(false, t0 + Duration::from_millis(10) * i);
+        }
+        let now = t0 + Duration::from_millis(60);
+        assert!(r.pause(POLL, now, now) > Duration::ZERO);
+        r.claimed(true, now);
+        assert_eq!(r.pause(POLL, now, now), Duration::ZERO);
     }
 }
