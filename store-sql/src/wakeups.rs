@@ -6,8 +6,9 @@
 //! - **Coalesced.** A watch keeps only "changed": however many changes come while a worker
 //!   claims, it wakes once more and claims on while it finds work.
 //! - **Lazy.** The watching task starts when a worker first asks for wake-ups (on a tokio
-//!   runtime), so a process that only enqueues holds no connection for it; it ends once the
-//!   store and every worker holding the counter are gone.
+//!   runtime), so a process that only enqueues holds no connection for it; from then on it runs
+//!   as long as the store (which keeps the counter for the next worker) or a worker holding the
+//!   counter lives.
 //! - **Lost connections.** A feed opens its connection again after a loss, waiting longer after
 //!   each failed try ([`FIRST_RETRY`] doubling up to [`LAST_RETRY`]); workers fall back to
 //!   their poll meanwhile, which stays the safety net. Every (re)connection ends with one

@@ -1649,8 +1649,8 @@ pub async fn queues_migration_comes_and_goes(db: &sea_orm::DatabaseConnection) {
 }
 
 /// A worker on `store` whose poll is 10 s picks up, within 2 s, tasks that `other` (another
-/// pool on the same database, as another process would have) enqueues, and one it resets: the
-/// store's wake-ups wake it. Prints the pickup times.
+/// pool on the same database, as another process would have) enqueues, one it resets, and one
+/// in a queue it resumes: the store's wake-ups wake it. Prints the pickup times.
 pub async fn wakes_for_another_stores_commits<D: Dialect>(
     store: &SqlStore<D>,
     other: &SqlStore<D>,
@@ -1709,6 +1709,16 @@ pub async fn wakes_for_another_stores_commits<D: Dialect>(
     assert!(!ran("later").await, "not due yet");
     other_client.reset("later").await.unwrap();
     within("a reset elsewhere", "later").await;
+    // A queue paused and resumed elsewhere, with a task waiting in it.
+    other_client.pause_queue("default").await.unwrap();
+    other_client
+        .enqueue(&Ping { n: 5 }, EnqueueOptions::new().code("held"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ran("held").await, "its queue is paused");
+    other_client.resume_queue("default").await.unwrap();
+    within("a queue resumed elsewhere", "held").await;
 
     worker.shutdown().await;
 }
