@@ -37,9 +37,14 @@ pub(crate) async fn health(State(s): State<Shared>, Query(q): Query<HealthQuery>
         check = check.worker(id);
     }
     if let Some(text) = q.max_age.filter(|m| !m.is_empty()) {
-        match text.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-                check = check.max_age(Duration::from_secs_f64(secs));
+        match text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        {
+            Some(age) => {
+                check = check.max_age(age);
             }
             _ => {
                 let body = serde_json::json!({

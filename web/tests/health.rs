@@ -84,6 +84,11 @@ async fn health_route_answers_200_or_503_with_json() {
     assert_eq!(json["reason"], "no worker beat within the last 30.0 s");
     let (status, json) = health(app.addr, "?max_age=soon").await;
     assert_eq!(status, 400, "{json}");
+    // Too large for a duration, negative, not a number: refused, never a panic.
+    for bad in ["1e30", "-1", "NaN", "inf"] {
+        let (status, json) = health(app.addr, &format!("?max_age={bad}")).await;
+        assert_eq!(status, 400, "{bad}: {json}");
+    }
 
     let worker = app
         .client
