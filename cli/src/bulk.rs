@@ -51,11 +51,18 @@ pub(crate) async fn cancel(
         Either::Matching(f) => f,
     };
     let report = apply_matching(store, BulkAction::Cancel, &filter, now, dry_run).await?;
-    // Tasks running under a live lease are marked, not cancelled: their workers stop them.
+    // Tasks running under a live lease are marked, not cancelled: their workers stop them. (A
+    // dry run lists them as they are; a run, as the cancel left them: still running.)
     let running = report
         .done
         .iter()
-        .filter(|t| t.state == TaskState::Running)
+        .filter(|t| {
+            if dry_run {
+                matches!(t.check_cancel(now), Ok(CancelAction::Mark))
+            } else {
+                t.state == TaskState::Running
+            }
+        })
         .count() as u64;
     let n = report.done.len() as u64 - running;
     let asked = if running > 0 {
@@ -70,7 +77,7 @@ pub(crate) async fn cancel(
         String::new()
     };
     if dry_run {
-        dry_run_lines(("cancel", "cancelled"), &report, &asked, io)?;
+        dry_run_lines(("cancel", "cancelled"), &report, (&asked, running), io)?;
     } else {
         write!(
             io.out,
@@ -141,7 +148,7 @@ pub(crate) async fn delete(
     };
     let plan = apply_matching(store, BulkAction::Delete, &filter, now, true).await?;
     if dry_run {
-        dry_run_lines(("delete", "deleted"), &plan, "", io)?;
+        dry_run_lines(("delete", "deleted"), &plan, ("", 0), io)?;
         return Ok(ExitCode::SUCCESS);
     }
     let n = plan.done.len();
@@ -235,22 +242,13 @@ async fn delete_one(
 
 /// A dry run's report: the tasks that would change, then the count and the skipped ones.
 /// A dry run's table and summary; `also` ends the summary's first part (bulk cancel: the
-/// running tasks whose workers it would ask to stop, which `n` leaves out).
+/// `marked` running tasks whose workers it would ask to stop, which the count leaves out).
 fn dry_run_lines(
     (verb, done): (&str, &str),
     report: &BulkReport,
-    also: &str,
+    (also, marked): (&str, u64),
     io: &mut Io<'_>,
 ) -> Result<()> {
-    let marked = if also.is_empty() {
-        0
-    } else {
-        report
-            .done
-            .iter()
-            .filter(|t| t.state == TaskState::Running)
-            .count() as u64
-    };
     let n = report.done.len() as u64 - marked;
     if n + marked > 0 {
         write!(io.out, "{}", render::task_table(&report.done))?;

@@ -2,8 +2,8 @@
 //! single-task operation's refusals reported instead of stopping the batch.
 //!
 //! Each task goes through [`TaskStore::cancel`] or [`TaskStore::delete`] itself, so a bulk
-//! operation keeps exactly their semantics (a task running under a live lease is refused and
-//! skipped; a lost run is logged). It is not one transaction: tasks that change meanwhile are
+//! operation keeps exactly their semantics (a cancel marks a task running under a live lease,
+//! whose worker then stops it, and a delete refuses and skips it; a lost run is logged). It is not one transaction: tasks that change meanwhile are
 //! judged as they are when their turn comes, and a task inserted behind the walk may be missed.
 
 use chrono::{DateTime, Utc};
