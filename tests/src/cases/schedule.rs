@@ -609,25 +609,39 @@ pub async fn started_worker_ticks(store: Arc<dyn TaskStore>) {
     handle.shutdown().await;
 }
 
+/// A started worker on `store` (an hour's poll) ticking the schedule `name` every second.
+fn ticking_every_second(store: Arc<dyn TaskStore>, name: &str) -> taskrow::WorkerHandle {
+    Client::new(store)
+        .worker()
+        .poll_interval(Duration::from_secs(3600))
+        .schedule(every(name, 1))
+        .start()
+        .unwrap()
+}
+
+/// The codes of the schedule `name`'s tasks that ran and succeeded, sorted.
+async fn succeeded_ticks(store: &dyn TaskStore, name: &str) -> Vec<String> {
+    let prefix = format!("{name}@");
+    let mut codes: Vec<String> = store
+        .logs(&LogFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.code.starts_with(&prefix) && l.outcome == Outcome::Succeeded)
+        .map(|l| l.code)
+        .collect();
+    codes.sort();
+    codes
+}
+
 /// A started worker sleeps until the next tick, not its poll interval: with an hour's poll
 /// and the store's default clock (real time), a schedule ticking every second enqueues within
 /// seconds.
 pub async fn started_worker_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
-    let client = Client::new(store.clone());
-    let handle = client
-        .worker()
-        .poll_interval(Duration::from_secs(3600))
-        .schedule(every("wake", 1))
-        .start()
-        .unwrap();
+    let handle = ticking_every_second(store.clone(), "wake");
     // A generous deadline: the whole suite loads the servers; an hour's sleep would still fail.
     super::worker::eventually("a tick's task ran", Duration::from_secs(60), || async {
-        store
-            .logs(&LogFilter::default())
-            .await
-            .unwrap()
-            .iter()
-            .any(|l| l.code.starts_with("wake@") && l.outcome == Outcome::Succeeded)
+        !succeeded_ticks(&*store, "wake").await.is_empty()
     })
     .await;
     handle.shutdown().await;
@@ -639,20 +653,9 @@ pub async fn started_worker_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
 pub async fn slow_pass_still_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
     let slow = Arc::new(ReplyLost::new(store.clone()));
     slow.delay_schedules(Duration::from_millis(1500));
-    let client = Client::new(slow.clone());
-    let handle = client
-        .worker()
-        .poll_interval(Duration::from_secs(3600))
-        .schedule(every("slow", 1))
-        .start()
-        .unwrap();
+    let handle = ticking_every_second(slow, "slow");
     super::worker::eventually("a tick's task ran", Duration::from_secs(30), || async {
-        store
-            .logs(&LogFilter::default())
-            .await
-            .unwrap()
-            .iter()
-            .any(|l| l.code.starts_with("slow@") && l.outcome == Outcome::Succeeded)
+        !succeeded_ticks(&*store, "slow").await.is_empty()
     })
     .await;
     handle.shutdown().await;
@@ -665,32 +668,16 @@ pub async fn slow_pass_still_wakes_at_the_next_tick(store: Arc<dyn TaskStore>) {
 pub async fn lost_advance_reply_enqueues_the_tick_once(store: Arc<dyn TaskStore>) {
     let lossy = Arc::new(ReplyLost::new(store.clone()));
     lossy.arm(Op::AdvanceSchedule, 1);
-    let client = Client::new(lossy.clone());
-    let handle = client
-        .worker()
-        .poll_interval(Duration::from_secs(3600))
-        .schedule(every("lossy", 1))
-        .start()
-        .unwrap();
-    let ran = || async {
-        let logs = store.logs(&LogFilter::default()).await.unwrap();
-        let mut codes: Vec<String> = logs
-            .iter()
-            .filter(|l| l.code.starts_with("lossy@") && l.outcome == Outcome::Succeeded)
-            .map(|l| l.code.clone())
-            .collect();
-        codes.sort();
-        codes
-    };
+    let handle = ticking_every_second(lossy.clone(), "lossy");
     super::worker::eventually(
         "three ticks' tasks ran",
         Duration::from_secs(30),
-        || async { ran().await.len() >= 3 },
+        || async { succeeded_ticks(&*store, "lossy").await.len() >= 3 },
     )
     .await;
     handle.shutdown().await;
     assert_eq!(lossy.lost(Op::AdvanceSchedule), 1, "the fault was injected");
-    let codes = ran().await;
+    let codes = succeeded_ticks(&*store, "lossy").await;
     let mut unique = codes.clone();
     unique.dedup();
     assert_eq!(codes, unique, "every tick ran once: {codes:?}");
