@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::record::Outcome;
+use crate::record::{Outcome, TaskRecord};
 use crate::registry::{self, WorkerBeat};
 use crate::retention::Retention;
 use crate::runner::{Claimed, Env, RunReport, Stops, execute, execute_and_finish};
@@ -28,6 +28,7 @@ pub struct WorkerBuilder {
     id: Option<String>,
     concurrency: usize,
     batch_size: Option<usize>,
+    claims_in_flight: usize,
     poll_interval: Duration,
     lease: Duration,
     heartbeat: Option<Duration>,
@@ -52,6 +53,7 @@ impl WorkerBuilder {
             id: None,
             concurrency: 8,
             batch_size: None,
+            claims_in_flight: 2,
             poll_interval: Duration::from_secs(1),
             lease,
             heartbeat,
@@ -83,8 +85,11 @@ impl WorkerBuilder {
     }
     /// How many tasks to claim ahead of the free slots (default: the concurrency, at least
     /// 32 — in the benchmark this tripled drain throughput over claiming 8). The worker
-    /// claims when no claimed task is waiting, enough to fill its free slots plus this many,
-    /// so a fast drain claims in batches. A waiting task holds its lease, and its attempt is
+    /// claims enough to fill its free slots plus this many, and claims again once half of
+    /// that is missing, so a fast drain claims in batches and claims the next one while this
+    /// one runs. While the slots sit idle waiting for claims that come back full (tasks that
+    /// run faster than the database answers), the worker claims further ahead, doubling up to
+    /// four times this, and back to it once a claim finds less than it asked for. A waiting task holds its lease, and its attempt is
     /// counted; so that it never loses that lease while it waits (and with it an attempt that
     /// never ran), a task still waiting when half its lease is gone is handed back (its attempt
     /// given back) for this or another worker to claim, and the worker claims no further ahead
@@ -92,6 +97,15 @@ impl WorkerBuilder {
     /// off nothing is claimed ahead (the lease, counted from the claim, limits the run).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
+        self
+    }
+    /// How many claims the worker may have in flight at once (default 2). It claims the next
+    /// batch while the last one runs; when the database answers slower than the tasks run, a
+    /// second claim keeps the slots busy (the database works on both at once). Each claim
+    /// asks only for what is missing from the free slots plus [`WorkerBuilder::batch_size`],
+    /// so this never claims further ahead. 1 claims one batch at a time.
+    pub fn claims_in_flight(mut self, n: usize) -> Self {
+        self.claims_in_flight = n;
         self
     }
     /// How often an idle worker looks for due tasks (default 1 s). Enqueues in this process
@@ -202,6 +216,9 @@ impl WorkerBuilder {
         }
         if self.finish_batch == 0 {
             return bad("finish batch must be at least 1");
+        }
+        if self.claims_in_flight == 0 {
+            return bad("claims in flight must be at least 1");
         }
         if self.poll_interval.is_zero() {
             return bad("the poll interval must be longer than zero");
@@ -486,6 +503,7 @@ impl Worker {
             self.cfg.batch_size.unwrap_or(concurrency.max(32))
         };
         let slots = Arc::new(Semaphore::new(concurrency));
+        let claims_in_flight = self.cfg.claims_in_flight;
         let ticking = self.ticker.clone().map(|t| {
             tokio::spawn(tick_loop(
                 t,
@@ -504,6 +522,8 @@ impl Worker {
         // writer stops the worker instead of growing a backlog.
         let max_unwritten = self.cfg.finish_batch.saturating_mul(2);
         let unwritten = Arc::new(AtomicUsize::new(0));
+        // Told after every write, so that a loop held back by the bound claims again at once.
+        let written = Arc::new(Notify::new());
         let (fin_tx, fin_rx) = mpsc::channel::<Finish>(max_unwritten);
         // Old finished tasks and log rows, purged beside the runs; it stops at shutdown.
         let retention = tokio::spawn(crate::retention::run(
@@ -515,7 +535,7 @@ impl Worker {
             self.env.clone(),
             fin_rx,
             self.cfg.finish_batch,
-            unwritten.clone(),
+            (unwritten.clone(), written.clone()),
             stops.hard_stop.clone(),
         ));
         let mut running: JoinSet<RunEnd> = JoinSet::new();
@@ -526,13 +546,26 @@ impl Worker {
         // Tasks whose run here was stopped for want of its lease: this worker (whose heartbeats
         // failed) leaves them to others for one lease before it claims them again.
         let mut cooldown: HashMap<i64, Instant> = HashMap::new();
-        // Claimed tasks waiting for a slot, in claim order, all from one claim.
+        // Claimed tasks waiting for a slot, in the order their claims landed.
         let mut waiting: VecDeque<Claimed> = VecDeque::new();
-        // The last claim found fewer due tasks than it asked for.
+        // Claims in flight (at most `claims_in_flight`), and how many tasks they asked for in
+        // all. A fast drain claims the next batch while the last one runs, and, when the
+        // database answers slower than the tasks run, several at once.
+        let mut claims: JoinSet<ClaimEnd> = JoinSet::new();
+        let mut asking: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut landed: Vec<ClaimEnd> = Vec::new();
+        // A claim found fewer due tasks than it asked for: no more claims until a wake-up.
         let mut drained = false;
         // Whether to claim ahead of the free slots; off after waiting tasks were handed back
         // (the slots stay busy for long), on again once a run ends.
         let mut claim_ahead = true;
+        // How far ahead it claims now: `ahead`, doubled (up to four times) whenever a claim
+        // comes back full after the slots sat idle waiting for it (the tasks run faster than
+        // the database answers a claim), and back to `ahead` once a claim finds less than it
+        // asked for or waiting tasks are handed back. Slow tasks never grow it: their slots
+        // do not wait for claims.
+        let mut window = ahead;
+        let mut starved = false;
         let mut backoff = Duration::from_millis(100);
         // A waiting task is handed back once half its lease is gone, so that it starts (here
         // or elsewhere) with at least half a lease left and never loses it while it waits.
@@ -584,14 +617,52 @@ impl Worker {
                 }
                 claim_ahead = true;
             }
+            // What the claims that landed found.
+            while let Some(r) = claims.try_join_next_with_id() {
+                landed.push(ClaimEnd::of(r, &mut asking));
+            }
+            let mut failed = false;
+            for end in landed.drain(..) {
+                match end.found {
+                    Ok(found) => {
+                        backoff = Duration::from_millis(100);
+                        if !found.is_empty() || end.remote {
+                            remote.claimed(!found.is_empty(), Instant::now());
+                        }
+                        if found.len() < end.asked {
+                            drained = true;
+                            window = ahead;
+                        } else if starved {
+                            window = window.saturating_mul(2).min(ahead.saturating_mul(4));
+                        }
+                        starved = false;
+                        let again = take_landed(&mut waiting, &active, found, end.sent);
+                        if !again.is_empty() {
+                            // Claimed again while it runs here (its lease ran out between two
+                            // claims in flight): the run here has lost its lease; hand the
+                            // new claim back rather than run the task beside itself.
+                            report.released += again.len() as u64;
+                            release(&self.env, &again, &stops.hard_stop).await;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming tasks failed; backing off");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
             if *shutdown.borrow() {
                 break 'outer;
             }
             // Hand back what waited past half its lease.
-            if waiting
-                .front()
-                .is_some_and(|c| c.sent.elapsed() >= wait_limit)
-            {
+            if waiting.iter().any(|c| c.sent.elapsed() >= wait_limit) {
                 let stale: Vec<Claimed> = waiting.drain(..).collect();
                 report.released += stale.len() as u64;
                 info!(
@@ -600,6 +671,7 @@ impl Worker {
                 );
                 release(&self.env, &stale, &stops.hard_stop).await;
                 claim_ahead = false;
+                window = ahead;
             }
             // Start what the free slots allow.
             while !waiting.is_empty() {
@@ -610,12 +682,20 @@ impl Worker {
                 active.insert(claimed.task.id);
                 start(&mut running, claimed, permit);
             }
-            // Claim when nothing waits and the writer keeps up: enough to fill the free slots
-            // and `ahead` more, so a fast drain claims in batches, not one slot at a time.
+            // Claim while the writer keeps up, enough to fill the free slots and `ahead` more,
+            // so a fast drain claims in batches, not one slot at a time: at once when nothing
+            // waits or is asked for, and before the waiting tasks run out once half of that is
+            // missing (so the next batch is claimed while this one runs).
             let backlog = unwritten.load(Ordering::SeqCst) >= max_unwritten;
             let free = slots.available_permits();
-            let want = free + if claim_ahead { ahead } else { 0 };
-            if waiting.is_empty() && !drained && !backlog && want > 0 {
+            let full = free + if claim_ahead { window } else { 0 };
+            let want = full.saturating_sub(waiting.len() + asking.values().sum::<usize>());
+            if !drained
+                && !backlog
+                && claims.len() < claims_in_flight
+                && want > 0
+                && want * 2 >= full
+            {
                 // Due times and leases are judged by the clock: claim nothing while it cannot
                 // be trusted (a clock following a database it cannot read).
                 let trusted = tokio::select! {
@@ -641,46 +721,43 @@ impl Worker {
                 // Taken before the claim's `now`: the run's deadline never outlasts the lease
                 // the store grants from that `now`.
                 let sent = Instant::now();
-                let now = Instant::now();
-                cooldown.retain(|_, until| *until > now);
+                cooldown.retain(|_, until| *until > sent);
+                // The waiting tasks are under this worker's leases (not due); should one run
+                // out and the task come back, `take_landed` keeps the newer claim.
                 let req = self
                     .claim_request(want)
                     .exclude_ids(active.iter().chain(cooldown.keys()).copied());
-                // A claim that hangs (a database that stopped answering) is given up at the
-                // hard stop: what it may have claimed runs again after its leases expire.
-                let mut hs = stops.hard_stop.clone();
-                let claimed = tokio::select! {
-                    r = self.env.store.claim(&req) => r,
-                    _ = past_hard_stop(&mut hs) => break 'outer,
-                };
-                match claimed {
-                    Ok(claimed) => {
-                        backoff = Duration::from_millis(100);
-                        if !claimed.is_empty() || remote_woke {
-                            remote.claimed(!claimed.is_empty(), Instant::now());
-                        }
-                        remote_woke = false;
-                        drained = claimed.len() < want;
-                        waiting.extend(claimed.into_iter().map(|task| Claimed { task, sent }));
-                        continue 'outer;
+                let store = self.env.store.clone();
+                let remote = std::mem::take(&mut remote_woke);
+                let claim = claims.spawn(async move {
+                    ClaimEnd {
+                        sent,
+                        asked: want,
+                        remote,
+                        found: store.claim(&req).await,
                     }
-                    Err(e) => {
-                        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming tasks failed; backing off");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = shutdown.wait_for(|s| *s) => break 'outer,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        continue 'outer;
-                    }
-                }
+                });
+                asking.insert(claim.id(), want);
+                continue 'outer;
             }
             if backlog {
-                // The writer is behind: wait for it (or a run to end) before claiming more.
+                // The writer is behind: wait for it to write a batch before claiming more,
+                // starting waiting tasks as slots free up.
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
+                    _ = written.notified() => {}
+                    permit = slots.clone().acquire_owned(), if !waiting.is_empty() => drop(permit),
+                    Some(r) = claims.join_next_with_id(), if !claims.is_empty() => landed.push(ClaimEnd::of(r, &mut asking)),
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            } else if waiting.is_empty() && !claims.is_empty() {
+                // Nothing to start until a claim lands. A claim that hangs (a database that
+                // stopped answering) is given up at the hard stop (below).
+                starved |= slots.available_permits() > 0;
+                tokio::select! {
+                    Some(r) = claims.join_next_with_id() => landed.push(ClaimEnd::of(r, &mut asking)),
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
                 }
             } else if waiting.is_empty() && want == 0 {
                 // Every slot busy and no claiming ahead: wait for a run to end.
@@ -714,18 +791,43 @@ impl Worker {
                 }
                 drained = false;
             } else {
-                // Every slot is busy: wait for one (the loop's top starts the task), or until
-                // the waiting tasks must be handed back.
+                // Every slot is busy: wait for one (the loop's top starts the task), a claim
+                // to land, or until the waiting tasks must be handed back.
                 let hand_back_at = waiting
-                    .front()
+                    .iter()
                     .map(|c| c.sent + wait_limit)
+                    .min()
                     .unwrap_or_else(|| Instant::now() + self.cfg.poll_interval);
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                     permit = slots.clone().acquire_owned() => drop(permit),
+                    Some(r) = claims.join_next_with_id(), if !claims.is_empty() => landed.push(ClaimEnd::of(r, &mut asking)),
                     _ = tokio::time::sleep_until(hand_back_at) => {}
                 }
+            }
+        }
+
+        // Claims still in flight land before the waiting tasks are handed back; one that hangs
+        // is given up at the hard stop: what it may have claimed runs again after its leases
+        // expire.
+        let mut hs = stops.hard_stop.clone();
+        loop {
+            tokio::select! {
+                r = claims.join_next_with_id() => match r {
+                    Some(r) => landed.push(ClaimEnd::of(r, &mut asking)),
+                    None => break,
+                },
+                _ = past_hard_stop(&mut hs) => {
+                    claims.abort_all();
+                    break;
+                }
+            }
+        }
+        for end in landed.drain(..) {
+            if let Ok(found) = end.found {
+                let again = take_landed(&mut waiting, &active, found, end.sent);
+                waiting.extend(again);
             }
         }
 
@@ -831,6 +933,63 @@ enum Woke {
     Elsewhere,
     /// The poll interval.
     Poll,
+}
+
+/// A claim that landed: when it was sent, how many tasks it asked for, whether it was made on
+/// a wake-up from another process, and what it found.
+struct ClaimEnd {
+    sent: Instant,
+    asked: usize,
+    remote: bool,
+    found: Result<Vec<TaskRecord>>,
+}
+
+impl ClaimEnd {
+    /// The end of the claim task `r`, which is no longer asking; a claim whose task panicked
+    /// (a store's bug) counts as a failed claim.
+    fn of(
+        r: std::result::Result<(tokio::task::Id, Self), tokio::task::JoinError>,
+        asking: &mut HashMap<tokio::task::Id, usize>,
+    ) -> Self {
+        match r {
+            Ok((id, end)) => {
+                asking.remove(&id);
+                end
+            }
+            Err(e) => Self {
+                sent: Instant::now(),
+                asked: asking.remove(&e.id()).unwrap_or(0),
+                remote: false,
+                found: Err(Error::Backend {
+                    transient: true,
+                    source: format!("the claim's task failed: {e}").into(),
+                }),
+            },
+        }
+    }
+}
+
+/// Queues the tasks a claim found behind the waiting ones. A task found again while it waits
+/// (its lease ran out between two claims in flight) keeps its place under the newer claim;
+/// one found again while it runs here is returned, to be handed back.
+fn take_landed(
+    waiting: &mut VecDeque<Claimed>,
+    active: &HashSet<i64>,
+    found: Vec<TaskRecord>,
+    sent: Instant,
+) -> Vec<Claimed> {
+    let mut again = Vec::new();
+    for task in found {
+        let claimed = Claimed { task, sent };
+        if active.contains(&claimed.task.id) {
+            again.push(claimed);
+        } else if let Some(w) = waiting.iter_mut().find(|w| w.task.id == claimed.task.id) {
+            *w = claimed;
+        } else {
+            waiting.push_back(claimed);
+        }
+    }
+    again
 }
 
 /// Empty claims on other processes' wake-ups further apart than this do not add up to a pause.
@@ -1054,7 +1213,7 @@ async fn finisher(
     env: Env,
     mut rx: mpsc::Receiver<Finish>,
     max: usize,
-    unwritten: Arc<AtomicUsize>,
+    (unwritten, written): (Arc<AtomicUsize>, Arc<Notify>),
     hard_stop: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(max);
@@ -1063,6 +1222,7 @@ async fn finisher(
     let mut next_retry = Instant::now();
     let settle = |before: usize, left: usize| {
         unwritten.fetch_sub(before - left, Ordering::SeqCst);
+        written.notify_one();
     };
     loop {
         if closed && parked.is_empty() {
@@ -1325,6 +1485,50 @@ mod tests {
     use super::*;
 
     const POLL: Duration = Duration::from_secs(1);
+
+    fn task(id: i64) -> TaskRecord {
+        let now = chrono::Utc::now();
+        TaskRecord::inserted(
+            id,
+            crate::NewTask {
+                code: format!("t{id}"),
+                task_type: "t".into(),
+                payload: "{}".into(),
+                name: "t".into(),
+                description: None,
+                biz_type: String::new(),
+                queue: crate::DEFAULT_QUEUE.into(),
+                priority: crate::Priority::default(),
+                run_at: now,
+                max_attempts: None,
+                retry: crate::RetryPolicy::default(),
+                timeout: None,
+                on_success: crate::OnSuccess::default(),
+                dispatch: crate::Dispatch::default(),
+                created_at: now,
+            },
+        )
+    }
+
+    /// Two claims in flight can find one task twice when its lease runs out in between: a
+    /// waiting one keeps its place under the newer claim, a running one is returned to be
+    /// handed back, the rest queue in order.
+    #[test]
+    fn landed_claims_never_queue_a_task_twice() {
+        let (t0, t1) = (Instant::now(), Instant::now() + Duration::from_millis(5));
+        let mut waiting: VecDeque<Claimed> = [1, 2]
+            .into_iter()
+            .map(|id| Claimed {
+                task: task(id),
+                sent: t0,
+            })
+            .collect();
+        let active: HashSet<i64> = [7].into_iter().collect();
+        let again = take_landed(&mut waiting, &active, vec![task(2), task(7), task(3)], t1);
+        let queued: Vec<(i64, Instant)> = waiting.iter().map(|c| (c.task.id, c.sent)).collect();
+        assert_eq!(queued, [(1, t0), (2, t1), (3, t1)]);
+        assert_eq!(again.iter().map(|c| c.task.id).collect::<Vec<_>>(), [7]);
+    }
 
     /// A flood: empty claims 10 ms apart pause from the third on, doubling, within the poll.
     #[test]

@@ -255,6 +255,7 @@ macro_rules! store_conformance {
                 }
                 worker {
                     drains_with_concurrency,
+                    pipelined_claims_stay_bounded,
                     retries_at_policy_times,
                     permanent_failure_and_exhausted_attempts,
                     unknown_type_and_corrupt_payload,

@@ -6,8 +6,8 @@
 //!   tick ([`ReplyLost::delay_schedules`], a loaded database).
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskrow::chrono::{DateTime, Utc};
@@ -84,6 +84,13 @@ pub struct ReplyLost {
     calls: [AtomicU32; 7],
     /// Milliseconds each read of the schedules waits before it answers.
     schedules_delay_ms: AtomicU64,
+    /// Milliseconds each claim waits before it claims.
+    claims_delay_ms: AtomicU64,
+    /// Claims going on now, and the most seen at once.
+    claims_now: AtomicU32,
+    claims_most: AtomicU32,
+    /// The limit of every claim so far, in call order.
+    claim_limits: Mutex<Vec<usize>>,
 }
 
 impl ReplyLost {
@@ -95,6 +102,10 @@ impl ReplyLost {
             lost: Default::default(),
             calls: Default::default(),
             schedules_delay_ms: AtomicU64::new(0),
+            claims_delay_ms: AtomicU64::new(0),
+            claims_now: AtomicU32::new(0),
+            claims_most: AtomicU32::new(0),
+            claim_limits: Mutex::new(Vec::new()),
         }
     }
 
@@ -103,6 +114,23 @@ impl ReplyLost {
     pub fn delay_schedules(&self, delay: Duration) {
         self.schedules_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes every later [`TaskStore::claim`] wait `delay` before it claims (a database that
+    /// answers claims slower than the tasks run); `Duration::ZERO` stops it.
+    pub fn delay_claims(&self, delay: Duration) {
+        self.claims_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The most claims that were in flight at once.
+    pub fn most_claims_at_once(&self) -> u32 {
+        self.claims_most.load(Ordering::SeqCst)
+    }
+
+    /// How many tasks each claim so far asked for, in call order.
+    pub fn claim_limits(&self) -> Vec<usize> {
+        self.claim_limits.lock().unwrap().clone()
     }
 
     /// Makes the next `count` successful calls of `op` lose their reply (added to what is
@@ -182,7 +210,16 @@ impl TaskStore for ReplyLost {
         self.inner.insert_if_absent(task).await
     }
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<TaskRecord>> {
-        self.reply(Op::Claim, self.inner.claim(req).await)
+        self.claim_limits.lock().unwrap().push(req.limit);
+        let now = self.claims_now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.claims_most.fetch_max(now, Ordering::SeqCst);
+        let delay = self.claims_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let found = self.inner.claim(req).await;
+        self.claims_now.fetch_sub(1, Ordering::SeqCst);
+        self.reply(Op::Claim, found)
     }
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
         self.reply(Op::ClaimOne, self.inner.claim_one(target, req).await)

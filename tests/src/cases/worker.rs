@@ -257,6 +257,66 @@ pub async fn drains_with_concurrency(store: Arc<dyn TaskStore>) {
     );
 }
 
+/// A fast drain on a database that answers claims slowly (30 ms each, the tasks take none):
+/// the worker claims the next batch while one runs, never more than `claims_in_flight` claims
+/// at once, asks for more once its slots sat idle waiting for a claim but never more than its
+/// free slots and four times `batch_size`, and runs every task exactly once.
+pub async fn pipelined_claims_stay_bounded(store: Arc<dyn TaskStore>) {
+    let slow = Arc::new(crate::wrappers::ReplyLost::new(store.clone()));
+    slow.delay_claims(Duration::from_millis(30));
+    let probe = Arc::new(Probe::default());
+    let c = client(&(slow.clone() as Arc<dyn TaskStore>), &probe, |b| b);
+    let work = Work::default();
+    let n = 300;
+    let batch: Vec<(&dyn Task, EnqueueOptions)> = (0..n)
+        .map(|i| {
+            (
+                &work as &dyn Task,
+                EnqueueOptions::new().code(format!("fast-{i:03}")),
+            )
+        })
+        .collect();
+    assert_eq!(c.enqueue_batch(batch).await.unwrap(), n);
+    let w = c
+        .worker()
+        .concurrency(4)
+        .batch_size(8)
+        .claims_in_flight(2)
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    eventually("the drain to finish", Duration::from_secs(60), || {
+        empty(&store)
+    })
+    .await;
+    w.shutdown().await;
+
+    let counts = probe.counts();
+    assert_eq!(counts.len(), n as usize, "every task ran");
+    assert!(counts.values().all(|&k| k == 1), "each task ran once");
+    let all = store.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(all.len(), n as usize, "one log row per task");
+    assert!(
+        all.iter()
+            .all(|l| l.outcome == Outcome::Succeeded && l.attempt == 1)
+    );
+    assert_eq!(
+        slow.most_claims_at_once(),
+        2,
+        "two claims in flight at most, and at some point"
+    );
+    let asked = slow.claim_limits();
+    let most = asked.iter().copied().max().unwrap_or(0);
+    assert!(
+        most > 4 + 8,
+        "the claims grew past the free slots and one batch: {asked:?}"
+    );
+    assert!(
+        most <= 4 + 4 * 8,
+        "never past the free slots and four batches: {asked:?}"
+    );
+}
+
 /// A task failing twice under a fixed 60 s policy runs at t0, t0+60 s, t0+120 s — no earlier,
 /// moved there by a manual clock — and the log shows retrying, retrying, succeeded.
 pub async fn retries_at_policy_times(store: Arc<dyn TaskStore>) {
