@@ -520,6 +520,7 @@ async fn main() -> ExitCode {
     let t0 = Instant::now();
     let mut lines = Vec::new();
     let ok = bench_all(&cli, &s, &mut lines).await;
+    lines.extend(report::memory_against_sqlite(&lines));
     println!();
     print!("{}", report::table(&lines));
     println!();

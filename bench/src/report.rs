@@ -43,24 +43,24 @@ fn group(v: f64) -> String {
 pub enum Target {
     /// taskrow ÷ floor (rates) at least this.
     RatioAtLeast(f64),
-    /// At least this many tasks per second.
-    RateAtLeast(f64),
     /// Under this many microseconds.
     MicrosBelow(f64),
     /// At most this many microseconds.
     MicrosAtMost(f64),
     /// A factor of at most this.
     FactorAtMost(f64),
+    /// taskrow's time at most this multiple of the floor's.
+    TimesFloorAtMost(f64),
 }
 
 impl Target {
     fn show(self) -> String {
         match self {
             Target::RatioAtLeast(r) => format!("≥ {r} of floor"),
-            Target::RateAtLeast(r) => format!("≥ {} /s", group(r)),
             Target::MicrosBelow(us) => format!("< {} ms", us / 1000.0),
             Target::MicrosAtMost(us) => format!("≤ {} ms", us / 1000.0),
             Target::FactorAtMost(f) => format!("≤ {f}×"),
+            Target::TimesFloorAtMost(f) => format!("≤ {f:.1}× floor"),
         }
     }
 }
@@ -129,10 +129,10 @@ impl Line {
         let v = self.taskrow?;
         Some(match (t, v) {
             (Target::RatioAtLeast(min), _) => self.ratio()? >= min,
-            (Target::RateAtLeast(min), Value::Rate(r)) => r >= min,
             (Target::MicrosBelow(max), Value::Micros(us)) => us < max,
             (Target::MicrosAtMost(max), Value::Micros(us)) => us <= max,
             (Target::FactorAtMost(max), Value::Factor(f)) => f <= max,
+            (Target::TimesFloorAtMost(max), Value::Micros(_)) => self.ratio()? <= max,
             _ => return None,
         })
     }
@@ -187,5 +187,25 @@ pub fn p50_p99(mut samples: Vec<u64>) -> (f64, f64) {
     (
         percentile(&mut samples, 50.0),
         percentile(&mut samples, 99.0),
+    )
+}
+
+/// Issue 17's memory target, once both stores ran: the memory store's drain against the SQLite
+/// store's (taskrow on both; the SQLite figure stands in the floor column).
+pub fn memory_against_sqlite(lines: &[Line]) -> Option<Line> {
+    let drain = |store: &str| {
+        lines
+            .iter()
+            .find(|l| l.store == store && l.measure.starts_with("drain, concurrency"))
+            .and_then(|l| l.taskrow)
+    };
+    Some(
+        Line::new(
+            "memory",
+            "drain, against the SQLite store's drain (in the floor column)",
+        )
+        .taskrow(drain("memory")?)
+        .floor(Some(drain("SQLite")?))
+        .target(Target::RatioAtLeast(3.0)),
     )
 }
