@@ -1,6 +1,7 @@
 //! [`PostgresDialect`]: `READ COMMITTED` transactions, PostgreSQL's error codes, LISTEN/NOTIFY
 //! wake-ups.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,7 +11,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, RuntimeErr, Statement,
     TransactionTrait,
 };
-use taskrow::{ClaimRequest, Error, Result};
+use taskrow::{ClaimRequest, Error, Lease, OnSuccess, Result, TaskState};
 use taskrow_sql::claim::{Claim, Due};
 use taskrow_sql::dialect::BeginError;
 use taskrow_sql::entity::task;
@@ -77,6 +78,8 @@ impl Dialect for PostgresDialect {
         Some("SELECT (clock_timestamp() AT TIME ZONE 'UTC') AS t");
 
     const NAME: &'static str = "PostgreSQL";
+
+    const PAUSED_IN_READ: bool = true;
 
     async fn connect(url: &str) -> Result<DatabaseConnection> {
         crate::connect::open(url).await
@@ -158,6 +161,14 @@ impl Dialect for PostgresDialect {
         crate::claim::take_due(txn, due, claim).await
     }
 
+    async fn delete_succeeded(
+        &self,
+        txn: &WriteTxn,
+        leases: &[Lease],
+    ) -> Option<Result<HashSet<i64>, DbErr>> {
+        Some(delete_succeeded(txn, leases).await)
+    }
+
     fn classify(&self, err: &DbErr) -> ErrorKind {
         if let Some(kind) = ErrorKind::common(err) {
             return kind;
@@ -182,6 +193,43 @@ impl Dialect for PostgresDialect {
 }
 
 /// What a PostgreSQL error (its SQLSTATE `code`, and its `message`) means for taskrow.
+/// The delete of a batch of successes ([`Dialect::delete_succeeded`]): one statement per claim
+/// in the batch (a batch holds the results of a few claims, each with its own token), of one
+/// text whatever the batch's size, so it is prepared once per connection, where the shared `OR`
+/// chain is a new statement for every size, parsed and planned at each use. The ids go in as
+/// an array, bound as text (`'{1,2}'::bigint[]`: the shared SeaORM build has no array values),
+/// so the rows are read by primary key. `state + 0` keeps the planner off the state index:
+/// statistics taken while few tasks ran make it look cheap, and it would then read every
+/// running row.
+async fn delete_succeeded(txn: &WriteTxn, leases: &[Lease]) -> Result<HashSet<i64>, DbErr> {
+    let mut by_token: Vec<(i64, Vec<i64>)> = Vec::new();
+    for l in leases {
+        match by_token.iter_mut().find(|(t, _)| *t == l.token) {
+            Some((_, ids)) => ids.push(l.id),
+            None => by_token.push((l.token, vec![l.id])),
+        }
+    }
+    let mut done = HashSet::with_capacity(leases.len());
+    for (token, ids) in by_token {
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let stmt = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM taskrow_task WHERE id = ANY($1::bigint[]) AND claim_token = $2 \
+             AND state + 0 = $3 AND on_success = $4 RETURNING id",
+            [
+                format!("{{{}}}", ids.join(",")).into(),
+                token.into(),
+                TaskState::Running.code().into(),
+                OnSuccess::Delete.code().into(),
+            ],
+        );
+        for row in txn.query_all_raw(stmt).await? {
+            done.insert(row.try_get::<i64>("", "id")?);
+        }
+    }
+    Ok(done)
+}
+
 fn kind_of(code: &str, message: &str) -> ErrorKind {
     match code {
         // serialization_failure, deadlock_detected, lock_not_available (`lock_timeout`,

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Select, UpdateMany,
@@ -32,6 +32,10 @@ pub struct Claim {
     /// The claim's fencing token ([`taskrow::record::new_claim_token`]), one for every row
     /// of the claim.
     pub token: i64,
+    /// Whether the claim's reads leave out the paused queues themselves (a subquery of
+    /// `taskrow_queue`, [`crate::Dialect::PAUSED_IN_READ`]), so that [`claim`] reads no list of
+    /// them first.
+    pub paused_in_read: bool,
     /// The paused queues whose tasks the claim leaves alone (read by [`claim`] in its
     /// transaction).
     pub paused: Vec<String>,
@@ -46,6 +50,7 @@ impl Claim {
             until,
             token: taskrow::record::new_claim_token(),
             paused: Vec::new(),
+            paused_in_read: false,
         }
     }
 }
@@ -119,6 +124,17 @@ pub fn due_condition(req: &ClaimRequest, claim: &Claim) -> Condition {
         .add(Column::State.is_in([TaskState::Pending.code(), TaskState::Running.code()]));
     if !claim.paused.is_empty() {
         c = c.add(Column::Queue.is_not_in(claim.paused.iter().cloned()));
+    }
+    if claim.paused_in_read {
+        c = c.add(
+            Column::Queue.not_in_subquery(
+                Query::select()
+                    .column(queue::Column::Name)
+                    .from(queue::Entity)
+                    .and_where(Expr::col(queue::Column::Paused).eq(true))
+                    .to_owned(),
+            ),
+        );
     }
     if !req.biz_types.is_empty() {
         c = c.add(Column::BizType.is_in(req.biz_types.iter().cloned()));
@@ -265,7 +281,8 @@ pub fn in_order(ids: &[i64], rows: Vec<task::Model>) -> Vec<task::Model> {
 /// due again), and every read after the first follows one that failed at least one row, so
 /// the reads end.
 ///
-/// The paused queues are read first, in the same transaction, and left out of every read: a
+/// The paused queues are read first, in the same transaction (or, where the dialect says so,
+/// by each read itself), and left out of every read: a
 /// pause committed before the claim began is honoured by it.
 pub async fn claim<D: Dialect>(
     dialect: &D,
@@ -275,20 +292,24 @@ pub async fn claim<D: Dialect>(
 ) -> Result<Vec<task::Model>, DbErr> {
     let mut claimed = Vec::new();
     let mut req = req.clone();
-    let paused: Vec<String> = queue::Entity::find()
-        .select_only()
-        .column(queue::Column::Name)
-        .filter(queue::Column::Paused.eq(true))
-        .into_tuple()
-        .all(&**txn)
-        .await?;
     let mut claim = claim.clone();
-    if req.queues.is_empty() {
-        claim.paused = paused;
+    if D::PAUSED_IN_READ {
+        claim.paused_in_read = true;
     } else {
-        req.queues.retain(|q| !paused.contains(q));
+        let paused: Vec<String> = queue::Entity::find()
+            .select_only()
+            .column(queue::Column::Name)
+            .filter(queue::Column::Paused.eq(true))
+            .into_tuple()
+            .all(&**txn)
+            .await?;
         if req.queues.is_empty() {
-            return Ok(claimed);
+            claim.paused = paused;
+        } else {
+            req.queues.retain(|q| !paused.contains(q));
+            if req.queues.is_empty() {
+                return Ok(claimed);
+            }
         }
     }
     let claim = &claim;

@@ -1,5 +1,6 @@
 //! [`Dialect`]: what differs between the SQL databases taskrow runs on.
 
+use std::collections::HashSet;
 use std::fmt::{self, Debug};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
-use taskrow::{ClaimRequest, Result};
+use taskrow::{ClaimRequest, Lease, Result};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::claim::{Claim, Due};
@@ -445,6 +446,13 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
     /// whose clients keep the system clock. See [`taskrow::TaskStore::database_time`].
     const DATABASE_TIME: Option<&'static str>;
 
+    /// Whether a claim's read leaves out the paused queues by itself, with a subquery of
+    /// `taskrow_queue` in its `WHERE`, instead of a read of them first: where the read's view
+    /// of that table is the transaction's from its start (SQLite's one writer) or the
+    /// statement's own (PostgreSQL, whose claim is the transaction's first statement). Not
+    /// MySQL, whose locking read would lock the queue rows it reads. `false` by default.
+    const PAUSED_IN_READ: bool = false;
+
     /// Wake-ups from other processes ([`taskrow::TaskStore::wakeups`]): PostgreSQL's
     /// LISTEN/NOTIFY. `None` by default.
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -491,6 +499,20 @@ pub trait Dialect: Sized + Send + Sync + Debug + 'static {
         due: Vec<Due>,
         claim: &Claim,
     ) -> Result<Vec<task::Model>, DbErr>;
+
+    /// The delete of a batch of successes (the common finish of a drain), on the finish's
+    /// transaction: the rows of `leases` still running under them whose tasks go on success
+    /// (`on_success = delete`), deleted; their ids. `None` (the default): the shared statement
+    /// does it, `… WHERE state = running AND on_success = delete AND ((id = ? AND claim_token =
+    /// ?) OR …)`.
+    async fn delete_succeeded(
+        &self,
+        txn: &WriteTxn,
+        leases: &[Lease],
+    ) -> Option<Result<HashSet<i64>, DbErr>> {
+        let _ = (txn, leases);
+        None
+    }
 
     /// What `err` means.
     fn classify(&self, err: &DbErr) -> ErrorKind;

@@ -1044,11 +1044,17 @@ impl<D: Dialect> SqlStore<D> {
         };
         let successes = of(|e| matches!(e, FinishResult::Succeeded));
         for chunk in successes.chunks(GROUP_ROWS) {
-            let q = task::Entity::delete_many()
-                .filter(task::Column::State.eq(TaskState::Running.code()))
-                .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
-                .filter(leases_condition(chunk.iter().map(|&i| &batch[i].lease)));
-            let done = returning_ids(txn, q.build(backend)).await?;
+            let leases: Vec<Lease> = chunk.iter().map(|&i| batch[i].lease).collect();
+            let done = match self.dialect.delete_succeeded(txn, &leases).await {
+                Some(done) => done?,
+                None => {
+                    let q = task::Entity::delete_many()
+                        .filter(task::Column::State.eq(TaskState::Running.code()))
+                        .filter(task::Column::OnSuccess.eq(OnSuccess::Delete.code()))
+                        .filter(leases_condition(leases.iter()));
+                    returning_ids(txn, q.build(backend)).await?
+                }
+            };
             for &i in chunk {
                 if done.contains(&batch[i].lease.id) {
                     applied[i] = Some(true);

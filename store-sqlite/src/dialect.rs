@@ -85,6 +85,8 @@ impl Dialect for SqliteDialect {
 
     const NAME: &'static str = "SQLite";
 
+    const PAUSED_IN_READ: bool = true;
+
     async fn connect(url: &str) -> Result<DatabaseConnection> {
         crate::connect::open(url).await
     }
