@@ -129,8 +129,22 @@ impl Model {
         }
     }
 
-    /// The active model inserting this row, letting the database pick the id.
+    /// The active model inserting this new row ([`Model::new_row`]), letting the database pick
+    /// the id. The columns a new row leaves at the table's defaults (no lease owner, error,
+    /// claim, interruption, due time or cancel request) are not sent: a multi-row insert binds
+    /// 19 values a row instead of 26 (batch enqueue on PostgreSQL, 500 rows a statement, went
+    /// from 0.6 to about 0.7 of the floor's).
     pub fn into_insert(self) -> ActiveModel {
+        debug_assert!(
+            self.lease_owner.is_none()
+                && self.last_error.is_none()
+                && self.claim_token.is_none()
+                && self.claimed_at.is_none()
+                && self.interruptions == 0
+                && self.due_at.is_none()
+                && self.cancel_requested_at.is_none(),
+            "into_insert is for new rows"
+        );
         ActiveModel {
             id: NotSet,
             code: Set(self.code),
@@ -147,18 +161,18 @@ impl Model {
             on_success: Set(self.on_success),
             dispatch: Set(self.dispatch),
             run_at: Set(self.run_at),
-            lease_owner: Set(self.lease_owner),
-            last_error: Set(self.last_error),
+            lease_owner: NotSet,
+            last_error: NotSet,
             version: Set(self.version),
             created_at: Set(self.created_at),
             updated_at: Set(self.updated_at),
-            claim_token: Set(self.claim_token),
-            claimed_at: Set(self.claimed_at),
-            interruptions: Set(self.interruptions),
+            claim_token: NotSet,
+            claimed_at: NotSet,
+            interruptions: NotSet,
             queue: Set(self.queue),
             priority: Set(self.priority),
-            due_at: Set(self.due_at),
-            cancel_requested_at: Set(self.cancel_requested_at),
+            due_at: NotSet,
+            cancel_requested_at: NotSet,
         }
     }
 

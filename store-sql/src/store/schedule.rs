@@ -157,7 +157,7 @@ impl<D: Dialect> SqlStore<D> {
             match find(&**txn, &TaskRef::Code(task.code.clone())).await {
                 Ok(_) => {}
                 Err(Fail::Task(Error::NotFound(_))) => {
-                    match insert_row(&*self.dialect, &**txn, task).await {
+                    match insert_row(&*self.dialect, &**txn, task, true).await {
                         Ok(_) | Err(Fail::Task(Error::DuplicateCode(_))) => {}
                         Err(f) => return Err(f),
                     }
