@@ -812,6 +812,56 @@ impl<D: Dialect> SqlStore<D> {
         Ok(n)
     }
 
+    /// [`TaskStore::claim_one`] of a pending task (immediate dispatch, run-now of a waiting
+    /// task: the common case) in one statement on its own, where the database returns the
+    /// row an `UPDATE` changed (SQLite, PostgreSQL): `UPDATE … SET <the claim> WHERE <the
+    /// task> AND state = pending RETURNING *`. A pending task has no lost run to settle and
+    /// nothing to refuse, so the read, the version check and the transaction around them
+    /// (three more round trips) are not needed. `None`: the task was not pending (or the
+    /// database cannot return the row): the caller reads it and decides.
+    async fn claim_pending_one(
+        &self,
+        target: &TaskRef,
+        req: &ClaimOne,
+    ) -> Result<Option<Result<TaskRecord>>> {
+        let caps = self
+            .dialect
+            .capabilities(&self.db)
+            .await
+            .map_err(|e| self.map_db_error(e))?;
+        if !caps.update_returning {
+            return Ok(None);
+        }
+        let now = stored(req.now);
+        let claim = Claim::new(req.worker.clone(), now, stored(add(now, req.lease)));
+        let update = claim_update(&claim).filter(task::Column::State.eq(TaskState::Pending.code()));
+        let update = match target {
+            TaskRef::Id(id) => update.filter(task::Column::Id.eq(*id)),
+            TaskRef::Code(code) => update.filter(task::Column::Code.eq(code.as_str())),
+        };
+        let update = &update;
+        let rows = self
+            .retrying(|| async move {
+                let _writer = self.dialect.write_lock().await?;
+                Ok(update.clone().exec_with_returning(&self.db).await?)
+            })
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(match row.clone().into_record() {
+            Ok(r) => Ok(r),
+            // Claimed, but unreadable: failed on its own, as a batch claim does.
+            Err(e) => {
+                let id = row.id;
+                if let Err(fail) = self.fail_unreadable(row, &e, &req.worker, now).await {
+                    tracing::error!(id, error = %fail, "taskrow: cannot fail an unreadable claimed task row; a later claim will try again after its lease");
+                }
+                Err(e)
+            }
+        }))
+    }
+
     /// The claim of [`TaskStore::claim_one`]. A refusal that changed the task (an expired run
     /// at its last attempt failed for `only_pending`) comes back as `Ok(Err(_))`, so that the
     /// change commits.
@@ -1478,6 +1528,9 @@ impl<D: Dialect> TaskStore for SqlStore<D> {
 
     async fn claim_one(&self, target: &TaskRef, req: &ClaimOne) -> Result<TaskRecord> {
         validate_worker_id(&req.worker)?;
+        if let Some(claimed) = self.claim_pending_one(target, req).await? {
+            return claimed;
+        }
         self.retrying(|| async move {
             let txn = self.begin().await?;
             let r = self.claim_one_in(&txn, target, req).await;
