@@ -560,12 +560,22 @@ impl Worker {
         // (the slots stay busy for long), on again once a run ends.
         let mut claim_ahead = true;
         // How far ahead it claims now: `ahead`, doubled (up to four times) whenever a claim
-        // comes back full after the slots sat idle waiting for it (the tasks run faster than
-        // the database answers a claim), and back to `ahead` once a claim finds less than it
-        // asked for or waiting tasks are handed back. Slow tasks never grow it: their slots
-        // do not wait for claims.
+        // comes back full after the slots sat idle waiting for it, the claim before it full
+        // too (the tasks run faster than the database answers a claim), and back to `ahead`
+        // once a claim finds less than it asked for or waiting tasks are handed back. Slow
+        // tasks never grow it: their slots do not wait for claims.
         let mut window = ahead;
         let mut starved = false;
+        // Whether the last claim to land came back full: only then does a wait for a claim
+        // count as starving (the first claim after an idle spell finds every slot free,
+        // whatever the tasks' speed).
+        let mut last_full = false;
+        // When the newest claim that came back short was sent: a claim sent later that comes
+        // back full means more work arrived, and ends `drained`.
+        let mut short_sent: Option<Instant> = None;
+        // After a failed claim: no claim before this instant (the loop goes on starting and
+        // handing back the tasks that wait meanwhile).
+        let mut retry_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
         // A waiting task is handed back once half its lease is gone, so that it starts (here
         // or elsewhere) with at least half a lease left and never loses it while it waits.
@@ -621,7 +631,6 @@ impl Worker {
             while let Some(r) = claims.try_join_next_with_id() {
                 landed.push(ClaimEnd::of(r, &mut asking));
             }
-            let mut failed = false;
             for end in landed.drain(..) {
                 match end.found {
                     Ok(found) => {
@@ -631,9 +640,17 @@ impl Worker {
                         }
                         if found.len() < end.asked {
                             drained = true;
+                            short_sent = short_sent.max(Some(end.sent));
                             window = ahead;
-                        } else if starved {
-                            window = window.saturating_mul(2).min(ahead.saturating_mul(4));
+                            last_full = false;
+                        } else {
+                            if short_sent.is_some_and(|t| end.sent > t) {
+                                drained = false;
+                            }
+                            if starved && last_full {
+                                window = window.saturating_mul(2).min(ahead.saturating_mul(4));
+                            }
+                            last_full = true;
                         }
                         starved = false;
                         let again = take_landed(&mut waiting, &active, found, end.sent);
@@ -647,16 +664,10 @@ impl Worker {
                     }
                     Err(e) => {
                         warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming tasks failed; backing off");
-                        failed = true;
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
                 }
-            }
-            if failed {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.wait_for(|s| *s) => break 'outer,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             if *shutdown.borrow() {
                 break 'outer;
@@ -690,8 +701,10 @@ impl Worker {
             let free = slots.available_permits();
             let full = free + if claim_ahead { window } else { 0 };
             let want = full.saturating_sub(waiting.len() + asking.values().sum::<usize>());
+            let backing_off = retry_at.is_some_and(|t| Instant::now() < t);
             if !drained
                 && !backlog
+                && !backing_off
                 && claims.len() < claims_in_flight
                 && want > 0
                 && want * 2 >= full
@@ -757,6 +770,15 @@ impl Worker {
                 starved |= slots.available_permits() > 0;
                 tokio::select! {
                     Some(r) = claims.join_next_with_id() => landed.push(ClaimEnd::of(r, &mut asking)),
+                    _ = shutdown.wait_for(|s| *s) => break 'outer,
+                }
+            } else if waiting.is_empty()
+                && backing_off
+                && let Some(at) = retry_at
+            {
+                // A claim failed: wait out the backoff (or shutdown) before the next one.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
                     _ = shutdown.wait_for(|s| *s) => break 'outer,
                 }
             } else if waiting.is_empty() && want == 0 {

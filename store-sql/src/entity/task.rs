@@ -178,33 +178,14 @@ impl Model {
             "into_insert_new is for new rows; insert other rows with into_insert"
         );
         ActiveModel {
-            id: NotSet,
-            code: Set(self.code),
-            task_type: Set(self.task_type),
-            payload: Set(self.payload),
-            name: Set(self.name),
-            description: Set(self.description),
-            biz_type: Set(self.biz_type),
-            state: Set(self.state),
-            attempts: Set(self.attempts),
-            max_attempts: Set(self.max_attempts),
-            retry_policy: Set(self.retry_policy),
-            timeout_ms: Set(self.timeout_ms),
-            on_success: Set(self.on_success),
-            dispatch: Set(self.dispatch),
-            run_at: Set(self.run_at),
             lease_owner: NotSet,
             last_error: NotSet,
-            version: Set(self.version),
-            created_at: Set(self.created_at),
-            updated_at: Set(self.updated_at),
             claim_token: NotSet,
             claimed_at: NotSet,
             interruptions: NotSet,
-            queue: Set(self.queue),
-            priority: Set(self.priority),
             due_at: NotSet,
             cancel_requested_at: NotSet,
+            ..self.into_insert()
         }
     }
 

@@ -210,6 +210,19 @@ async fn empty(store: &Arc<dyn TaskStore>) -> bool {
     store.counts().await.unwrap().is_empty()
 }
 
+/// Enqueues `n` copies of `work` in one batch, coded `<prefix>-000`, `<prefix>-001`, ….
+async fn enqueue_numbered(c: &Client, work: &Work, prefix: &str, n: u64) {
+    let batch: Vec<(&dyn Task, EnqueueOptions)> = (0..n)
+        .map(|i| {
+            (
+                work as &dyn Task,
+                EnqueueOptions::new().code(format!("{prefix}-{i:03}")),
+            )
+        })
+        .collect();
+    assert_eq!(c.enqueue_batch(batch).await.unwrap(), n);
+}
+
 /// 200 tasks drained by a worker with concurrency 4: each runs exactly once, never more than 4
 /// at a time, every run logged as succeeded, nothing left.
 pub async fn drains_with_concurrency(store: Arc<dyn TaskStore>) {
@@ -220,15 +233,7 @@ pub async fn drains_with_concurrency(store: Arc<dyn TaskStore>) {
         ..Work::default()
     };
     let n = 200;
-    let batch: Vec<(&dyn Task, EnqueueOptions)> = (0..n)
-        .map(|i| {
-            (
-                &work as &dyn Task,
-                EnqueueOptions::new().code(format!("drain-{i:03}")),
-            )
-        })
-        .collect();
-    assert_eq!(c.enqueue_batch(batch).await.unwrap(), n);
+    enqueue_numbered(&c, &work, "drain", n).await;
     let w = c
         .worker()
         .concurrency(4)
@@ -268,15 +273,7 @@ pub async fn pipelined_claims_stay_bounded(store: Arc<dyn TaskStore>) {
     let c = client(&(slow.clone() as Arc<dyn TaskStore>), &probe, |b| b);
     let work = Work::default();
     let n = 300;
-    let batch: Vec<(&dyn Task, EnqueueOptions)> = (0..n)
-        .map(|i| {
-            (
-                &work as &dyn Task,
-                EnqueueOptions::new().code(format!("fast-{i:03}")),
-            )
-        })
-        .collect();
-    assert_eq!(c.enqueue_batch(batch).await.unwrap(), n);
+    enqueue_numbered(&c, &work, "fast", n).await;
     let w = c
         .worker()
         .concurrency(4)
