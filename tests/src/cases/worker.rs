@@ -12,7 +12,7 @@ use taskrow::typetag;
 use taskrow::{
     Client, ClientBuilder, EnqueueOptions, Error, Jitter, LogFilter, ManualClock, Outcome,
     RetryPolicy, Task, TaskContext, TaskError, TaskLog, TaskRecord, TaskRef, TaskState, TaskStore,
-    async_trait,
+    WorkerHandle, async_trait,
 };
 
 /// What the worker-case tasks record: each run's code and real start/end, and how many ran at
@@ -223,6 +223,28 @@ async fn enqueue_numbered(c: &Client, work: &Work, prefix: &str, n: u64) {
     assert_eq!(c.enqueue_batch(batch).await.unwrap(), n);
 }
 
+/// Waits (up to a minute) until the store holds no task, stops `w`, and checks the drain of
+/// `n` numbered tasks: every one ran exactly once, with one log row, succeeded at attempt 1.
+async fn drained_each_once(store: &Arc<dyn TaskStore>, w: WorkerHandle, probe: &Probe, n: u64) {
+    eventually("the drain to finish", Duration::from_secs(60), || {
+        empty(store)
+    })
+    .await;
+    w.shutdown().await;
+    let counts = probe.counts();
+    assert_eq!(counts.len(), n as usize, "every task ran");
+    assert!(
+        counts.values().all(|&k| k == 1),
+        "each task ran exactly once"
+    );
+    let all = store.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(all.len(), n as usize, "one log row per task");
+    assert!(
+        all.iter()
+            .all(|l| l.outcome == Outcome::Succeeded && l.attempt == 1)
+    );
+}
+
 /// 200 tasks drained by a worker with concurrency 4: each runs exactly once, never more than 4
 /// at a time, every run logged as succeeded, nothing left.
 pub async fn drains_with_concurrency(store: Arc<dyn TaskStore>) {
@@ -240,26 +262,9 @@ pub async fn drains_with_concurrency(store: Arc<dyn TaskStore>) {
         .poll_interval(Duration::from_millis(20))
         .start()
         .unwrap();
-    eventually("the drain to finish", Duration::from_secs(60), || {
-        empty(&store)
-    })
-    .await;
-    w.shutdown().await;
-
-    let counts = probe.counts();
-    assert_eq!(counts.len(), n as usize, "every task ran");
-    assert!(
-        counts.values().all(|&k| k == 1),
-        "each task ran exactly once"
-    );
+    drained_each_once(&store, w, &probe, n).await;
     let max = probe.max_active.load(Ordering::SeqCst);
     assert!(max <= 4, "at most 4 at once, saw {max}");
-    let all = store.logs(&LogFilter::default()).await.unwrap();
-    assert_eq!(all.len(), n as usize);
-    assert!(
-        all.iter()
-            .all(|l| l.outcome == Outcome::Succeeded && l.attempt == 1)
-    );
 }
 
 /// A fast drain on a database that answers claims slowly (30 ms each, the tasks take none):
@@ -282,21 +287,7 @@ pub async fn pipelined_claims_stay_bounded(store: Arc<dyn TaskStore>) {
         .poll_interval(Duration::from_millis(20))
         .start()
         .unwrap();
-    eventually("the drain to finish", Duration::from_secs(60), || {
-        empty(&store)
-    })
-    .await;
-    w.shutdown().await;
-
-    let counts = probe.counts();
-    assert_eq!(counts.len(), n as usize, "every task ran");
-    assert!(counts.values().all(|&k| k == 1), "each task ran once");
-    let all = store.logs(&LogFilter::default()).await.unwrap();
-    assert_eq!(all.len(), n as usize, "one log row per task");
-    assert!(
-        all.iter()
-            .all(|l| l.outcome == Outcome::Succeeded && l.attempt == 1)
-    );
+    drained_each_once(&store, w, &probe, n).await;
     assert_eq!(
         slow.most_claims_at_once(),
         2,
